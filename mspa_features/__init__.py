@@ -1,0 +1,7 @@
+"""mspa-features: MLLM preference features for production rankers, with AIS/LIS proof.
+
+Heavy dependencies (torch, pyspark, feast, transformers) are imported lazily inside the
+functions that need them, so ``import mspa_features`` and ``mspa --help`` stay fast.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,43 @@
+"""The ``mspa`` command line: one module per noun, heavy imports inside commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mspa_features.cli import data as data_cmd
+from mspa_features.cli import run as run_cmd
+from mspa_features.cli.common import console
+from mspa_features.errors import MspaError
+
+app = typer.Typer(
+    name="mspa",
+    help="MLLM preference features for rankers: compose, align, backfill, serve, prove.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cmd.app, name="data")
+app.command("run")(run_cmd.run)
+
+
+def main() -> None:
+    """Entry point: user-facing errors print one clear message and exit 2, no traceback."""
+    try:
+        app(standalone_mode=False)
+    except MspaError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

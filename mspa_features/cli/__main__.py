@@ -1,0 +1,3 @@
+from mspa_features.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""Run configuration: YAML validated at load into typed pydantic models.
+
+Every model forbids unknown keys, so a typo fails at load with the file and the field named,
+instead of being silently ignored halfway through a backfill.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mspa_features.data.synthetic import SyntheticConfig
+from mspa_features.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the interactions come from."""
+
+    source: Literal["movielens", "synthetic"] = Field(
+        description="movielens: MovieLens-100K from the recbole wheel; synthetic: live-stream generator"
+    )
+    positive_threshold: float = Field(
+        4.0, ge=1.0, le=5.0, description="MovieLens: a rating >= this is a positive (label 1)"
+    )
+    synthetic: SyntheticConfig | None = Field(None, description="generator settings (synthetic)")
+
+    @model_validator(mode="after")
+    def _synthetic_settings(self) -> DataConfig:
+        if self.source == "synthetic" and self.synthetic is None:
+            self.synthetic = SyntheticConfig()
+        if self.source != "synthetic" and self.synthetic is not None:
+            raise ValueError(f"'synthetic' settings given but source is {self.source!r}")
+        return self
+
+
+class U2AConfig(_Strict):
+    """User-to-author evaluation dataset (MSPA section 4.1)."""
+
+    num_candidates: list[int] = Field([4, 10], description="m values: candidates per question")
+    min_positives: int = Field(3, ge=2, description="users with fewer distinct positives dropped")
+    split: tuple[float, float, float] = Field((0.7, 0.2, 0.1), description="train/val/test")
+
+    @model_validator(mode="after")
+    def _check(self) -> U2AConfig:
+        if any(m < 2 or m > 26 for m in self.num_candidates):
+            raise ValueError(
+                f"num_candidates must be in 2..26 (lettered), got {self.num_candidates}"
+            )
+        if abs(sum(self.split) - 1.0) > 1e-6 or any(x < 0 for x in self.split):
+            raise ValueError(f"split must be non-negative and sum to 1, got {self.split}")
+        return self
+
+
+class A2AConfig(_Strict):
+    """Author-to-author triples from attribute overlap."""
+
+    num_triples: int = Field(2000, ge=1)
+    min_margin: float = Field(0.25, gt=0.0, le=1.0, description="Jaccard(a1,a2) - Jaccard(a1,a3)")
+
+
+class RunConfig(_Strict):
+    """One run of the main job (``mspa run CONFIG``)."""
+
+    name: str = Field(description="run name; also the dataset folder name in the workspace")
+    workspace: Path = Field(Path("workspace"), description="where data, results and runs go")
+    seed: int = 0
+    data: DataConfig
+    u2a: U2AConfig = U2AConfig()
+    a2a: A2AConfig = A2AConfig()
+
+
+def _format_loc(loc: tuple) -> str:
+    return ".".join(str(x) for x in loc) or "<root>"
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load and validate a run config.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or a field is invalid (all problems listed,
+            each with its dotted field path).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(p, ["file not found"])
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(p, [f"not valid YAML: {e}"]) from e
+    if not isinstance(raw, dict):
+        raise ConfigError(p, ["top level must be a mapping"])
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = [f"{_format_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(p, problems) from e
+
+
+class Workspace:
+    """The folder layout one run writes (never committed; see .gitignore).
+
+    ``raw/`` downloads, ``data/<dataset>/`` accepted contract tables, ``quarantine/<dataset>/``
+    rejected rows with reasons, ``datasets/<dataset>/`` evaluation sets, ``results/`` outputs.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    def data(self, dataset: str) -> Path:
+        return self.root / "data" / dataset
+
+    def quarantine(self, dataset: str) -> Path:
+        return self.root / "quarantine" / dataset
+
+    def datasets(self, dataset: str) -> Path:
+        return self.root / "datasets" / dataset
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"

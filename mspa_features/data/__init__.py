@@ -1,0 +1,1 @@
+"""Data sources: MovieLens-100K, the synthetic live-stream generator, evaluation datasets."""

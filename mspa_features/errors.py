@@ -1,0 +1,62 @@
+"""The one errors module: every exception the library raises derives from :class:`MspaError`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MspaError(Exception):
+    """Root of all mspa-features errors."""
+
+
+class ConfigError(MspaError):
+    """A configuration file failed validation; names the file and each offending field."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        joined = "\n  - ".join(problems)
+        super().__init__(f"invalid config {self.path}:\n  - {joined}")
+
+
+class SchemaError(MspaError):
+    """An input file is malformed as a whole (wrong format, missing or mistyped column).
+
+    Row-level problems never raise: those rows go to quarantine. This error is for files that
+    cannot be read at all, so the stage fails fast.
+    """
+
+    def __init__(self, path: str | Path, message: str, *, column: str | None = None):
+        self.path = str(path)
+        self.column = column
+        where = f" column {column!r}:" if column else ":"
+        super().__init__(f"{self.path}{where} {message}")
+
+
+class DataFetchError(MspaError):
+    """A dataset could not be obtained (download or unpack failed)."""
+
+
+class ReconciliationError(MspaError):
+    """Row counts do not reconcile (input != accepted + quarantined): a bug, never expected."""
+
+    def __init__(self, stage: str, n_input: int, n_accepted: int, n_quarantined: int):
+        super().__init__(
+            f"{stage}: counts do not reconcile: input={n_input} accepted={n_accepted} "
+            f"quarantined={n_quarantined}"
+        )
+
+
+class MissingExtraError(MspaError, ImportError):
+    """An optional dependency is missing; names the extra that provides it."""
+
+    def __init__(self, module: str, extra: str, hint: str | None = None):
+        self.module = module
+        self.extra = extra
+        msg = (
+            f"{module!r} is not installed; it comes with the '{extra}' extra: "
+            f"pip install 'mspa-features[{extra}]'"
+        )
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)

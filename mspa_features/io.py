@@ -1,0 +1,85 @@
+"""Reading input files (fail fast on malformed files) and writing parquet atomically."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mspa_features.errors import SchemaError
+
+READABLE = (".parquet", ".csv", ".tsv")
+
+
+def read_input(path: str | Path) -> pd.DataFrame:
+    """Read a parquet, CSV or TSV file into a DataFrame without interpreting its values.
+
+    Values stay as the file holds them (CSV cells as strings): validation decides per row what
+    is acceptable, so one bad cell quarantines one row instead of failing the whole file.
+
+    Raises:
+        SchemaError: the file is missing, has an unsupported suffix, or cannot be parsed.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SchemaError(p, "file not found")
+    suffix = p.suffix.lower()
+    if suffix not in READABLE:
+        raise SchemaError(p, f"unsupported format {suffix!r}; expected one of {READABLE}")
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(p).to_pandas(types_mapper=None)
+        sep = "\t" if suffix == ".tsv" else ","
+        # dtype=str + keep_default_na=False: no silent coercion; empty cells become "" here and
+        # are treated as missing by validation.
+        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding_errors="strict")
+        return df.replace({"": None})
+    except UnicodeDecodeError as e:
+        raise SchemaError(p, f"not valid UTF-8 text ({e.reason} at byte {e.start})") from e
+    except (pa.ArrowInvalid, pa.ArrowException) as e:
+        raise SchemaError(p, f"not a readable parquet file: {e}") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise SchemaError(p, f"not a readable {suffix[1:].upper()} file: {e}") from e
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
+    """Write ``table`` to ``path`` via a temporary file and an atomic rename.
+
+    A killed writer leaves the previous file (or nothing) in place, never a truncated one.
+    Timestamps are written as microseconds: Spark 4 refuses nanosecond parquet.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
+
+
+def read_parquet(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a parquet file written by this package, optionally cast to ``schema``.
+
+    Raises:
+        SchemaError: missing file, unreadable file, or a column missing from ``schema``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SchemaError(p, "file not found (run the stage that writes it first)")
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SchemaError(p, f"not a readable parquet file: {e}") from e
+    if schema is None:
+        return table
+    for name in schema.names:
+        if name not in table.column_names:
+            raise SchemaError(p, "missing column", column=name)
+    return table.select(schema.names).cast(schema)

@@ -1,0 +1,54 @@
+"""Config: validated at load; errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mspa_features.config import load_config
+from mspa_features.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["movielens.yaml", "synthetic.yaml"])
+def test_shipped_configs_load(name):
+    cfg = load_config(REPO / "configs" / name)
+    assert cfg.u2a.num_candidates == [4, 10]
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_field_is_rejected_with_its_path(tmp_path):
+    p = _write(tmp_path, "name: x\ndata: {source: movielens, positve_threshold: 4}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(p) in str(e.value) and "data.positve_threshold" in str(e.value)
+
+
+def test_bad_values_are_all_reported(tmp_path):
+    p = _write(tmp_path, "name: x\ndata: {source: csv}\nu2a: {split: [0.5, 0.5, 0.5]}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "data.source" in msg and "u2a" in msg and "sum to 1" in msg
+
+
+def test_synthetic_settings_only_with_synthetic_source(tmp_path):
+    p = _write(tmp_path, "name: x\ndata: {source: movielens, synthetic: {n_users: 5}}\n")
+    with pytest.raises(ConfigError, match="synthetic"):
+        load_config(p)
+    cfg = load_config(_write(tmp_path, "name: x\ndata: {source: synthetic}\n"))
+    assert cfg.data.synthetic is not None
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "name: [unclosed"))
