@@ -13,7 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mspa_features.data.synthetic import SyntheticConfig
+from mspa_features.encoders import EncoderConfig
 from mspa_features.errors import ConfigError
+from mspa_features.generation.base import BackendConfig
 
 
 class _Strict(BaseModel):
@@ -65,6 +67,32 @@ class A2AConfig(_Strict):
     min_margin: float = Field(0.25, gt=0.0, le=1.0, description="Jaccard(a1,a2) - Jaccard(a1,a3)")
 
 
+class ComposerConfig(_Strict):
+    """The preference composer: generation backend, encoder, budgets."""
+
+    backend: BackendConfig = Field(
+        default_factory=lambda: BackendConfig(type="llamacpp", model="smollm2", batch_size=16),
+        description="generation backend (transformers | llamacpp | vllm | transformers-vl)",
+    )
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    max_new_tokens: int = Field(96, ge=8, description="preference text length cap")
+    author_max_new_tokens: int = Field(64, ge=8, description="author description length cap")
+    token_budget: int = Field(768, ge=32, description="history prompt tokens; newest kept")
+    max_frames_per_author: int = Field(1, ge=0, description="images per author (VLM only)")
+
+
+class EvalConfig(_Strict):
+    """U2A/A2A evaluation of composers (``mspa eval``, and the main job)."""
+
+    composers: list[Literal["template", "llm"]] = Field(["template", "llm"])
+    cohort_users: int | None = Field(
+        60, ge=1, description="U2A test users evaluated (null: the whole test split)"
+    )
+    generations: int = Field(3, ge=0, description="Acc@m generations (mean and spread)")
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature for Acc@m")
+    rec_max_new_tokens: int = Field(48, ge=4)
+
+
 class RunConfig(_Strict):
     """One run of the main job (``mspa run CONFIG``)."""
 
@@ -74,6 +102,8 @@ class RunConfig(_Strict):
     data: DataConfig
     u2a: U2AConfig = U2AConfig()
     a2a: A2AConfig = A2AConfig()
+    composer: ComposerConfig = Field(default_factory=ComposerConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
 def _format_loc(loc: tuple) -> str:
@@ -129,3 +159,11 @@ class Workspace:
     @property
     def results(self) -> Path:
         return self.root / "results"
+
+    def features(self, dataset: str) -> Path:
+        return self.root / "features" / dataset
+
+    @property
+    def composer_cache(self) -> Path:
+        """Shared by every run and stage: same inputs never cost twice."""
+        return self.root / "cache" / "composer.sqlite"

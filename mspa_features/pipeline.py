@@ -4,7 +4,9 @@ Stages (each idempotent; a rerun reuses what is already on disk):
 
 1. data: fetch/generate, validate against the contracts, write accepted rows + quarantine;
 2. eval sets: U2A questions and A2A triples (MSPA section 4.1);
-3. baselines: popularity and random on U2A test users, co-occurrence on A2A.
+3. baselines: popularity and random on U2A test users, co-occurrence on A2A;
+4. composer evaluation: template vs LLM composer on a U2A test cohort and all authors
+   (Acc@m by generation and by embedding, Recall/NDCG@K, A2A), cached by content.
 
 Later stages (composer, backfill, Feast, ablations) extend :func:`run` in place.
 """
@@ -56,6 +58,7 @@ class RunSummary:
     n_positives: int
     timings_s: dict[str, float]
     quarantine_dir: str
+    composer_eval: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -170,12 +173,13 @@ def evaluate_baselines(
     return out, a2a_rates
 
 
-def run(cfg: RunConfig, progress: Any = None) -> RunSummary:
+def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunSummary:
     """Run every existing stage for ``cfg`` and write ``results/<name>/summary.json``.
 
     Args:
         cfg: the validated run config.
         progress: an optional callable ``(stage_name) -> None`` told when each stage starts.
+        step_progress: an optional ``(what, done, total) -> None`` for long stages.
     """
     ws = Workspace(cfg.workspace)
     timings: dict[str, float] = {}
@@ -196,6 +200,15 @@ def run(cfg: RunConfig, progress: Any = None) -> RunSummary:
     u2a_metrics, a2a_metrics = evaluate_baselines(cfg, ws, u2a, a2a)
     _timed(timings, "baselines", t0)
 
+    composer_eval = None
+    if cfg.eval.composers:
+        from mspa_features.compose_jobs import evaluate
+
+        say("composers: " + " vs ".join(cfg.eval.composers))
+        t0 = time.perf_counter()
+        composer_eval = evaluate(cfg, progress=step_progress)
+        _timed(timings, "composers", t0)
+
     inter = next(r for r in results if r.contract == "interactions").accepted
     ts = inter.column("event_timestamp").to_pandas()
     summary = RunSummary(
@@ -210,6 +223,7 @@ def run(cfg: RunConfig, progress: Any = None) -> RunSummary:
         n_positives=int(np.asarray(inter.column("label")).sum()),
         timings_s=timings,
         quarantine_dir=str(ws.quarantine(cfg.name)),
+        composer_eval=composer_eval,
     )
     out = ws.results / cfg.name
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.table import Table
@@ -36,4 +37,71 @@ def metric_table(title: str, rows: dict[str, dict[str, float]], columns: Sequenc
         t.add_column(c, justify="right")
     for name, vals in rows.items():
         t.add_row(name, *(f"{vals[c]:.4f}" if c in vals else "-" for c in columns))
+    return t
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display; yields ``step(stage, done, total)`` that creates/updates bars."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as prog:
+        tasks: dict[str, int] = {}
+
+        def step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+            prog.update(tasks[stage], completed=done, total=total)
+
+        yield step
+
+
+def u2a_table(res: dict, num_candidates: Sequence[int]) -> Table:
+    """The U2A/A2A table of ``mspa eval u2a`` and the main job: one column per composer."""
+    names = list(res["composers"])
+    t = Table(
+        title=f"U2A/A2A on {res['cohort_users']} of {res['test_users_total']} test users "
+        f"(acc@m gen: mean ± std over {res['generations']} generations)",
+        title_justify="left",
+    )
+    t.add_column("metric")
+    for n in names:
+        t.add_column(n, justify="right")
+    rows: list[tuple[str, Callable[[dict], str]]] = []
+    for m in num_candidates:
+        rows.append(
+            (
+                f"acc@{m} gen",
+                lambda r, m=m: (
+                    f"{r[f'acc@{m}']:.3f} ± {r[f'acc@{m}_std']:.3f}" if f"acc@{m}" in r else "-"
+                ),
+            )
+        )
+        rows.append((f"acc@{m} emb", lambda r, m=m: f"{r[f'acc@{m}_emb']:.3f}"))
+    for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
+        rows.append((k, lambda r, k=k: f"{r[k]:.4f}"))
+    rows.append(("a2a rate", lambda r: f"{r['a2a']:.3f}" if r.get("a2a") is not None else "-"))
+
+    def _parse(r: dict) -> str:
+        c = r.get("parse", {}).get("compose")
+        return "/".join(str(c[k]) for k in ("ok", "repaired", "failed")) if c else "-"
+
+    rows.append(("compose parse ok/rep/fail", _parse))
+    rows.append(("seconds", lambda r: f"{r['seconds']:.0f}"))
+    for label, fn in rows:
+        t.add_row(label, *(fn(res["composers"][n]) for n in names))
     return t

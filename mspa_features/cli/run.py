@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import console, counts_table, metric_table
+from mspa_features.cli.common import console, counts_table, metric_table, u2a_table
 
 
 def run(
@@ -16,7 +16,14 @@ def run(
     """Run every stage for CONFIG and print the results table."""
     import time
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from mspa_features.config import load_config
     from mspa_features.pipeline import run as run_pipeline
@@ -26,6 +33,8 @@ def run(
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -37,7 +46,14 @@ def run(
                 prog.update(tid, completed=1, total=1)
             current[name] = prog.add_task(name, total=None)
 
-        summary = run_pipeline(cfg, progress=stage)
+        steps: dict[str, int] = {}
+
+        def step(what: str, done: int, total: int) -> None:
+            if what not in steps:
+                steps[what] = prog.add_task(f"  {what}", total=total)
+            prog.update(steps[what], completed=done, total=total)
+
+        summary = run_pipeline(cfg, progress=stage, step_progress=step)
         for tid in current.values():
             prog.update(tid, completed=1, total=1)
 
@@ -71,6 +87,8 @@ def run(
             "A2A alignment rate", {k: {"a2a": v} for k, v in summary.a2a_metrics.items()}, ["a2a"]
         )
     )
+    if summary.composer_eval:
+        console.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
     console.print(
         f"results -> {Path(cfg.workspace).resolve() / 'results' / summary.name / 'summary.json'}"
         f"   ({time.perf_counter() - t0:.1f} s)",

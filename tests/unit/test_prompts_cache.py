@@ -1,0 +1,62 @@
+"""Prompts are versioned and hashed; the cache is content-addressed."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from mspa_features.cache import ComposerCache, content_key
+from mspa_features.contracts import Author
+from mspa_features.prompts import AUTHOR, PREFERENCE, RECOMMEND, render_author, render_candidates
+
+
+def test_prompt_hash_changes_with_text_and_version():
+    assert len({PREFERENCE.hash, AUTHOR.hash, RECOMMEND.hash}) == 3
+    edited = dataclasses.replace(PREFERENCE, template=PREFERENCE.template + " ")
+    bumped = dataclasses.replace(PREFERENCE, version="2")
+    assert len({PREFERENCE.hash, edited.hash, bumped.hash}) == 3
+
+
+def test_recommendation_prompt_asks_for_the_answer_format():
+    msgs = RECOMMEND.messages(preference="likes x", candidates=render_candidates(["a", "b"]))
+    assert msgs[0].role == "system" and msgs[1].role == "user"
+    body = msgs[1].content
+    assert '"User Preference"' in body and '"Answer": "<letter>"' in body
+    assert "A. a\nB. b" in body
+    with pytest.raises(ValueError, match="at most 26"):
+        render_candidates(["x"] * 27)
+
+
+def test_render_author_caps_huge_fields():
+    a = Author(
+        author_id="a",
+        event_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        profile_text="p" * 10_000,
+        asr_text="hello",
+        comments=["c" * 5000] * 50,
+        location="north",
+    )
+    text = render_author(a)
+    assert len(text) < 1500 and "Location: north" in text and "Says: hello" in text
+    assert text.count(" | ") == 4  # five comments at most
+
+
+def test_content_key_is_length_prefixed():
+    assert content_key("ab", "c") != content_key("a", "bc")
+    assert content_key("x", b"\x00") == content_key("x", b"\x00")
+
+
+def test_cache_round_trip_and_persistence(tmp_path):
+    path = tmp_path / "c.sqlite"
+    c = ComposerCache(path)
+    c.put_texts([("k1", "hello", 3)])
+    c.put_embeddings([("e1", np.arange(4, dtype=np.float32))])
+    assert c.get_texts(["k1", "k2"]) == {"k1": ("hello", 3)}
+    assert (c.hits, c.misses) == (1, 1)
+    c.close()
+    again = ComposerCache(path)
+    np.testing.assert_array_equal(again.get_embeddings(["e1"])["e1"], np.arange(4))
+    assert again.get_texts(["k1"])["k1"][0] == "hello"
