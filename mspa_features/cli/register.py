@@ -1,0 +1,167 @@
+"""``mspa register`` (apply + materialize) and ``mspa features online`` (one ranker read)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mspa_features.cli.common import console
+
+features_app = typer.Typer(help="Read registered features.", no_args_is_help=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="run config YAML (backfill done)")]
+RepoOpt = Annotated[Path, typer.Option("--repo", help="Feast repo folder (yaml files)")]
+OnlineOpt = Annotated[str, typer.Option("--online", help="online store: sqlite | redis | milvus")]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option("--redis", help="Redis connection string host:port[,db=N] (with --online redis)"),
+]
+
+
+def install(app: typer.Typer) -> None:
+    """Add ``register`` and the ``features`` group to the top-level app."""
+    app.command("register")(register)
+    app.add_typer(features_app, name="features")
+
+
+def _online(online: str, redis: str | None) -> str:
+    from mspa_features.registry import ONLINE_KINDS
+
+    if online not in ONLINE_KINDS:
+        raise typer.BadParameter(
+            f"{online!r} is not one of {list(ONLINE_KINDS)}", param_hint="--online"
+        )
+    if redis and online != "redis":
+        raise typer.BadParameter("--redis needs --online redis", param_hint="--redis")
+    return online
+
+
+def _ts(x: datetime | None) -> str:
+    return x.strftime("%Y-%m-%d %H:%M:%S") if x else "-"
+
+
+def register(
+    config: ConfigArg,
+    feature_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature-set", "-s", help="feature set to register (repeatable; default all)"
+        ),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="materialize the whole window, not incrementally")
+    ] = False,
+    online: OnlineOpt = "sqlite",
+    redis: RedisOpt = None,
+    end: Annotated[
+        datetime | None, typer.Option(help="materialize up to this UTC instant (default now)")
+    ] = None,
+    repo: RepoOpt = Path("feature_repo"),
+    store_yaml: Annotated[
+        Path | None,
+        typer.Option(help="feature_store yaml (e.g. feature_repo/feature_store.spark.yaml)"),
+    ] = None,
+) -> None:
+    """Register backfilled feature sets with Feast and materialize them to the online store."""
+    from mspa_features.config import load_config
+    from mspa_features.registry import register as do_register
+
+    cfg = load_config(config)
+    kind = _online(online, redis)
+    # No live spinner: Feast prints its own materialization progress to stdout.
+    rep = do_register(
+        cfg,
+        feature_set,
+        repo_path=repo,
+        store_yaml=store_yaml,
+        incremental=not full,
+        end=end,
+        online=kind,  # type: ignore[arg-type]
+        redis_url=redis,
+    )
+    console.print(
+        f"project [bold]{rep.project}[/]  registry {rep.registry}\n"
+        f"offline {rep.offline_store}  online {rep.online_store}",
+        highlight=False,
+    )
+    views = Table(title="feature views", title_justify="left")
+    for col in ("view", "kind", "features", "model_version", "leaked"):
+        views.add_column(col)
+    for v in rep.views:
+        views.add_row(
+            v.name,
+            v.kind,
+            ", ".join(v.features),
+            v.tags.get("model_version", "-"),
+            v.tags.get("leaked", "-"),
+        )
+    console.print(views)
+    services = Table(title="feature services (ranker variants)", title_justify="left")
+    services.add_column("service")
+    services.add_column("features")
+    for s in rep.services:
+        services.add_row(s.name, "\n".join(s.feature_refs) or "(none: entity ids only)")
+    console.print(services)
+    mat = Table(title="materialized", title_justify="left")
+    for col in ("view", "mode", "from", "to", "rows", "entities", "latest snapshot"):
+        mat.add_column(col, justify="right" if col in ("rows", "entities") else "left")
+    for m in rep.materialized:
+        mat.add_row(
+            m.view,
+            m.mode,
+            _ts(m.start),
+            _ts(m.end),
+            f"{m.rows:,}",
+            f"{m.entities:,}",
+            _ts(m.latest_snapshot),
+        )
+    console.print(mat)
+    console.print(f"done in {rep.seconds:.1f} s", highlight=False)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        import numpy as np
+
+        v = np.asarray(value, dtype=np.float64)
+        head = ", ".join(f"{x:+.4f}" for x in v[:4])
+        return f"{len(v)}-d [{head}, ...] |v|={np.linalg.norm(v):.4f}"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return "null" if value is None else str(value)
+
+
+@features_app.command("online")
+def online_cmd(
+    config: ConfigArg,
+    user: Annotated[str, typer.Option("--user", "-u", help="user_id")],
+    author: Annotated[str, typer.Option("--author", "-a", help="author_id")],
+    service: Annotated[
+        str, typer.Option("--service", help="feature service, e.g. all__template")
+    ] = "all__template",
+    online: OnlineOpt = "sqlite",
+    redis: RedisOpt = None,
+    repo: RepoOpt = Path("feature_repo"),
+) -> None:
+    """Print what a ranker receives online for one (user, author) pair."""
+    from mspa_features.config import load_config
+    from mspa_features.feature_reads import online_features
+    from mspa_features.registry import open_store
+
+    cfg = load_config(config)
+    store = open_store(cfg, repo_path=repo, online=_online(online, redis), redis_url=redis)  # type: ignore[arg-type]
+    svc = store.get_feature_service(service)
+    row = online_features(store, svc, [(user, author)]).iloc[0]
+    t = Table(title=f"{service}: user {user!r}, author {author!r}", title_justify="left")
+    t.add_column("feature")
+    t.add_column("value")
+    for col, value in row.items():
+        t.add_row(str(col), _show(value))
+    console.print(t)
+    if not svc.feature_view_projections:
+        console.print("(baseline service: no MSPA feature; the ranker uses its own ids only)")
+    console.print(f"service tags: {dict(svc.tags)}", highlight=False)
