@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -38,6 +39,21 @@ class ComposerCache:
         self._conn = sqlite3.connect(
             str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=60
         )
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        # Switching to WAL does not wait on the busy timeout: two processes creating the same
+        # file at once (Spark workers) see "database is locked". Retry with backoff.
+        for attempt in range(60):
+            try:
+                self._create_tables()
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 59:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        self.hits = 0
+        self.misses = 0
+
+    def _create_tables(self) -> None:
         with self._conn:
             if self.path is not None:
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -49,8 +65,6 @@ class ComposerCache:
                 "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER NOT NULL,"
                 " vec BLOB NOT NULL)"
             )
-        self.hits = 0
-        self.misses = 0
 
     # ---------------------------------------------------------------- texts
     def get_texts(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:

@@ -60,3 +60,20 @@ def test_cache_round_trip_and_persistence(tmp_path):
     again = ComposerCache(path)
     np.testing.assert_array_equal(again.get_embeddings(["e1"])["e1"], np.arange(4))
     assert again.get_texts(["k1"])["k1"][0] == "hello"
+
+
+def _open_and_write(path: str) -> int:
+    ComposerCache(path).put_texts([("k", "v", 1)])
+    return 1
+
+
+def test_cache_created_by_several_processes_at_once(tmp_path):
+    # Spark workers open the shared cache together; switching a new file to WAL used to fail
+    # with "database is locked" in some of them.
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for i in range(3):
+        path = str(tmp_path / f"{i}.sqlite")
+        with ctx.Pool(4) as pool:
+            assert pool.map(_open_and_write, [path] * 4) == [1] * 4
