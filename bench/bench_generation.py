@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -61,13 +62,43 @@ def build_prompts(n: int, *, full: bool = False, seed: int = 0) -> list[list[Cha
     return convs
 
 
-def _row(name: str, n_tokens: int, seconds: float, load_s: float, base: float | None) -> str:
-    tps = n_tokens / seconds
-    ratio = f"{tps / base:6.1f}x" if base else "     -"
-    return f"{name:<12} {n_tokens:>7d} {seconds:>9.2f} {tps:>9.1f} {ratio} {load_s:>8.1f}"
+@dataclass
+class Result:
+    """One run: tokens generated, wall times (s), and the texts."""
+
+    name: str
+    n_generated: int
+    seconds: float  # all prompts, max_new_tokens each
+    prefill_seconds: float  # the same prompts with max_new_tokens=1 (time to first token)
+    load_seconds: float
+    texts: list[str]
+    n_prompt: int = 0  # prompt tokens over all prompts (our backend's count)
+
+    @property
+    def tok_s(self) -> float:
+        return self.n_generated / self.seconds
+
+    @property
+    def decode_tok_s(self) -> float:
+        """Tokens after the first per prompt, over the time after the first (approximate)."""
+        n, dt = self.n_generated - len(self.texts), self.seconds - self.prefill_seconds
+        return n / dt if dt > 0 else float("nan")
 
 
-def bench_hf(convs, max_new: int, threads: int) -> tuple[int, float, float, list[str]]:
+def _timed(
+    fn: Callable[[int], tuple[int, list[str]]], max_new: int
+) -> tuple[float, float, int, list]:
+    """(seconds for max_new, seconds for 1 token, tokens generated, texts); fn warmed up first."""
+    fn(2)
+    t0 = time.perf_counter()
+    fn(1)
+    prefill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n, texts = fn(max_new)
+    return time.perf_counter() - t0, prefill, n, texts
+
+
+def bench_hf(convs, max_new: int, threads: int) -> Result:
     """Bare transformers: fp32 (dequantised GGUF), greedy, one conversation at a time."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -80,30 +111,36 @@ def bench_hf(convs, max_new: int, threads: int) -> tuple[int, float, float, list
     model.eval()
     load_s = time.perf_counter() - t0
     eos = tok.convert_tokens_to_ids("<|im_end|>")
-
-    def run(messages: Sequence[ChatMessage], n: int) -> tuple[int, str]:
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        enc = tok.apply_chat_template(
-            chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    encoded = [
+        tok.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in c],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
         )
-        with torch.inference_mode():
-            out = model.generate(
-                **enc, max_new_tokens=n, do_sample=False, eos_token_id=eos, pad_token_id=eos
-            )
-        new = out[0, enc["input_ids"].shape[1] :].tolist()
-        if new and new[-1] == eos:
-            new = new[:-1]
-        return len(new), tok.decode(new, skip_special_tokens=True)
+        for c in convs
+    ]
 
-    run(convs[0], 4)  # warm-up (first call allocates)
-    t0 = time.perf_counter()
-    results = [run(c, max_new) for c in convs]
-    seconds = time.perf_counter() - t0
-    return sum(n for n, _ in results), seconds, load_s, [t for _, t in results]
+    def run(n: int) -> tuple[int, list[str]]:
+        total, texts = 0, []
+        for enc in encoded:
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc, max_new_tokens=n, do_sample=False, eos_token_id=eos, pad_token_id=eos
+                )
+            new = out[0, enc["input_ids"].shape[1] :].tolist()
+            if new and new[-1] == eos:
+                new = new[:-1]
+            total += len(new)
+            texts.append(tok.decode(new, skip_special_tokens=True))
+        return total, texts
+
+    s, pre, n, texts = _timed(run, max_new)
+    return Result("hf-single", n, s, pre, load_s, texts)
 
 
-def bench_bare_llama(convs, max_new: int, threads: int) -> tuple[int, float, float]:
-    """Bare llama-cpp-python high-level API, one conversation at a time."""
+def bench_bare_llama(convs, max_new: int, threads: int) -> Result:
+    """Bare llama-cpp-python high-level API on the shipped Q4_1 file, one conversation at a time."""
     from llama_cpp import Llama
 
     t0 = time.perf_counter()
@@ -112,23 +149,23 @@ def bench_bare_llama(convs, max_new: int, threads: int) -> tuple[int, float, flo
     )
     load_s = time.perf_counter() - t0
     chats = [[{"role": m.role, "content": m.content} for m in c] for c in convs]
-    llm.create_chat_completion(chats[0], max_tokens=4, temperature=0.0)
-    t0 = time.perf_counter()
-    n = 0
-    for chat in chats:
-        r = llm.create_chat_completion(chat, max_tokens=max_new, temperature=0.0, top_k=1)
-        n += r["usage"]["completion_tokens"]
-    seconds = time.perf_counter() - t0
+
+    def run(n: int) -> tuple[int, list[str]]:
+        total, texts = 0, []
+        for chat in chats:
+            r = llm.create_chat_completion(chat, max_tokens=n, temperature=0.0, top_k=1)
+            total += r["usage"]["completion_tokens"]
+            texts.append(r["choices"][0]["message"]["content"])
+        return total, texts
+
+    s, pre, n, texts = _timed(run, max_new)
     llm.close()
-    return n, seconds, load_s
+    return Result("llama-bare", n, s, pre, load_s, texts)
 
 
-def bench_ours(
-    convs, max_new: int, threads: int, batch: int, weights: str | None
-) -> tuple[int, float, float, list]:
+def bench_ours(convs, max_new: int, threads: int, batch: int, options: dict) -> Result:
     from mspa_features.generation.llamacpp import LlamaCppBackend
 
-    options = {"weights": weights} if weights else {}
     t0 = time.perf_counter()
     backend = LlamaCppBackend(
         BackendConfig(
@@ -136,12 +173,18 @@ def bench_ours(
         )
     )
     load_s = time.perf_counter() - t0
-    backend.generate(convs[:1], GenerationConfig(max_new_tokens=4))  # warm-up
-    t0 = time.perf_counter()
-    gens = backend.generate(convs, GenerationConfig(max_new_tokens=max_new))
-    seconds = time.perf_counter() - t0
+
+    n_prompt = 0
+
+    def run(n: int) -> tuple[int, list[str]]:
+        nonlocal n_prompt
+        gens = backend.generate(convs, GenerationConfig(max_new_tokens=n))
+        n_prompt = sum(g.n_prompt_tokens for g in gens)
+        return sum(g.n_generated_tokens for g in gens), [g.text for g in gens]
+
+    s, pre, n, texts = _timed(run, max_new)
     backend.close()
-    return sum(g.n_generated_tokens for g in gens), seconds, load_s, gens
+    return Result(f"ours-b{batch}", n, s, pre, load_s, texts, n_prompt)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -156,45 +199,57 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--weights", default=None, help="LlamaCppBackend options.weights (default: its default)"
     )
+    ap.add_argument("--flash-attn", action="store_true", help="LlamaCppBackend flash_attn=True")
     ap.add_argument("--skip-hf", action="store_true", help="skip the (slow) transformers run")
     ap.add_argument("--skip-bare-llama", action="store_true")
     args = ap.parse_args(argv)
+    options: dict = {"flash_attn": True} if args.flash_attn else {}
+    if args.weights:
+        options["weights"] = args.weights
 
     convs = build_prompts(args.n_prompts, full=args.full_profiles)
     print(
         f"{args.n_prompts} prompts, max_new_tokens={args.max_new_tokens}, "
-        f"threads={args.threads} (machine has {os.cpu_count()} cores)"
+        f"threads={args.threads} (machine has {os.cpu_count()} cores), ours: {options or 'defaults'}"
     )
-
-    rows: list[tuple[str, int, float, float]] = []
-    hf_texts: list[str] | None = None
+    results: list[Result] = []
     if not args.skip_hf:
-        n, s, load_s, hf_texts = bench_hf(convs, args.max_new_tokens, args.threads)
-        rows.append(("hf-single", n, s, load_s))
+        results.append(bench_hf(convs, args.max_new_tokens, args.threads))
     if not args.skip_bare_llama:
-        rows.append(("llama-bare", *bench_bare_llama(convs, args.max_new_tokens, args.threads)))
-    n, s, load_s, single = bench_ours(convs, args.max_new_tokens, args.threads, 1, args.weights)
-    rows.append(("ours-b1", n, s, load_s))
-    n_prompt = sum(g.n_prompt_tokens for g in single)
-    same_as_single: dict[int, int] = {}
+        results.append(bench_bare_llama(convs, args.max_new_tokens, args.threads))
+    single = bench_ours(convs, args.max_new_tokens, args.threads, 1, options)
+    results.append(single)
     for b in args.batch_size:
-        n, s, load_s, gens = bench_ours(convs, args.max_new_tokens, args.threads, b, args.weights)
-        rows.append((f"ours-b{b}", n, s, load_s))
-        same_as_single[b] = sum(g.text == h.text for g, h in zip(gens, single, strict=True))
+        results.append(bench_ours(convs, args.max_new_tokens, args.threads, b, options))
 
-    base = rows[0][1] / rows[0][2] if not args.skip_hf else None
+    n_prompt = single.n_prompt
     print(f"prompt tokens: {n_prompt} in all, {n_prompt / len(convs):.0f} per prompt")
-    print(f"{'run':<12} {'tokens':>7} {'gen s':>9} {'tok/s':>9} {'vs HF':>7} {'load s':>8}")
-    for name, n, s, load_s in rows:
-        print(_row(name, n, s, load_s, base))
-    for b, same in same_as_single.items():
-        print(f"ours-b{b}: {same}/{len(convs)} outputs identical to ours-b1 (greedy)")
-    if hf_texts is not None:
-        same = sum(h == g.text for h, g in zip(hf_texts, single, strict=True))
+    base = results[0] if not args.skip_hf else None
+    print(
+        f"{'run':<12} {'tokens':>7} {'gen s':>8} {'tok/s':>7} {'vs HF':>7} "
+        f"{'1st-tok s':>9} {'decode tok/s':>12} {'vs HF':>7} {'load s':>7}"
+    )
+    for r in results:
+        vs = f"{r.tok_s / base.tok_s:6.1f}x" if base else "      -"
+        vs_dec = f"{r.decode_tok_s / base.decode_tok_s:6.1f}x" if base else "      -"
         print(
-            f"HF fp32 vs llama.cpp Q4_1 texts identical: {same}/{len(convs)} "
-            "(differences expected: llama.cpp quantises activations to 8 bits)"
+            f"{r.name:<12} {r.n_generated:>7d} {r.seconds:>8.2f} {r.tok_s:>7.1f} {vs} "
+            f"{r.prefill_seconds:>9.2f} {r.decode_tok_s:>12.1f} {vs_dec} {r.load_seconds:>7.1f}"
         )
+    for r in results:
+        if r.name.startswith("ours-b") and r is not single:
+            same = sum(a == b for a, b in zip(r.texts, single.texts, strict=True))
+            print(f"{r.name}: {same}/{len(convs)} texts identical to ours-b1 (greedy)")
+    if base is not None:
+        same = sum(a == b for a, b in zip(base.texts, single.texts, strict=True))
+        print(
+            f"hf-single vs ours-b1 texts identical: {same}/{len(convs)} (different numerics: "
+            "fp32 weights and activations vs llama.cpp's 8-bit activations)"
+        )
+    print(
+        "tok/s: generated tokens / wall time of generate over all prompts (first token included);"
+    )
+    print("decode tok/s: tokens after each prompt's first / (gen s - 1st-tok s), approximate.")
 
 
 if __name__ == "__main__":

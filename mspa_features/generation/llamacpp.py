@@ -6,11 +6,15 @@ KV-cache stream, each) and every step is ONE ``llama_decode`` that advances all 
 weights are read once per step rather than once per conversation. Conversations leave the batch
 when they end their turn and waiting ones take their slot (continuous batching).
 
-Greedy decoding is batch-invariant here: a conversation gets the same tokens whether it is decoded
-alone or among others (``tests/unit/test_llamacpp_backend.py`` checks it). That holds because each
-sequence has its own KV stream (``kv_unified=False``, so attention never mixes sequences and the
-cells a sequence sees sit at the same offsets as when it runs alone) and ggml's CPU matmuls compute
-every output row independently of the other rows in the batch.
+Greedy decoding is batch-invariant: a conversation gets exactly the same tokens whether it is
+decoded alone or among others (``tests/unit/test_llamacpp_backend.py`` checks it). Three things
+make that hold, each found by measuring logits (differences up to ~1.0 otherwise):
+
+* every sequence has its own KV stream (``kv_unified=False``): attention never mixes sequences;
+* flash attention is off: llama.cpp's CPU flash-attention kernel accumulates in f16 along one path
+  for a single query and another for many;
+* a token always takes the same kernels as in a single-stream run: generated tokens go one per
+  sequence per step, prompts in chunks of two tokens or more (see :meth:`LlamaCppBackend._run`).
 
 llama_cpp is imported lazily: importing this module needs only the standard library and numpy.
 """
@@ -80,7 +84,12 @@ class LlamaCppOptions(BaseModel):
         ),
     )
     flash_attn: bool | None = Field(
-        None, description="flash attention: True/False, None lets llama.cpp decide"
+        False,
+        description=(
+            "flash attention; off by default: llama.cpp's CPU kernel accumulates in f16 along a "
+            "different path for one query than for many, so batched greedy outputs would differ "
+            "from single-stream ones (logits move by up to ~1.0). None lets llama.cpp decide"
+        ),
     )
     verbose: bool = Field(False, description="let llama.cpp log to stderr")
 
@@ -93,9 +102,9 @@ class _Slot:
     prompt: list[int]
     max_new: int
     rng: np.random.Generator | None
+    seq: int = -1  # llama.cpp sequence id (= KV stream) while in flight
     n_fed: int = 0  # tokens already in the KV cache
     out: list[int] = field(default_factory=list)
-    logit_row: int = -1  # row of this slot's logits in the last decode, -1: none
     text: str | None = None  # set when a stop string cut the text
     finish: Literal["stop", "length"] | None = None
 
@@ -255,55 +264,91 @@ class LlamaCppBackend(GenerationBackend):
     # -- decoding loop ---------------------------------------------------------------------------
 
     def _run(self, slots: list[_Slot], cfg: GenerationConfig) -> None:
-        """Continuous batching: each step is one llama_decode over every active sequence."""
+        """Continuous batching: one llama_decode per step for every decoding sequence.
+
+        Batch invariance (batched greedy == single-stream greedy, bit for bit) needs each token to
+        take the same kernels as in a single-stream run, where a prompt is one multi-token chunk
+        and each generated token a one-token step. ggml picks its attention kernels by how many
+        tokens a sequence has in the micro-batch (one, or more), so:
+
+        * decoding sequences hold ids ``0..d-1`` (contiguous: llama.cpp groups only sequences with
+          consecutive ids into one micro-batch) and one token each per step;
+        * prompts go in separate llama_decode calls, one conversation at a time, in chunks of at
+          least two tokens (a one-token chunk would take the decode kernels).
+        """
         ll = self._ll
         waiting = deque(slots)
-        # active[k] is the conversation on sequence id k. Ids stay contiguous from 0: without a
-        # unified KV cache llama.cpp only groups sequences with consecutive ids into one
-        # micro-batch, so a hole in the ids would split every step into several forward passes.
-        active: list[_Slot] = []
+        decoding: list[_Slot] = []  # decoding[k] is on sequence id k
+        filling: _Slot | None = None  # the one conversation whose prompt is going in
         ll.llama_memory_clear(self._mem, False)
-        while waiting or active:
-            while waiting and len(active) < self.n_seq:
-                active.append(waiting.popleft())
-            self._fill_batch(active)
-            rc = ll.llama_decode(self._ctx, self._batch)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode returned {rc} ({len(active)} sequences)")
-            for slot in active:
-                if slot.logit_row >= 0:
-                    self._step(slot, cfg)
-            for k in reversed(range(len(active))):
-                if active[k].finish is not None:
-                    self._release(active, k)
+        while waiting or decoding or filling:
+            if decoding:
+                self._decode([(s.out[-1], s.n_fed, k, True) for k, s in enumerate(decoding)])
+                for k, slot in enumerate(decoding):
+                    slot.n_fed += 1
+                    self._step(slot, k, cfg)
+                for k in reversed(range(len(decoding))):
+                    if decoding[k].finish is not None:
+                        self._release(decoding, k)
+            budget = self._n_batch
+            while budget >= 2:
+                if filling is None:
+                    if not waiting or len(decoding) >= self.n_seq:
+                        break
+                    filling = waiting.popleft()
+                    filling.seq = len(decoding)  # free: ids past the decoding block are unused
+                done = self._prefill(filling, decoding, budget, cfg)
+                budget -= done
+                if not filling.prefilling:
+                    if filling.finish is None:
+                        decoding.append(filling)
+                    else:
+                        ll.llama_memory_seq_rm(self._mem, filling.seq, -1, -1)
+                    filling = None
+                elif done == 0:
+                    break
 
-    def _fill_batch(self, active: list[_Slot]) -> None:
-        """Put one token per decoding sequence, then prompt chunks, into the llama_batch."""
+    def _prefill(
+        self, slot: _Slot, decoding: list[_Slot], budget: int, cfg: GenerationConfig
+    ) -> int:
+        """Feed the next chunk of ``slot``'s prompt; returns how many tokens went in."""
+        remaining = len(slot.prompt) - slot.n_fed
+        n = min(remaining, budget)
+        if remaining - n == 1:
+            n -= 1  # never leave a one-token tail
+        if n < 2 and n < remaining:
+            return 0
+        last = n == remaining
+        if last and slot.seq != len(decoding):
+            # A sequence left the decoding block while this prompt went in: move it to the id
+            # that keeps the block contiguous (a copy of its KV stream).
+            self._move(slot.seq, len(decoding))
+            slot.seq = len(decoding)
+        start = slot.n_fed
+        self._decode(
+            [
+                (tok, start + j, slot.seq, last and j == n - 1)
+                for j, tok in enumerate(slot.prompt[start : start + n])
+            ]
+        )
+        slot.n_fed += n
+        if last:
+            self._step(slot, n - 1, cfg)
+        return n
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode over ``(token, position, sequence id, want logits)`` entries."""
         b = self._batch
-        n = 0
-        for seq_id, slot in enumerate(active):  # decoding sequences: their last token
-            slot.logit_row = -1
-            if not slot.prefilling:
-                b.token[n], b.pos[n] = slot.out[-1], slot.n_fed
-                b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = 1, seq_id, True
-                slot.logit_row, slot.n_fed, n = n, slot.n_fed + 1, n + 1
-        for seq_id, slot in enumerate(active):  # prefilling sequences: prompt chunks
-            if not slot.prefilling or n >= self._n_batch:
-                continue
-            chunk = slot.prompt[slot.n_fed : slot.n_fed + self._n_batch - n]
-            for j, tok in enumerate(chunk):
-                b.token[n + j], b.pos[n + j] = tok, slot.n_fed + j
-                b.n_seq_id[n + j], b.seq_id[n + j][0], b.logits[n + j] = 1, seq_id, False
-            n += len(chunk)
-            slot.n_fed += len(chunk)
-            if not slot.prefilling:  # whole prompt in: its last token's logits start decoding
-                b.logits[n - 1] = True
-                slot.logit_row = n - 1
-        b.n_tokens = n
+        for i, (tok, pos, seq, out) in enumerate(entries):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.seq_id[i][0], b.logits[i] = tok, pos, 1, seq, out
+        b.n_tokens = len(entries)
+        rc = self._ll.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} ({len(entries)} tokens)")
 
-    def _step(self, slot: _Slot, cfg: GenerationConfig) -> None:
-        """Choose the next token of ``slot`` from its logits and decide whether it stops."""
-        ptr = self._ll.llama_get_logits_ith(self._ctx, slot.logit_row)
+    def _step(self, slot: _Slot, row: int, cfg: GenerationConfig) -> None:
+        """Choose ``slot``'s next token from logits row ``row`` and decide whether it stops."""
+        ptr = self._ll.llama_get_logits_ith(self._ctx, row)
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # (n_vocab,) view, float32
         tok = int(logits.argmax()) if slot.rng is None else _sample(logits, cfg, slot.rng)
         if self._ll.llama_vocab_is_eog(self._vocab, tok):
@@ -319,18 +364,26 @@ class LlamaCppBackend(GenerationBackend):
         if len(slot.out) >= slot.max_new:
             slot.finish = "length"
 
-    def _release(self, active: list[_Slot], k: int) -> None:
-        """Drop sequence ``k`` and keep the ids contiguous by moving the last one into its place."""
-        ll = self._ll
-        last = len(active) - 1
-        ll.llama_memory_seq_rm(self._mem, k, -1, -1)
+    def _release(self, decoding: list[_Slot], k: int) -> None:
+        """Drop decoding sequence ``k``; the last one moves into its id to keep ids contiguous."""
+        self._ll.llama_memory_seq_rm(self._mem, k, -1, -1)
+        last = len(decoding) - 1
         if k != last:
-            # Moving a sequence to another stream copies that stream's KV buffers (done by
-            # llama.cpp at the start of the next decode); cheaper than a split forward pass.
-            ll.llama_memory_seq_cp(self._mem, last, k, -1, -1)
-            ll.llama_memory_seq_rm(self._mem, last, -1, -1)
-            active[k] = active[last]
-        active.pop()
+            self._move(last, k)
+            decoding[k] = decoding[last]
+            decoding[k].seq = k
+        decoding.pop()
+
+    def _move(self, src: int, dst: int) -> None:
+        """Move a sequence's KV cache to another (empty) sequence id.
+
+        Without a unified KV cache each id has its own stream, so this copies the stream's
+        buffers (llama.cpp does it at the start of the next decode): ~23 KB per context cell for
+        SmolLM2, a few ms. Splitting every later step into several forward passes costs more.
+        """
+        self._ll.llama_memory_seq_rm(self._mem, dst, -1, -1)
+        self._ll.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+        self._ll.llama_memory_seq_rm(self._mem, src, -1, -1)
 
     # -- tokenizer -------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def _conv(text: str, system: str | None = None) -> list[ChatMessage]:
     return [*head, ChatMessage("user", text)]
 
 
-def _backend(batch_size: int):
+def _backend(batch_size: int, **options):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra cpu-fast)")
     from mspa_features.generation.llamacpp import LlamaCppBackend
 
@@ -38,14 +38,15 @@ def _backend(batch_size: int):
             model="smollm2",
             batch_size=batch_size,
             threads=1,  # one thread: no spin-waiting when CI shares the cores
-            options={"n_ctx": 1024},
+            options={"n_ctx": 1024, **options},
         )
     )
 
 
 @pytest.fixture(scope="module")
 def batched():
-    backend = _backend(4)
+    # A small n_batch makes prompts go in several chunks while other sequences decode.
+    backend = _backend(4, n_batch=40)
     yield backend
     backend.close()
 
@@ -133,6 +134,36 @@ def test_batched_equals_unbatched_greedy(batched, single):
     together = batched.generate(convs, cfg)
     alone = [single.generate([c], cfg)[0] for c in convs]
     assert together == alone
+
+
+@pytest.mark.slow
+def test_batched_equals_unbatched_greedy_on_chunked_prompts(batched, single):
+    # Preference-style prompts of ~100-150 tokens: with n_batch=40 each goes in 3-4 chunks, and
+    # conversations join and leave the batch at different steps. Bit-identical to one at a time.
+    authors = [
+        f"{i + 1}. Profile: Streamer{i} | {topic} most evenings, from the {region}."
+        for i, (topic, region) in enumerate(
+            [
+                ("Cooking", "south"),
+                ("Dance routines", "north"),
+                ("Gaming", "coast"),
+                ("Travel vlogs", "mountains"),
+                ("Karaoke", "west"),
+                ("Fitness tips", "east"),
+            ]
+        )
+    ]
+    convs = [
+        _conv(
+            "The user engaged with these authors, oldest first:\n"
+            + "\n".join(authors[k : k + 3 + k % 3])
+            + '\n\nDescribe the user\'s preferences as JSON: {"Summary": "..."}',
+            system="You are an analyst of user preferences for author recommendation.",
+        )
+        for k in range(6)
+    ]
+    cfg = GenerationConfig(max_new_tokens=20)
+    assert batched.generate(convs, cfg) == [single.generate([c], cfg)[0] for c in convs]
 
 
 @pytest.mark.slow
