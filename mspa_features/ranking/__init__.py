@@ -1,0 +1,1 @@
+"""Rankers that consume MSPA features, and the AIS/LIS ablations that prove whether they help."""
