@@ -72,3 +72,36 @@ class FeatureRepoError(MspaError):
             found = ", ".join(f"{k} ({v})" for k, v in feature_sets.items()) or "none"
             message = f"{message}; feature sets found: {found}"
         super().__init__(message)
+
+
+class LeakError(MspaError):
+    """Leaked (future) features where none are allowed: a non-LIS ranker variant asked for a
+    view tagged ``leaked=true``. Names the variant and each leaked view with its leak kind."""
+
+    def __init__(self, variant: str, views: Mapping[str, Mapping[str, str]]):
+        self.variant = variant
+        self.views = {k: dict(v) for k, v in views.items()}
+        listed = ", ".join(
+            f"{name} (leak_kind={tags.get('leak_kind', '?')}, "
+            f"horizon_days={tags.get('horizon_days', '?')})"
+            for name, tags in self.views.items()
+        )
+        super().__init__(
+            f"variant {variant!r} is not an LIS variant but reads leaked view(s): {listed}"
+        )
+
+
+class LeakBuildError(MspaError):
+    """A leak builder got unusable input; names the record (row / id) and the field."""
+
+    def __init__(
+        self, builder: str, message: str, *, record: str | None = None, field: str | None = None
+    ):
+        self.builder, self.record, self.field = builder, record, field
+        where = "".join(
+            [
+                f" record {record}" if record is not None else "",
+                f" field {field!r}" if field is not None else "",
+            ]
+        )
+        super().__init__(f"{builder}:{where} {message}" if where else f"{builder}: {message}")
