@@ -105,3 +105,25 @@ class LeakBuildError(MspaError):
             ]
         )
         super().__init__(f"{builder}:{where} {message}" if where else f"{builder}: {message}")
+
+
+class LeakedFeatureError(MspaError):
+    """A non-LIS ablation variant would train on a feature view tagged ``leaked=true``.
+
+    Leaked (future) features belong to LIS variants only; anywhere else they inflate AUC.
+    """
+
+    def __init__(self, variant: str, kind: str, service: str, views: list[str]):
+        self.variant = variant
+        self.kind = kind
+        self.service = service
+        self.views = list(views)
+        super().__init__(
+            f"variant {variant!r} (kind {kind!r}) reads feature service {service!r} whose "
+            f"view(s) {self.views} are tagged leaked=true; only kind 'lis' variants may use "
+            "leaked features"
+        )
+
+
+class AblationError(MspaError):
+    """An ablation cannot run: no usable rows in a window, a missing feature service, ..."""
