@@ -74,23 +74,6 @@ class FeatureRepoError(MspaError):
         super().__init__(message)
 
 
-class LeakError(MspaError):
-    """Leaked (future) features where none are allowed: a non-LIS ranker variant asked for a
-    view tagged ``leaked=true``. Names the variant and each leaked view with its leak kind."""
-
-    def __init__(self, variant: str, views: Mapping[str, Mapping[str, str]]):
-        self.variant = variant
-        self.views = {k: dict(v) for k, v in views.items()}
-        listed = ", ".join(
-            f"{name} (leak_kind={tags.get('leak_kind', '?')}, "
-            f"horizon_days={tags.get('horizon_days', '?')})"
-            for name, tags in self.views.items()
-        )
-        super().__init__(
-            f"variant {variant!r} is not an LIS variant but reads leaked view(s): {listed}"
-        )
-
-
 class LeakBuildError(MspaError):
     """A leak builder got unusable input; names the record (row / id) and the field."""
 
