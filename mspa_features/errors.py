@@ -110,3 +110,7 @@ class LeakedFeatureError(MspaError):
 
 class AblationError(MspaError):
     """An ablation cannot run: no usable rows in a window, a missing feature service, ..."""
+
+
+class RunNotFoundError(MspaError):
+    """An MLflow run named on the command line does not exist or is not an ablation."""
