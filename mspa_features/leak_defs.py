@@ -143,7 +143,7 @@ def write_leak_set(
         raise LeakBuildError(where, f"horizon_days must be >= 1, got {horizon_days!r}")
     for col in (key, "event_timestamp", "created_timestamp", "knowledge_ts"):
         if col not in frame.columns:
-            raise LeakBuildError(where, "missing column", field=col)
+            raise LeakBuildError(where, "is missing from the frame", field=col)
         nulls = frame[col].isna().to_numpy()
         if nulls.any():
             raise LeakBuildError(where, "is null", record=f"row {int(nulls.argmax())}", field=col)

@@ -21,7 +21,7 @@ def checked_interactions(interactions: pd.DataFrame, builder: str) -> pd.DataFra
     """
     for col in COLUMNS:
         if col not in interactions.columns:
-            raise LeakBuildError(builder, "missing column in interactions", field=col)
+            raise LeakBuildError(builder, "is missing from the interactions", field=col)
     df = interactions.loc[:, list(COLUMNS)].reset_index(drop=True)
     for col in COLUMNS:
         nulls = df[col].isna().to_numpy()
