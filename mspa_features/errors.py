@@ -114,3 +114,39 @@ class AblationError(MspaError):
 
 class RunNotFoundError(MspaError):
     """An MLflow run named on the command line does not exist or is not an ablation."""
+
+
+class RankerInputError(MspaError, ValueError):
+    """A ranker got unusable rows; names the ranker, the record (row) and the field."""
+
+    def __init__(
+        self, ranker: str, message: str, *, record: int | str | None = None, field: str | None = None
+    ):
+        self.ranker, self.record, self.field = ranker, record, field
+        where = "".join(
+            [
+                f" record {record}" if record is not None else "",
+                f" field {field!r}" if field is not None else "",
+            ]
+        )
+        super().__init__(f"{ranker}:{where} {message}" if where else f"{ranker}: {message}")
+
+
+class TfraEnvironmentError(MspaError):
+    """The TFRA environment's python is missing; names where it was looked for and the fix."""
+
+    def __init__(self, python: str | Path, source: str):
+        self.python = str(python)
+        super().__init__(
+            f"TFRA environment not found: no python at {self.python} (from {source}); create it "
+            "with scripts/setup_tfra.sh, or point MSPA_TFRA_PYTHON at its python"
+        )
+
+
+class TfraWorkerError(MspaError):
+    """The TFRA worker process failed; carries the command, exit status and stderr tail."""
+
+    def __init__(self, command: str, returncode: int, stderr: str):
+        self.command, self.returncode, self.stderr = command, returncode, stderr
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        super().__init__(f"TFRA worker {command!r} failed with exit status {returncode}:\n{tail}")
