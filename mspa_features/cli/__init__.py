@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from mspa_features.cli import align as align_cmd
 from mspa_features.cli import backfill as backfill_cmd
 from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
@@ -27,6 +28,7 @@ app.add_typer(compose_cmd.app, name="compose")
 app.add_typer(eval_cmd.app, name="eval")
 app.command("run")(run_cmd.run)
 app.command("backfill")(backfill_cmd.backfill)
+app.command("align")(align_cmd.align)
 register_cmd.install(app)
 
 

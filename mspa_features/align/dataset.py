@@ -1,0 +1,129 @@
+"""GRPO training prompts from the U2A dataset (MSPA section 3.2).
+
+One row per user of a U2A split: the RECOMMEND prompt (the user's preference text and ``m``
+lettered candidate descriptions) as chat messages, plus the columns the rewards read:
+``answer`` (the truth letter), ``candidate_ids`` (in letter order) and ``target_author_id``.
+The candidates and their order come from the U2A table, which shuffles them with its seed, so
+the truth sits at every letter about equally often and a model cannot learn "always A".
+
+Rows are saved to ``workspace/datasets/<dataset>/align/<split>_m<m>_<composer>.parquet``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mspa_features.composer import Composer
+from mspa_features.contracts import Author
+from mspa_features.errors import SchemaError
+from mspa_features.evaluation import u2a_histories
+from mspa_features.prompts import RECOMMEND, render_author, render_candidates
+
+COLUMNS = (
+    "prompt",
+    "user_id",
+    "answer",
+    "answer_index",
+    "candidate_ids",
+    "target_author_id",
+)
+
+
+@dataclass
+class AlignDataset:
+    """Training rows (``COLUMNS``) and a fingerprint of their content (part of the model id)."""
+
+    rows: pd.DataFrame
+    n_skipped: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for r in self.rows.itertuples(index=False):
+            h.update(json.dumps([r.prompt, r.answer, list(r.candidate_ids)]).encode())
+        return h.hexdigest()[:12]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the rows as parquet (prompt messages as JSON text); return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df = self.rows.copy()
+        df["prompt"] = [json.dumps(p) for p in df["prompt"]]
+        df.to_parquet(path, index=False)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AlignDataset:
+        df = pd.read_parquet(path)
+        df["prompt"] = [json.loads(p) for p in df["prompt"]]
+        df["candidate_ids"] = [list(c) for c in df["candidate_ids"]]
+        return cls(rows=df)
+
+    def to_hf(self):  # -> datasets.Dataset
+        """A ``datasets.Dataset`` with conversational ``prompt`` (TRL's input)."""
+        from datasets import Dataset
+
+        return Dataset.from_list(self.rows.to_dict(orient="records"))
+
+
+def build_align_rows(
+    u2a: pd.DataFrame,
+    authors: Mapping[str, Author],
+    author_texts: Mapping[str, str],
+    composer: Composer,
+    *,
+    num_candidates: int,
+    split: str = "train",
+    max_users: int | None = None,
+) -> AlignDataset:
+    """Build the training prompts for one U2A split.
+
+    Args:
+        u2a: the U2A table (``U2ADataset.table``).
+        authors: accepted authors by id (histories and fallback descriptions).
+        author_texts: candidate descriptions by author id (e.g. ``author_profiles.author_text``);
+            an author missing here is described by its rendered profile.
+        composer: writes the preference texts (template or LLM).
+        num_candidates: ``m``; the U2A table must hold ``candidates_m{m}``.
+        split: which users; ``max_users`` keeps the first N by id.
+
+    Raises:
+        SchemaError: the U2A table lacks the ``m`` columns.
+    """
+    col = f"candidates_m{num_candidates}"
+    if col not in u2a.columns:
+        have = sorted(c.removeprefix("candidates_m") for c in u2a.columns if "candidates_m" in c)
+        raise SchemaError(
+            "<u2a table>", f"no candidate sets of size {num_candidates} (built: {have})", column=col
+        )
+    table = u2a[u2a["split"] == split].sort_values("user_id").reset_index(drop=True)
+    if max_users is not None:
+        table = table.head(max_users)
+    composed = composer.compose_preferences(u2a_histories(table, dict(authors)))
+    rows, skipped = [], 0
+    for r, pref in zip(table.itertuples(index=False), composed, strict=True):
+        if pref.status == "skipped" or not pref.text.strip():
+            skipped += 1  # no usable history: nothing to recommend from
+            continue
+        cands = [str(a) for a in getattr(r, col)]
+        texts = [
+            author_texts.get(a) or (render_author(authors[a]) if a in authors else a) for a in cands
+        ]
+        msgs = RECOMMEND.messages(preference=pref.text, candidates=render_candidates(texts))
+        rows.append(
+            {
+                "prompt": [{"role": m.role, "content": m.content} for m in msgs],
+                "user_id": str(r.user_id),
+                "answer": str(getattr(r, f"answer_m{num_candidates}")),
+                "answer_index": int(getattr(r, f"answer_index_m{num_candidates}")),
+                "candidate_ids": cands,
+                "target_author_id": str(r.target_author_id),
+            }
+        )
+    return AlignDataset(rows=pd.DataFrame(rows, columns=list(COLUMNS)), n_skipped=skipped)

@@ -1,0 +1,377 @@
+"""GRPO Self-Corrective Preference Aligner (MSPA section 3.2) on TRL's ``GRPOTrainer``.
+
+:func:`train` builds the training prompts from U2A, loads the policy, hands TRL the three MSPA
+rewards with their weights (``GRPOConfig.reward_weights``), KL ``beta``, group size and learning
+rate, and tracks the run in MLflow: TRL's per-step metrics (``rewards/<name>/mean``, ``reward``,
+``kl``, ``loss``) through transformers' MLflow callback, plus a reward probe on a fixed training
+batch before and after training and how far the weights moved.
+
+The checkpoint is saved as ``<output_dir>/<model_version>/`` with ``model_version =
+<base>-grpo-<hash>``, the hash covering the config (minus tracking, output and evaluation
+settings) and the training rows. The folder is a plain transformers checkpoint, so the
+``transformers`` generation backend composes features with it (``composer.backend.model:
+<folder>``), side by side with the base model's features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mspa_features.align.config import AlignConfig
+from mspa_features.align.dataset import AlignDataset, build_align_rows
+from mspa_features.config import RunConfig, Workspace, load_config
+from mspa_features.errors import SchemaError
+from mspa_features.rewards import (
+    AccuracyReward,
+    FormatReward,
+    SimilarityReward,
+    load_author_embeddings,
+)
+
+Progress = Callable[[str], None]
+CHECKPOINT_META = "mspa_align.json"
+
+
+@dataclass
+class AlignResult:
+    """What a training run produced and measured."""
+
+    model_version: str
+    base: str
+    checkpoint: str
+    mlflow_run_id: str
+    reward_weights: dict[str, float]
+    n_train_rows: int
+    probe_before: dict[str, float]
+    probe_after: dict[str, float]
+    weights_changed: float  # share of parameter tensors that moved
+    max_abs_weight_delta: float
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    evaluation: dict[str, Any] | None = None
+
+
+def model_version_id(base: str, cfg: AlignConfig, run_cfg: RunConfig, data_fp: str) -> str:
+    """``<base>-grpo-<hash>`` over what determines the weights: the model, data, rewards and
+    GRPO settings, the run's dataset and seed, and the training rows' fingerprint."""
+    payload = cfg.model_dump(mode="json", include={"model", "data", "rewards", "grpo"})
+    payload["grpo"].pop("deepspeed", None)  # an absolute path: machine-specific
+    payload["run"] = {"name": run_cfg.name, "seed": run_cfg.seed}
+    payload["rows"] = data_fp
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{base}-grpo-{digest}"
+
+
+def author_profiles_path(cfg: AlignConfig, run_cfg: RunConfig) -> Path:
+    """``features/<dataset>/<set>/author_profiles[.parquet]``; composed (template) if absent.
+
+    Raises:
+        SchemaError: the named feature set has no author profiles and is not ``template``.
+    """
+    folder = Workspace(run_cfg.workspace).features(run_cfg.name) / cfg.data.author_profiles
+    for p in (folder / "author_profiles.parquet", folder / "author_profiles"):
+        if p.exists():
+            return p
+    if cfg.data.author_profiles != "template":
+        raise SchemaError(
+            folder, "no author_profiles; run `mspa compose authors` or a backfill for this set"
+        )
+    from mspa_features.compose_jobs import compose_authors
+
+    compose_authors(run_cfg, "template")  # cheap: no LLM, just the encoder
+    return folder / "author_profiles.parquet"
+
+
+def _author_texts(path: Path) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["author_id", "author_text", "event_timestamp"])
+    t = t.sort_by("event_timestamp")  # newest wins below
+    return dict(zip(t.column("author_id").to_pylist(), t.column("author_text").to_pylist()))
+
+
+def prepare_data(cfg: AlignConfig, run_cfg: RunConfig) -> tuple[AlignDataset, Path, Path]:
+    """Build and save the training rows; return them, their file and the profiles path."""
+    from mspa_features.cache import ComposerCache
+    from mspa_features.compose_jobs import load_authors, make_composer
+    from mspa_features.data.eval_datasets import U2ADataset
+
+    ws = Workspace(run_cfg.workspace)
+    profiles = author_profiles_path(cfg, run_cfg)
+    composer = make_composer(
+        cfg.data.preference_composer, run_cfg.composer, ComposerCache(ws.composer_cache)
+    )
+    ds = build_align_rows(
+        U2ADataset.load(ws.datasets(run_cfg.name)).table,
+        load_authors(ws, run_cfg.name),
+        _author_texts(profiles),
+        composer,
+        num_candidates=cfg.data.num_candidates,
+        split=cfg.data.split,
+        max_users=cfg.data.max_users,
+    )
+    if ds.rows.empty:
+        raise SchemaError(
+            ws.datasets(run_cfg.name), f"no training rows in split {cfg.data.split!r}"
+        )
+    name = f"{cfg.data.split}_m{cfg.data.num_candidates}_{cfg.data.preference_composer}.parquet"
+    path = ds.save(ws.datasets(run_cfg.name) / "align" / name)
+    return ds, path, profiles
+
+
+def build_rewards(cfg: AlignConfig, profiles: Path) -> list[Any]:
+    """The reward functions in the order of ``cfg.rewards.weights()``."""
+    rewards: list[Any] = [AccuracyReward(), FormatReward(partial=cfg.rewards.format_partial)]
+    if cfg.rewards.similarity:
+        rewards.append(SimilarityReward(load_author_embeddings(profiles)))
+    names = [r.__name__ for r in rewards]
+    assert names == list(cfg.rewards.weights()), (names, cfg.rewards.weights())
+    return rewards
+
+
+def reward_probe(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[dict[str, Any]],
+    rewards: Sequence[Any],
+    weights: Sequence[float],
+    *,
+    num_generations: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+) -> dict[str, float]:
+    """Mean of each reward and of the weighted total over ``num_generations`` seeded samples
+    per prompt: the same batch and seed before and after training, so the change is the
+    policy's."""
+    import torch
+
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps the tokenizer
+    prompts = [
+        tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        for r in rows
+    ]
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        seqs = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=num_generations,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    if was_training:
+        model.train()
+    new = seqs[:, enc["input_ids"].shape[1] :]  # (rows * G, new_tokens)
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    kwargs = {
+        k: [r[k] for r in rows for _ in range(num_generations)]
+        for k in ("answer", "candidate_ids", "target_author_id")
+    }
+    out: dict[str, float] = {}
+    total = np.zeros(len(texts))
+    for fn, w in zip(rewards, weights, strict=True):
+        vals = np.asarray(fn(completions, **kwargs), dtype=np.float64)
+        out[fn.__name__] = float(vals.mean())
+        total += w * vals
+    out["reward"] = float(total.mean())
+    return out
+
+
+def _snapshot(model: Any) -> dict[str, Any]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+
+
+def _weight_change(before: dict[str, Any], model: Any) -> tuple[float, float]:
+    """Share of parameter tensors that moved, and the largest absolute change."""
+    moved, max_delta, n = 0, 0.0, 0
+    for name, p in model.named_parameters():
+        if name not in before:
+            continue
+        d = (p.detach().to("cpu").float() - before[name].float()).abs().max().item()
+        n += 1
+        moved += int(d > 0)
+        max_delta = max(max_delta, d)
+    return (moved / n if n else 0.0), max_delta
+
+
+def _train_worker(
+    cfg: AlignConfig, model: Any, tok: Any, rewards: list[Any], ds: AlignDataset, ckpt: Path
+) -> AlignResult:
+    """A non-zero rank of a multi-process launch: train and save (collective), no tracking."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=GRPOConfig(**cfg.trl_kwargs(ckpt)),
+        train_dataset=ds.to_hf(),
+        processing_class=tok,
+    )
+    trainer.train()
+    trainer.save_model(str(ckpt))  # ZeRO-3 gathers the shards: every rank must take part
+    return AlignResult(
+        ckpt.name, "", str(ckpt), "", cfg.rewards.weights(), len(ds.rows), {}, {}, 0, 0
+    )
+
+
+def mlflow_uri(cfg: AlignConfig, run_cfg: RunConfig) -> str:
+    """The configured tracking URI, or SQLite in the run's workspace."""
+    if cfg.tracking.mlflow_uri:
+        return cfg.tracking.mlflow_uri
+    ws = Workspace(run_cfg.workspace)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{ws.root / 'mlflow.db'}"
+
+
+def train(
+    cfg: AlignConfig, *, evaluate: bool | None = None, progress: Progress | None = None
+) -> AlignResult:
+    """Train, save the checkpoint, and (if enabled) evaluate base vs aligned.
+
+    Args:
+        cfg: a validated config (:func:`mspa_features.align.config.load_align_config`).
+        evaluate: overrides ``cfg.eval.enabled``.
+        progress: called with a line of text at each stage.
+    """
+    import time
+
+    import mlflow
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
+
+    from mspa_features.align.policy import load_policy
+
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    if cfg.grpo.torch_threads:
+        torch.set_num_threads(cfg.grpo.torch_threads)
+    run_cfg = load_config(cfg.run_config)
+    ws = Workspace(run_cfg.workspace)
+    say("building training prompts from U2A")
+    ds, data_path, profiles = prepare_data(cfg, run_cfg)
+    say(f"{len(ds.rows)} prompts ({ds.n_skipped} users skipped) -> {data_path}")
+    rewards = build_rewards(cfg, profiles)
+    weights = cfg.rewards.weights()
+
+    say(f"loading policy {cfg.model.name}")
+    model, tok, base = load_policy(cfg.model, seed=cfg.grpo.seed)
+    base_path = str(model.config._name_or_path)
+    mv = model_version_id(base, cfg, run_cfg, ds.fingerprint)
+    out_root = cfg.output_dir or (ws.root / "models")
+    ckpt = Path(out_root).resolve() / mv
+
+    probe_rows = ds.rows.head(cfg.grpo.per_device_train_batch_size).to_dict(orient="records")
+
+    def probe(m: Any) -> dict[str, float]:
+        return reward_probe(
+            m,
+            tok,
+            probe_rows,
+            rewards,
+            list(weights.values()),
+            num_generations=cfg.grpo.num_generations,
+            max_new_tokens=cfg.grpo.max_completion_length,
+            temperature=cfg.grpo.temperature,
+            seed=cfg.grpo.seed,
+        )
+
+    mlflow.set_tracking_uri(mlflow_uri(cfg, run_cfg))
+    mlflow.set_experiment(cfg.tracking.experiment)
+    # Under `accelerate launch` every process runs this; only rank 0 tracks, saves metadata and
+    # evaluates (TRL's own logging follows the same rule).
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train_worker(cfg, model, tok, rewards, ds, ckpt)
+    with mlflow.start_run(run_name=mv) as run:
+        mlflow.set_tags({"mspa.model_version": mv, "mspa.base": base, "mspa.stage": "align"})
+        mlflow.log_params(
+            {
+                "mspa.model": cfg.model.name,
+                "mspa.dataset": run_cfg.name,
+                "mspa.train_rows": len(ds.rows),
+                "mspa.num_candidates": cfg.data.num_candidates,
+                "mspa.preference_composer": cfg.data.preference_composer,
+                **{f"mspa.weight.{k}": v for k, v in weights.items()},
+            }
+        )
+        # Sharded (multi-process) parameters cannot be read or sampled from one rank alone.
+        local = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        say("reward probe before training")
+        before = probe(model) if local else {}
+        args = GRPOConfig(**cfg.trl_kwargs(ckpt))
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=rewards,
+            args=args,
+            train_dataset=ds.to_hf(),
+            processing_class=tok,
+        )
+        snap = _snapshot(trainer.model) if local else {}
+        say(f"GRPO: {cfg.grpo.max_steps} steps, G={cfg.grpo.num_generations}")
+        trainer.train()
+        changed, max_delta = _weight_change(snap, trainer.model)
+        del snap
+        say("reward probe after training")
+        after = probe(trainer.model) if local else {}
+        mlflow.log_metrics(
+            {
+                **{f"probe_before/{k}": v for k, v in before.items()},
+                **{f"probe_after/{k}": v for k, v in after.items()},
+                "weights_changed_share": changed,
+                "max_abs_weight_delta": max_delta,
+            }
+        )
+        trainer.save_model(str(ckpt))  # also saves the processing class (tokenizer)
+        result = AlignResult(
+            model_version=mv,
+            base=base,
+            checkpoint=str(ckpt),
+            mlflow_run_id=run.info.run_id,
+            reward_weights=weights,
+            n_train_rows=len(ds.rows),
+            probe_before=before,
+            probe_after=after,
+            weights_changed=changed,
+            max_abs_weight_delta=max_delta,
+            log_history=[dict(h) for h in trainer.state.log_history],
+        )
+        meta = {
+            "model_version": mv,
+            "base": base,
+            "base_model": cfg.model.name,
+            "config": cfg.model_dump(mode="json", exclude={"run_config", "output_dir"}),
+            "train_rows": str(data_path.name),
+            "rows_fingerprint": ds.fingerprint,
+        }
+        (ckpt / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+        del trainer
+        if evaluate if evaluate is not None else cfg.eval.enabled:
+            from mspa_features.align.evaluate import evaluate_before_after
+
+            say("evaluating base and aligned models on held-out users")
+            result.evaluation = evaluate_before_after(
+                cfg, run_cfg, base_model=base_path, aligned=ckpt, progress=say
+            )
+        result.seconds = time.perf_counter() - t0
+        results_dir = ws.results / "align"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        out_file = results_dir / f"{mv}.json"
+        out_file.write_text(json.dumps(asdict(result), indent=2, default=str))
+        mlflow.log_artifact(str(out_file))
+    return result
