@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from mspa_features.cli import ablate as ablate_cmd
 from mspa_features.cli import align as align_cmd
 from mspa_features.cli import backfill as backfill_cmd
 from mspa_features.cli import compose as compose_cmd
@@ -30,6 +31,7 @@ app.command("run")(run_cmd.run)
 app.command("backfill")(backfill_cmd.backfill)
 app.command("align")(align_cmd.align)
 register_cmd.install(app)
+ablate_cmd.install(app)
 
 
 def main() -> None:

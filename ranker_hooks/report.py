@@ -1,0 +1,187 @@
+"""Ablation reports: comparison table (CSV + markdown), delta-AUC plot, rich tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ranker_hooks.ablation import AblationResult
+
+COLUMNS = [
+    "variant",
+    "kind",
+    "leaked",
+    "auc",
+    "uauc",
+    "gauc",
+    "logloss",
+    "wpauc",
+    "delta_auc",
+    "delta_auc_ci_low",
+    "delta_auc_ci_high",
+    "p_value",
+    "n_train",
+    "n_test",
+]
+
+
+def comparison_frame(result: AblationResult) -> pd.DataFrame:
+    """One row per variant with the contract columns, in run order."""
+    rows = []
+    for v in result.variants:
+        row = {c: getattr(v, c) for c in COLUMNS if c != "variant"}
+        rows.append({"variant": v.name, **row, "description": v.description})
+    return pd.DataFrame(rows, columns=[*COLUMNS, "description"])
+
+
+def delta_auc_plot(frame: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Horizontal bars of delta AUC vs baseline with the 95 % bootstrap CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on CI machines
+    import matplotlib.pyplot as plt
+
+    f = frame[frame["kind"] != "baseline"]
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 * max(len(f), 1) + 1.4))
+    y = range(len(f))
+    err = [f["delta_auc"] - f["delta_auc_ci_low"], f["delta_auc_ci_high"] - f["delta_auc"]]
+    colors = ["tab:red" if leaked else "tab:blue" for leaked in f["leaked"]]
+    ax.barh(list(y), f["delta_auc"], xerr=err, color=colors, alpha=0.8, capsize=4)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(list(y), f["variant"])
+    ax.invert_yaxis()
+    ax.set_xlabel("delta AUC vs baseline (95 % paired bootstrap CI over users)")
+    ax.set_title(title or "AIS/LIS ablation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_reports(result: AblationResult, folder: Path) -> dict[str, Path]:
+    """``comparison.csv``, ``comparison.md`` and ``delta_auc.png`` under ``folder``."""
+    folder = Path(folder)
+    frame = comparison_frame(result)
+    paths = {
+        "csv": folder / "comparison.csv",
+        "markdown": folder / "comparison.md",
+        "plot": folder / "delta_auc.png",
+    }
+    frame.to_csv(paths["csv"], index=False)
+    md = frame.to_markdown(index=False, floatfmt=".4f")
+    notes = "".join(f"\n- {n}" for n in result.notes)
+    paths["markdown"].write_text(
+        f"# Ablation {result.run_name}\n\nwindow: {result.window}, seeds: {result.seeds}\n\n"
+        f"{md}\n{notes}\n",
+        encoding="utf-8",
+    )
+    delta_auc_plot(frame, paths["plot"], title=result.run_name)
+    return paths
+
+
+def _fmt_delta(delta: float, lo: float, hi: float, p: float, kind: str) -> tuple[str, str]:
+    if kind == "baseline":
+        return "-", "-"
+    style = "green" if lo > 0 else "red" if hi < 0 else ""
+    text = f"{delta:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+    return (f"[{style}]{text}[/]" if style else text), f"{p:.3f}"
+
+
+def ais_table(result: AblationResult) -> Table:
+    """The AIS/LIS table: metrics per variant and delta AUC with CI and p-value."""
+    t = Table(
+        title=f"ablation {result.run_name}: train < {result.window['split_at'][:10]} <= "
+        f"eval < {result.window['eval_end'][:10]}, seeds {result.seeds}",
+        title_justify="left",
+    )
+    for col in (
+        "variant",
+        "kind",
+        "auc",
+        "uauc",
+        "gauc",
+        "logloss",
+        "wpauc",
+        "Δauc [95% CI]",
+        "p",
+        "n_test",
+    ):
+        t.add_column(col, justify="left" if col in ("variant", "kind") else "right")
+    for v in result.variants:
+        d, p = _fmt_delta(v.delta_auc, v.delta_auc_ci_low, v.delta_auc_ci_high, v.p_value, v.kind)
+        kind = f"{v.kind} (leaked)" if v.leaked else v.kind
+        t.add_row(
+            v.name,
+            kind,
+            f"{v.auc:.4f}",
+            f"{v.uauc:.4f}",
+            f"{v.gauc:.4f}",
+            f"{v.logloss:.4f}",
+            f"{v.wpauc:.4f}",
+            d,
+            p,
+            f"{v.n_test:,}",
+        )
+    return t
+
+
+def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Variants of two ablations side by side: AUC and delta AUC of each, and B - A."""
+    cols = ["variant", "kind", "auc", "delta_auc", "p_value"]
+    m = a[cols].merge(b[cols], on=["variant"], how="outer", suffixes=("_a", "_b"), sort=False)
+    m["kind"] = m["kind_a"].fillna(m["kind_b"])
+    m["auc_b_minus_a"] = m["auc_b"] - m["auc_a"]
+    return m[
+        [
+            "variant",
+            "kind",
+            "auc_a",
+            "auc_b",
+            "auc_b_minus_a",
+            "delta_auc_a",
+            "delta_auc_b",
+            "p_value_a",
+            "p_value_b",
+        ]
+    ]
+
+
+def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
+    """Rich rendering of :func:`compare_frames`."""
+    t = Table(title=f"A = {name_a}   B = {name_b}", title_justify="left")
+    heads = ["variant", "kind", "auc A", "auc B", "B - A", "Δauc A", "Δauc B", "p A", "p B"]
+    for h in heads:
+        t.add_column(h, justify="left" if h in ("variant", "kind") else "right")
+
+    def f(x: float, sign: bool = False) -> str:
+        if pd.isna(x):
+            return "-"
+        return f"{x:+.4f}" if sign else f"{x:.4f}"
+
+    for r in frame.itertuples(index=False):
+        t.add_row(
+            r.variant,
+            str(r.kind),
+            f(r.auc_a),
+            f(r.auc_b),
+            f(r.auc_b_minus_a, True),
+            f(r.delta_auc_a, True),
+            f(r.delta_auc_b, True),
+            f(r.p_value_a),
+            f(r.p_value_b),
+        )
+    return t
+
+
+__all__ = [
+    "ais_table",
+    "compare_frames",
+    "compare_table",
+    "comparison_frame",
+    "delta_auc_plot",
+    "write_reports",
+]
