@@ -94,3 +94,29 @@ def test_future_id_frame_rows(m_t: NumpyMF, tmp_path: Path) -> None:
     np.testing.assert_allclose(np.vstack(frame["future_author_id_emb"]), swap.table.matrix)
     assert (frame["knowledge_ts"] == int((T + timedelta(days=7)).timestamp() * 1e6)).all()
     assert (frame["event_timestamp"] == T - timedelta(days=30)).all()
+
+
+def test_swap_with_the_torch_ranker(tmp_path: Path) -> None:
+    """The real backend: M_{T+n} continues M_T, the swap changes only the author table."""
+    from ranker_hooks.torch_ranker import TorchRanker
+
+    m = TorchRanker(id_dim=4, dense_dim=4, hidden=(8,), epochs=2, batch_size=128, threads=1)
+    m.fit(_data(0, T - timedelta(days=30), 30))
+    before = {k: m.export_id_embeddings(k) for k in ("user", "author")}
+    swap = future_id_swap(m, _data(1, T, 7, new_authors=2), 7, T=T, workdir=tmp_path)
+    fut = swap.future.export_id_embeddings("author")
+    assert len(fut.ids) == len(before["author"].ids) + 2
+    old = [list(fut.ids).index(i) for i in before["author"].ids]
+    # Warm start: one short fit moves the rows a little, a fresh model would be unrelated.
+    assert not np.allclose(fut.matrix[old], before["author"].matrix)
+    drift = np.linalg.norm(fut.matrix[old] - before["author"].matrix, axis=1).mean()
+    assert drift < 0.5 * np.linalg.norm(before["author"].matrix, axis=1).mean()
+    s = swap.swapped
+    np.testing.assert_array_equal(s.export_id_embeddings("author").matrix, fut.matrix)
+    np.testing.assert_array_equal(s.export_id_embeddings("user").matrix, before["user"].matrix)
+    # Everything but the author table is M_T's: same parameters outside it.
+    for (name, p), (_, q) in zip(
+        s._module.state_dict().items(), m._module.state_dict().items(), strict=True
+    ):
+        if not name.startswith("author"):
+            assert np.array_equal(p.numpy(), q.numpy()), name
