@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mspa_features.config import RunConfig, Workspace
-from mspa_features.errors import AblationError, ConfigError, LeakedFeatureError
+from mspa_features.errors import AblationError, ConfigError
 from ranker_hooks.inject import InjectionSpec, service_features, take, to_ranker_data
 from ranker_hooks.protocol import TemporalSplit, load_interactions, split_interactions
 from ranker_hooks.variants import BUILTIN_VARIANTS, HookContext, Variant, builtin_variant
@@ -233,35 +233,18 @@ class AblationResult:
 # --------------------------------------------------------------------------- guards
 
 
-def leaked_views(store: FeatureStore, service: str) -> list[str]:
-    """Views (and on-demand views) of ``service`` tagged ``leaked=true``."""
-    from feast.errors import FeatureViewNotFoundException
-
-    out = []
-    svc = store.get_feature_service(service)
-    for proj in svc.feature_view_projections:
-        try:
-            view: Any = store.get_feature_view(proj.name)
-        except FeatureViewNotFoundException:
-            view = store.get_on_demand_feature_view(proj.name)
-        if str(view.tags.get("leaked", "false")).lower() == "true":
-            out.append(proj.name)
-    if str(svc.tags.get("leaked", "false")).lower() == "true" and not out:
-        out.append(f"{service} (service tag)")
-    return out
-
-
 def check_not_leaked(store: FeatureStore, variant: Variant) -> None:
-    """Refuse a non-LIS variant whose service reads a view tagged leaked.
+    """Refuse a non-LIS variant whose service reads a view tagged ``leaked=true``.
+
+    Delegates to :func:`ranker_hooks.leaks.guard.refuse_leaks` (on-demand views are followed
+    to their sources).
 
     Raises:
-        LeakedFeatureError: naming the variant, service and views.
+        LeakedFeatureError: naming the variant, its service and the leaked views.
     """
-    if variant.kind == "lis":
-        return
-    views = leaked_views(store, variant.service)
-    if views:
-        raise LeakedFeatureError(variant.name, variant.kind, variant.service, views)
+    from ranker_hooks.leaks.guard import refuse_leaks
+
+    refuse_leaks(store, variant.service, variant.name, kind=variant.kind)
 
 
 def _service_exists(store: FeatureStore, service: str) -> bool:
@@ -518,7 +501,6 @@ __all__ = [
     "VariantResult",
     "check_not_leaked",
     "default_tracking_uri",
-    "leaked_views",
     "load_ablation_config",
     "make_ranker",
     "ranker_class",

@@ -254,7 +254,7 @@ def to_ranker_data(
         bad = ~np.isin(lab, (0, 1))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {i} ({row_ids[i]}): {label_column}={lab[i]!r} is not 0/1")
+            raise ValueError(f"row {i} ({row_ids[i]}): {label_column}={lab[i]} is not 0/1")
         labels = lab.astype(np.int8)
     ts = None
     if "event_timestamp" in frame.columns:
