@@ -209,6 +209,21 @@ def _feast_dtype(arrow_type: Any) -> Any:
     return scalar.get(arrow_type)
 
 
+def _float_width(table: Any, col: Any) -> int:
+    """Width of a float-array column (first non-null row), 0 for anything else.
+
+    Declared on the field so a reader knows the width even when every value it got is null.
+    """
+    import pyarrow as pa
+
+    if not (pa.types.is_list(col.type) and pa.types.is_floating(col.type.value_type)):
+        return 0
+    for value in table.column(col.name).to_pylist():
+        if value is not None:
+            return len(value)
+    return 0
+
+
 def build_leak_definitions(
     leak_sets: Mapping[str, LeakSet], *, source_kind: Literal["file", "spark"] = "file"
 ) -> list[Any]:
@@ -246,9 +261,9 @@ def build_leak_definitions(
         files = sorted(rows.glob("*.parquet"))
         if not files:
             raise FeatureRepoError(f"leak set {name!r}: no parquet under {rows}")
-        schema = pq.read_schema(files[0])
+        table = pq.read_table(files[0])
         fields = []
-        for col in schema:
+        for col in table.schema:
             if col.name in (leak.key, "event_timestamp", "created_timestamp"):
                 continue
             dtype = _feast_dtype(col.type)
@@ -256,7 +271,8 @@ def build_leak_definitions(
                 raise FeatureRepoError(
                     f"leak set {name!r}: column {col.name!r} has type {col.type}"
                 )
-            fields.append(Field(name=col.name, dtype=dtype))
+            width = _float_width(table, col)
+            fields.append(Field(name=col.name, dtype=dtype, vector_length=width))
         source = _source(f"leak_rows__{name}", rows, source_kind, f"leaked rows ({name})")
         view = FeatureView(
             name=leak_view_name(name),

@@ -134,6 +134,8 @@ def test_leak_views_carry_the_tags(run) -> None:
     assert {f.name for f in view.features} == {
         "similar_author_ids", "similar_author_scores", "similar_author_mean_emb", "knowledge_ts",
     }  # fmt: skip
+    widths = {f.name: f.vector_length for f in view.features}
+    assert widths["similar_author_mean_emb"] == DIM and widths["similar_author_ids"] == 0
     svc = store.get_feature_service(lis_service_name("next_positive_n7"))
     assert svc.tags["leaked"] == "true" and svc.tags["leak_kind"] == "next_positive"
     # The MSPA views registered beside them stay clean.
