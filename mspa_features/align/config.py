@@ -176,6 +176,9 @@ class AlignConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     eval: AlignEvalConfig = Field(default_factory=AlignEvalConfig)
     output_dir: Path | None = Field(None, description="checkpoints (default: <workspace>/models)")
+    probe_prompts: int = Field(
+        4, ge=1, description="training prompts the before/after reward probe samples G times"
+    )
 
     @model_validator(mode="after")
     def _gpu_only(self) -> AlignConfig:

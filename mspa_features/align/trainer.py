@@ -38,6 +38,8 @@ from mspa_features.rewards import (
 
 Progress = Callable[[str], None]
 CHECKPOINT_META = "mspa_align.json"
+# Beside the checkpoint: the run config with the composer switched to it (the hand-off).
+COMPOSE_CONFIG = "run_config.yaml"
 
 
 @dataclass
@@ -194,6 +196,31 @@ def reward_probe(
     return out
 
 
+def write_compose_config(run_cfg: RunConfig, ckpt: Path, *, batch_size: int = 8) -> Path:
+    """``<ckpt>/run_config.yaml``: the run config whose composer generates with the checkpoint.
+
+    ``mspa compose ... -c llm`` and ``mspa backfill ... -c llm --feature-set <model_version>``
+    take it unchanged, so the aligned model's features land beside the base model's, in their
+    own feature set and with their own ``model_version``.
+    """
+    import yaml
+
+    from mspa_features.generation.base import BackendConfig
+
+    composer = run_cfg.composer.model_copy(
+        update={
+            "backend": BackendConfig(type="transformers", model=str(ckpt), batch_size=batch_size)
+        }
+    )
+    # The workspace is made absolute: the file lives outside the folder the original is in.
+    derived = run_cfg.model_copy(
+        update={"composer": composer, "workspace": Workspace(run_cfg.workspace).root}
+    )
+    path = ckpt / COMPOSE_CONFIG
+    path.write_text(yaml.safe_dump(derived.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
 def _snapshot(model: Any) -> dict[str, Any]:
     return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
 
@@ -277,7 +304,7 @@ def train(
     out_root = cfg.output_dir or (ws.root / "models")
     ckpt = Path(out_root).resolve() / mv
 
-    probe_rows = ds.rows.head(cfg.grpo.per_device_train_batch_size).to_dict(orient="records")
+    probe_rows = ds.rows.head(cfg.probe_prompts).to_dict(orient="records")
 
     def probe(m: Any) -> dict[str, float]:
         return reward_probe(
@@ -360,6 +387,7 @@ def train(
             "rows_fingerprint": ds.fingerprint,
         }
         (ckpt / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+        write_compose_config(run_cfg, ckpt)
         del trainer
         if evaluate if evaluate is not None else cfg.eval.enabled:
             from mspa_features.align.evaluate import evaluate_before_after

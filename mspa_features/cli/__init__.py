@@ -12,6 +12,7 @@ from mspa_features.cli import backfill as backfill_cmd
 from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
 from mspa_features.cli import eval as eval_cmd
+from mspa_features.cli import lis as lis_cmd
 from mspa_features.cli import register as register_cmd
 from mspa_features.cli import run as run_cmd
 from mspa_features.cli.common import console
@@ -32,6 +33,7 @@ app.command("backfill")(backfill_cmd.backfill)
 app.command("align")(align_cmd.align)
 register_cmd.install(app)
 ablate_cmd.install(app)
+lis_cmd.install(app)
 
 
 def main() -> None:

@@ -100,17 +100,19 @@ def test_train_tracks_saves_and_composes(tiny_workspace: Path, tmp_path: Path) -
     again = model_version_id("tiny-random-llama", cfg, run_cfg, meta["rows_fingerprint"])
     assert again == res.model_version
 
-    # Hand-off: the checkpoint composes preferences through the normal path.
+    # Hand-off: the run config written beside the checkpoint composes preferences through the
+    # normal path, tagged with the aligned model's version.
+    from mspa_features.align.trainer import COMPOSE_CONFIG
     from mspa_features.compose_jobs import compose_users
-    from mspa_features.generation.base import BackendConfig
 
-    composer = run_cfg.composer.model_copy(
-        update={
-            "backend": BackendConfig(type="transformers", model=str(ckpt), batch_size=4),
-            "max_new_tokens": 8,
-        }
+    derived = load_config(ckpt / COMPOSE_CONFIG)
+    assert derived.composer.backend.model == str(ckpt)
+    assert derived.workspace == run_cfg.workspace.resolve()
+    derived = derived.model_copy(
+        update={"composer": derived.composer.model_copy(update={"max_new_tokens": 8})}
     )
-    out = compose_users(run_cfg.model_copy(update={"composer": composer}), "llm", limit=3)
+    out = compose_users(derived, "llm", limit=3)
     versions = set(out.table.column("model_version").to_pylist())
     assert out.table.num_rows + out.quarantine.num_rows == 3
-    assert versions and all(res.model_version in v for v in versions), out.quarantine.to_pylist()
+    assert out.table.num_rows > 0, out.quarantine.to_pylist()
+    assert all(res.model_version in v for v in versions), versions
