@@ -36,7 +36,7 @@ from mspa_features.generation.base import GenerationBackend, GenerationConfig
 from mspa_features.parsing import ParseStats, parse_answer
 from mspa_features.prompts import AUTHOR, PREFERENCE, Prompt, render_author
 
-TEMPLATE_VERSION = "template-v1"
+TEMPLATE_VERSION = "template-v2"  # v2: author text no longer repeats "Profile:"
 
 # Small models answer the JSON and then keep talking; stopping at the first "}" + newline saves
 # most of the generated tokens. The brace is restored before parsing (see close_json).
@@ -198,7 +198,7 @@ class TemplateComposer(Composer):
             for k, v in _attr_values(a):
                 attrs.setdefault(_SECTIONS.get(k, k.replace("_", " ").title()), []).append(v)
             parts = [f"{k}: {', '.join(v)}" for k, v in sorted(attrs.items())]
-            parts.append(f"Profile: {render_author(a)}")
+            parts.append(render_author(a))
             out.append(Composed("; ".join(parts), "ok", n_authors_used=1))
         return out
 

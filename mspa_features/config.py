@@ -93,6 +93,23 @@ class EvalConfig(_Strict):
     rec_max_new_tokens: int = Field(48, ge=4)
 
 
+class FeaturesConfig(_Strict):
+    """The main job's feature stages: Spark backfill over the data's span, Feast register +
+    materialize, and one online read showing what a ranker receives (``mspa backfill`` and
+    ``mspa register`` run the same code for any range)."""
+
+    enabled: bool = Field(True, description="run backfill + register in the main job")
+    cadence: Literal["daily", "weekly"] = Field(
+        "weekly", description="preference snapshot cadence (weekly keeps the main job short)"
+    )
+    feature_sets: list[Literal["template", "llm"]] = Field(
+        ["template"],
+        min_length=1,
+        description="composers to backfill; llm composes every snapshot with the LLM (slow on CPU)",
+    )
+    show_users: int = Field(1, ge=0, description="users whose online features are printed")
+
+
 class RunConfig(_Strict):
     """One run of the main job (``mspa run CONFIG``)."""
 
@@ -104,6 +121,7 @@ class RunConfig(_Strict):
     a2a: A2AConfig = A2AConfig()
     composer: ComposerConfig = Field(default_factory=ComposerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
 
 
 def _format_loc(loc: tuple) -> str:

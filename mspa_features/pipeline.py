@@ -6,9 +6,12 @@ Stages (each idempotent; a rerun reuses what is already on disk):
 2. eval sets: U2A questions and A2A triples (MSPA section 4.1);
 3. baselines: popularity and random on U2A test users, co-occurrence on A2A;
 4. composer evaluation: template vs LLM composer on a U2A test cohort and all authors
-   (Acc@m by generation and by embedding, Recall/NDCG@K, A2A), cached by content.
+   (Acc@m by generation and by embedding, Recall/NDCG@K, A2A), cached by content;
+5. features: Spark backfill of preference and author snapshots over the data's span
+   (point-in-time correct, rerunnable), then Feast register + materialize online;
+6. serving preview: what a ranker receives online for one test user and its candidates.
 
-Later stages (composer, backfill, Feast, ablations) extend :func:`run` in place.
+Later stages (ablations) extend :func:`run` in place.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class RunSummary:
     timings_s: dict[str, float]
     quarantine_dir: str
     composer_eval: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
+    serving: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -173,6 +178,101 @@ def evaluate_baselines(
     return out, a2a_rates
 
 
+def feature_range(inter: pd.DataFrame) -> tuple[Any, Any]:
+    """Backfill range covering the data: first event's date .. the day after the last event
+    (a snapshot dated the day after sees every event)."""
+    from datetime import timedelta
+
+    ts = pd.to_datetime(inter["event_timestamp"], utc=True)
+    return ts.min().date(), ts.max().date() + timedelta(days=1)
+
+
+def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
+    """Stage 5: backfill every configured feature set over the data's span, then register
+    and materialize them; returns reconciled counts and what was registered."""
+    from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
+    from mspa_features.data.ingest import load_accepted
+    from mspa_features.registry import register
+
+    inter = load_accepted(ws.data(cfg.name), "interactions")
+    start, end = feature_range(inter)
+    out: dict[str, Any] = {"start": str(start), "end": str(end), "cadence": cfg.features.cadence}
+    backfills: dict[str, Any] = {}
+    spark = None
+    try:
+        for fs in cfg.features.feature_sets:
+            bf = BackfillConfig(cadence=cfg.features.cadence, composer=fs)
+            spark = spark or build_spark_session(bf)
+            counts = run_backfill(cfg, bf, start, end, spark=spark)
+            backfills[fs] = {entity: c.as_dict() for entity, c in counts.items()}
+    finally:
+        if spark is not None:
+            spark.stop()
+    out["backfill"] = backfills
+    # Full materialization over the snapshots' window: incremental materialization continues
+    # from the previous run's end by event time, so rows a rerun backfilled in the past (dated
+    # 1998 for MovieLens) would never reach the online store.
+    rep = register(cfg, list(cfg.features.feature_sets), incremental=False)
+    out["register"] = {
+        "registry": rep.registry,
+        "online_store": rep.online_store,
+        "views": [v.name for v in rep.views],
+        "services": [s.name for s in rep.services],
+        "materialized_rows": {m.view: m.rows for m in rep.materialized},
+        "seconds": round(rep.seconds, 2),
+    }
+    return out
+
+
+def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, Any]]:
+    """Stage 6: online features (``all__<feature set>``) for the first test users that have a
+    snapshot, paired with their U2A candidates: exactly what a ranker reads at request time."""
+    from mspa_features.feast_defs import service_name
+    from mspa_features.feature_reads import online_features
+    from mspa_features.registry import open_store
+
+    if cfg.features.show_users == 0:
+        return []
+    fs = cfg.features.feature_sets[0]
+    store = open_store(cfg)
+    service = service_name("all", fs)
+    m = min(cfg.u2a.num_candidates)
+    test = u2a.table[u2a.table["split"] == "test"]
+    shown: list[dict[str, Any]] = []
+    for row in test.itertuples(index=False):
+        cands = [str(a) for a in getattr(row, f"candidates_m{m}")]
+        feats = online_features(store, service, [(str(row.user_id), a) for a in cands])
+        if feats["pref_text"].isna().all():
+            continue  # no snapshot for this user yet: try the next one
+        first = feats.iloc[0]
+        shown.append(
+            {
+                "service": service,
+                "user_id": str(row.user_id),
+                "pref_text": first["pref_text"],
+                "history_count": None
+                if pd.isna(first["history_count"])
+                else int(first["history_count"]),
+                "pref_emb_dim": len(first["pref_emb"]) if first["pref_emb"] is not None else 0,
+                "target_author_id": str(row.target_author_id),
+                "candidates": [
+                    {
+                        "author_id": r["author_id"],
+                        "author_text": r["author_text"],
+                        "cosine": None
+                        if r["pref_author_cosine"] is None or pd.isna(r["pref_author_cosine"])
+                        else float(r["pref_author_cosine"]),
+                        "target": r["author_id"] == str(row.target_author_id),
+                    }
+                    for _, r in feats.iterrows()
+                ],
+            }
+        )
+        if len(shown) >= cfg.features.show_users:
+            break
+    return shown
+
+
 def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunSummary:
     """Run every existing stage for ``cfg`` and write ``results/<name>/summary.json``.
 
@@ -209,6 +309,20 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
         composer_eval = evaluate(cfg, progress=step_progress)
         _timed(timings, "composers", t0)
 
+    features = serving = None
+    if cfg.features.enabled:
+        say(
+            f"features: Spark backfill ({cfg.features.cadence}) + Feast register: "
+            + ", ".join(cfg.features.feature_sets)
+        )
+        t0 = time.perf_counter()
+        features = build_features(cfg, ws)
+        _timed(timings, "features", t0)
+        say("serving: online features for a test user")
+        t0 = time.perf_counter()
+        serving = serving_preview(cfg, ws, u2a)
+        _timed(timings, "serving", t0)
+
     inter = next(r for r in results if r.contract == "interactions").accepted
     ts = inter.column("event_timestamp").to_pandas()
     summary = RunSummary(
@@ -224,6 +338,8 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
         timings_s=timings,
         quarantine_dir=str(ws.quarantine(cfg.name)),
         composer_eval=composer_eval,
+        features=features,
+        serving=serving,
     )
     out = ws.results / cfg.name
     out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +351,9 @@ __all__ = [
     "RunSummary",
     "StageCounts",
     "build_eval_sets",
+    "build_features",
+    "feature_range",
+    "serving_preview",
     "evaluate_baselines",
     "prepare_data",
     "run",

@@ -154,6 +154,16 @@ def _resolve_yaml(repo_path: Path, store_yaml: Path | None, online: str | None) 
     return Path(repo_path) / STORE_YAMLS[kind]
 
 
+def resolve_repo_path(repo_path: Path) -> Path:
+    """``repo_path`` as given when it exists; a relative path missing from the working directory
+    falls back to this checkout's folder of that name (the main job run from another folder)."""
+    p = Path(repo_path)
+    if p.exists() or p.is_absolute():
+        return p
+    checkout = Path(__file__).resolve().parents[1] / p
+    return checkout if checkout.exists() else p
+
+
 def store_config(
     cfg: RunConfig,
     *,
@@ -183,6 +193,7 @@ def store_config(
     from feast import RepoConfig
     from pydantic import ValidationError
 
+    repo_path = resolve_repo_path(repo_path)
     path = _resolve_yaml(repo_path, store_yaml, online)
     if not path.is_file():
         raise ConfigError(path, ["file not found"])

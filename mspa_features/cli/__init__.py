@@ -36,22 +36,38 @@ ablate_cmd.install(app)
 lis_cmd.install(app)
 
 
+def _exit(code: int) -> None:
+    """Leave without interpreter finalization once output is flushed and atexit hooks ran.
+
+    duckdb's nanobind bindings print pages of "leaked instance" reports at finalization (feast
+    imports duckdb); they are harmless and would bury the results table a user just read.
+    """
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
     """Entry point: user-facing errors print one clear message and exit 2, no traceback."""
     try:
         app(standalone_mode=False)
     except MspaError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
-        sys.exit(2)
+        _exit(2)
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        _exit(e.exit_code)
     except typer.Abort:
         console.print("aborted")
-        sys.exit(130)
+        _exit(130)
     except Exception as e:  # click usage errors
         import click
 
         if isinstance(e, click.ClickException):
             e.show()
-            sys.exit(e.exit_code)
+            _exit(e.exit_code)
         raise
+    _exit(0)

@@ -3,11 +3,67 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mspa_features.cli.common import console, counts_table, metric_table, u2a_table
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def features_table(features: dict[str, Any]) -> Table:
+    """Backfill counts per feature set and entity (requested = written + quarantined)."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"Features: Spark backfill {features['start']} .. {features['end']} "
+        f"({features['cadence']}), registered in Feast",
+        title_justify="left",
+    )
+    for col in ("feature set", "entity", "partitions", "requested", "written", "quarantined", "s"):
+        t.add_column(col, justify="left" if col in ("feature set", "entity") else "right")
+    for fs, entities in features["backfill"].items():
+        for entity, c in entities.items():
+            t.add_row(
+                fs,
+                entity,
+                f"{c['partitions']:,}",
+                f"{c['requested']:,}",
+                f"{c['written']:,}",
+                f"{c['quarantined']:,}",
+                f"{c['seconds']:.1f}",
+            )
+    reg = features["register"]
+    t.caption = (
+        f"{len(reg['views'])} views, {len(reg['services'])} services; materialized rows: "
+        + ", ".join(f"{v} {n:,}" for v, n in reg["materialized_rows"].items())
+    )
+    return t
+
+
+def serving_table(p: dict[str, Any]) -> Table:
+    """What a ranker receives online for one user and its U2A candidates."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"What a ranker receives online ({p['service']}) for user {p['user_id']}: "
+        f"history_count={p['history_count']}, pref_emb {p['pref_emb_dim']}-d",
+        title_justify="left",
+        caption=f"pref_text: {p['pref_text']}",
+    )
+    for col in ("author_id", "author_text", "pref_author_cosine", "engaged next"):
+        t.add_column(col, justify="right" if col == "pref_author_cosine" else "left")
+    for c in p["candidates"]:
+        text = c["author_text"] or "null"
+        t.add_row(
+            c["author_id"],
+            text if len(text) <= 70 else text[:67] + "...",
+            "null" if c["cosine"] is None else f"{c['cosine']:.4f}",
+            "yes" if c["target"] else "",
+        )
+    return t
 
 
 def run(
@@ -89,6 +145,10 @@ def run(
     )
     if summary.composer_eval:
         console.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
+    if summary.features:
+        console.print(features_table(summary.features))
+    for preview in summary.serving or []:
+        console.print(serving_table(preview))
     console.print(
         f"results -> {Path(cfg.workspace).resolve() / 'results' / summary.name / 'summary.json'}"
         f"   ({time.perf_counter() - t0:.1f} s)",

@@ -59,11 +59,32 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     pop, rnd = summary["u2a_metrics"]["popularity"], summary["u2a_metrics"]["random"]
     # Time-aware popularity is a real signal on MovieLens: it must beat chance on Acc@10.
     assert pop["acc@10"] > rnd["acc@10"]
+    # Backfill + register: every author gets a profile, counts reconcile, and the online read
+    # for a test user returns its preference and a cosine for every candidate that has one.
+    feats = summary["features"]["backfill"]["template"]
+    for c in feats.values():
+        assert c["requested"] == c["written"] + c["quarantined"] and c["written"] > 0
+    assert feats["author_profiles"]["written"] == 1682
+    assert summary["features"]["register"]["materialized_rows"]["author_profiles__template"] == 1682
+    (shown,) = summary["serving"]
+    assert shown["pref_emb_dim"] == 384 and shown["history_count"] > 0
+    assert sum(c["target"] for c in shown["candidates"]) == 1
+    assert all(-1.0 <= c["cosine"] <= 1.0 for c in shown["candidates"])
+    assert "What a ranker receives online" in out and f"user {shown['user_id']}" in out
     # Rerun is idempotent: same numbers, data reused.
     proc2 = _mspa("run", str(cfg), cwd=tmp_path)
     assert proc2.returncode == 0
     again = json.loads((tmp_path / "ws/results/movielens/summary.json").read_text())
     assert again["u2a_metrics"] == summary["u2a_metrics"]
+    # The backfill rerun replaces its partitions: same counts, nothing duplicated online.
+    assert again["features"]["backfill"] == {
+        fs: {
+            e: {**c, "seconds": again["features"]["backfill"][fs][e]["seconds"]}
+            for e, c in d.items()
+        }
+        for fs, d in summary["features"]["backfill"].items()
+    }
+    assert again["serving"] == summary["serving"]
 
 
 def test_main_job_on_synthetic(tmp_path):

@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 
 from mspa_features.cache import ComposerCache
-from mspa_features.composer import LLMComposer, TemplateComposer, UserHistory, build_histories
+from mspa_features.composer import (
+    TEMPLATE_VERSION,
+    LLMComposer,
+    TemplateComposer,
+    UserHistory,
+    build_histories,
+)
 from mspa_features.contracts import AUTHOR_PROFILES, PREFERENCES, Author
 from mspa_features.features import compose_author_rows, compose_preference_rows
 from mspa_features.generation.base import (
@@ -93,6 +99,13 @@ def test_template_is_deterministic_and_structured():
     assert "Regional Bias: north (5)" in text
 
 
+def test_template_author_text_has_attributes_then_profile_once():
+    (r,) = TemplateComposer().describe_authors([_author(1, location="Lyon")])
+    assert r.status == "ok"
+    assert r.text.startswith("Author Types: singing; Regional Bias: north; Profile: author 1 sings")
+    assert r.text.count("Profile:") == 1 and "Location: Lyon" in r.text
+
+
 def test_empty_history_and_contentless_author_are_skipped_with_reason():
     c = TemplateComposer()
     (r,) = c.compose_preferences([_history(0)])
@@ -135,7 +148,7 @@ def test_preference_rows_follow_the_contract_and_reconcile():
     assert out.table.num_rows == 1 and out.quarantine.num_rows == 1
     assert out.quarantine.column("reason").to_pylist() == ["empty history"]
     row = out.table.to_pylist()[0]
-    assert row["history_count"] == 3 and row["model_version"] == "template-v1|hash16"
+    assert row["history_count"] == 3 and row["model_version"] == f"{TEMPLATE_VERSION}|hash16"
     assert abs(np.linalg.norm(row["pref_emb"]) - 1) < 1e-5
 
 
