@@ -352,9 +352,9 @@ __all__ = [
     "StageCounts",
     "build_eval_sets",
     "build_features",
-    "feature_range",
-    "serving_preview",
     "evaluate_baselines",
+    "feature_range",
     "prepare_data",
     "run",
+    "serving_preview",
 ]
