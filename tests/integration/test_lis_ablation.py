@@ -151,28 +151,17 @@ def test_lis_variants_run_beside_the_baseline(lis_run) -> None:
 
 
 def test_verdicts_from_the_runner_rows(lis_run) -> None:
-    from ranker_hooks.lis import lis_report
+    from ranker_hooks.lis_ablation import verdict_rows
 
     _, _, _, _, result = lis_run
-    rows = [
-        {
-            "variant": v.name,
-            "kind": v.kind,
-            "delta": v.delta_auc,
-            "ci_low": v.delta_auc_ci_low,
-            "ci_high": v.delta_auc_ci_high,
-            "leak_kind": v.name.removeprefix("lis_").rsplit("_n", 1)[0]
-            if v.kind == "lis"
-            else None,
-            "horizon_days": int(v.name.rsplit("_n", 1)[1]) if v.kind == "lis" else None,
-        }
-        for v in result.variants
-    ]
-    out = {r["variant"]: r for r in lis_report(rows)}
-    assert out["lis_future_id_n30"]["effect"] == "gain"
-    assert out["lis_future_id_n30"]["verdict"].startswith(
+    out = {r["variant"]: r for r in verdict_rows(result)}
+    assert out["baseline"]["effect"] == "reference"
+    n30 = out["lis_future_id_n30"]
+    assert (n30["leak_kind"], n30["horizon_days"], n30["effect"]) == ("future_id", 30, "gain")
+    assert n30["verdict"].startswith(
         "ID embeddings from 30 days ahead carry information the ranker lacks"
     )
+    assert out["lis_similar_items_n7"]["leak_kind"] == "similar_items"
 
 
 def test_guard_refuses_a_leak_in_an_ais_variant(lis_run) -> None:

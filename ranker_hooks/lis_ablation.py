@@ -1,0 +1,123 @@
+"""One LIS run: build and register the leak sets, run the ablation with the LIS variants beside
+the configured baseline/AIS variants, and attach plain-language verdicts (``mspa lis``).
+
+Writes ``lis_verdicts.json`` and ``lis_verdicts.md`` beside the runner's ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ranker_hooks.lis import lis_report
+from ranker_hooks.lis_variants import DEFAULT_HORIZONS, LIS_KINDS, lis_variants
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from mspa_features.config import RunConfig
+    from ranker_hooks.ablation import AblationConfig, AblationResult
+
+_LIS_NAME = re.compile(r"^lis_(?P<kind>[a-z_]+)_n(?P<n>\d+)$")
+
+
+@dataclass
+class LisRun:
+    """What :func:`run_lis` produced."""
+
+    result: AblationResult
+    verdicts: list[dict[str, Any]]
+    notes: list[str]
+    paths: dict[str, Path]
+
+
+def verdict_rows(result: AblationResult) -> list[dict[str, Any]]:
+    """The runner's variants as :func:`ranker_hooks.lis.lis_report` rows, verdicts added."""
+    rows = []
+    for v in result.variants:
+        m = _LIS_NAME.match(v.name) if v.kind == "lis" else None
+        rows.append(
+            {
+                "variant": v.name,
+                "kind": v.kind,
+                "auc": v.auc,
+                "delta": v.delta_auc,
+                "ci_low": v.delta_auc_ci_low,
+                "ci_high": v.delta_auc_ci_high,
+                "p_value": v.p_value,
+                "feature": v.description or v.name,
+                "leak_kind": m["kind"] if m else None,
+                "horizon_days": int(m["n"]) if m else None,
+            }
+        )
+    return lis_report(rows)
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| variant | kind | AUC | delta AUC | 95% CI | AIS/LIS | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r.get("ais_lis_ratio")
+        lines.append(
+            f"| {r['variant']} | {r['kind']} | {r['auc']:.4f} | {r['delta']:+.4f} | "
+            f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
+            f"{'' if ratio is None else f'{ratio:.0%}'} | {r['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_lis(
+    run_cfg: RunConfig,
+    ablation_cfg: AblationConfig,
+    *,
+    horizons: Sequence[int] = DEFAULT_HORIZONS,
+    kinds: Sequence[str] = LIS_KINDS,
+    build: bool = True,
+    store: FeatureStore | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> LisRun:
+    """Build (optionally) and register the leak sets, then run the ablation with LIS variants.
+
+    The leak sets use the ablation's window: M_T trains on ``[train_start, split_at)`` with
+    the ablation's ranker backend (first seed).
+
+    Raises:
+        LeakBuildError, AblationError, LeakedFeatureError: see the steps.
+    """
+    from mspa_features.leak_defs import register_leaks
+    from mspa_features.registry import open_store
+    from ranker_hooks.ablation import make_ranker, run_ablation
+    from ranker_hooks.leaks.build import build_leak_sets
+
+    cfg = ablation_cfg
+    if build:
+        # The future-id view is registered too (the record of what leaked), though its LIS
+        # variant swaps the table on the model itself.
+        build_leak_sets(
+            run_cfg,
+            split_at=cfg.split.split_at,
+            train_start=cfg.split.train_start,
+            horizons=horizons,
+            kinds=kinds,
+            make_ranker=lambda: make_ranker(cfg, cfg.seeds[0]),
+        )
+        register_leaks(run_cfg, repo_path=cfg.repo_path)
+    if store is None:
+        store = open_store(run_cfg, repo_path=cfg.repo_path)
+    variants, notes = lis_variants(store, cfg.feature_set, horizons=horizons, kinds=kinds)
+    result = run_ablation(run_cfg, cfg, progress=progress, extra_variants=variants, store=store)
+    verdicts = verdict_rows(result)
+    folder = result.results_path.parent
+    paths = {"json": folder / "lis_verdicts.json", "markdown": folder / "lis_verdicts.md"}
+    paths["json"].write_text(json.dumps(verdicts, indent=2) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(_markdown(verdicts), encoding="utf-8")
+    return LisRun(result=result, verdicts=verdicts, notes=notes + list(result.notes), paths=paths)
+
+
+__all__ = ["LisRun", "run_lis", "verdict_rows"]
