@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -257,6 +258,37 @@ def fit_id_adapter(
     return adapter, report
 
 
+def author_content(author_profiles: Path, *, as_of: datetime | None = None) -> IdEmbeddings:
+    """The composer's author embeddings from a feature set's ``author_profiles`` folder.
+
+    Per author, the latest snapshot with ``event_timestamp <= as_of`` (default: the latest);
+    authors without an embedding are left out.
+
+    Raises:
+        ValueError: the folder holds no readable author profile.
+    """
+    import pyarrow.dataset as ds
+
+    folder = Path(author_profiles)
+    if not folder.is_dir() or not any(folder.rglob("*.parquet")):
+        raise ValueError(f"author_content: no parquet under {folder}")
+    table = ds.dataset(folder, format="parquet", partitioning="hive").to_table(
+        columns=["author_id", "event_timestamp", "author_emb"]
+    )
+    df = table.to_pandas()
+    df = df[df["author_emb"].notna()]
+    if as_of is not None:
+        df = df[pd.to_datetime(df["event_timestamp"], utc=True) <= utc_timestamp(as_of)]
+    if df.empty:
+        raise ValueError(f"author_content: no author embedding in {folder} as of {as_of}")
+    df = df.sort_values(["author_id", "event_timestamp"]).drop_duplicates("author_id", keep="last")
+    return IdEmbeddings(
+        kind="author",
+        ids=df["author_id"].astype(str).to_numpy(dtype=object),
+        matrix=np.vstack(df["author_emb"].to_numpy()).astype(np.float32),
+    )
+
+
 def cold_author_ids(interactions: pd.DataFrame, T: datetime) -> np.ndarray:
     """Authors whose first interaction is at or after ``T`` (cold for a ranker trained before T)."""
     ts = pd.to_datetime(interactions["event_timestamp"], utc=True)
@@ -265,4 +297,11 @@ def cold_author_ids(interactions: pd.DataFrame, T: datetime) -> np.ndarray:
     return np.array(sorted(first.index[first >= cutoff]), dtype=object)
 
 
-__all__ = ["AlignmentConfig", "AlignmentReport", "IdAdapter", "cold_author_ids", "fit_id_adapter"]
+__all__ = [
+    "AlignmentConfig",
+    "AlignmentReport",
+    "IdAdapter",
+    "author_content",
+    "cold_author_ids",
+    "fit_id_adapter",
+]

@@ -85,3 +85,25 @@ def test_cold_author_ids() -> None:
         }
     )
     assert list(cold_author_ids(df, T)) == ["b", "c"]
+
+
+def test_author_content_takes_the_latest_snapshot_as_of(tmp_path) -> None:
+    from ranker_hooks.id_alignment import author_content
+
+    for day, values in ((1, {"a": 1.0, "b": 2.0}), (5, {"a": 3.0, "c": None})):
+        d = tmp_path / "author_profiles" / f"ds=2024-01-0{day}"
+        d.mkdir(parents=True)
+        pd.DataFrame(
+            {
+                "author_id": list(values),
+                "event_timestamp": pd.to_datetime([f"2024-01-0{day}"] * len(values), utc=True),
+                "author_emb": [None if v is None else [v, v] for v in values.values()],
+            }
+        ).to_parquet(d / "p.parquet")
+    latest = author_content(tmp_path / "author_profiles")
+    assert list(latest.ids) == ["a", "b"]  # c has no embedding
+    np.testing.assert_array_equal(latest.matrix, [[3, 3], [2, 2]])
+    early = author_content(tmp_path / "author_profiles", as_of=datetime(2024, 1, 3, tzinfo=UTC))
+    np.testing.assert_array_equal(early.matrix, [[1, 1], [2, 2]])
+    with pytest.raises(ValueError, match="no parquet"):
+        author_content(tmp_path / "nothing")
