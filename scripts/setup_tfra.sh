@@ -35,8 +35,8 @@ fi
 
 log "creating environment in $VENV"
 start=$SECONDS
-rm -rf "$VENV"
-"$PY" -m venv "$VENV"
+# --clear: a half-built environment from an interrupted run starts over.
+"$PY" -m venv --clear "$VENV"
 pipq --upgrade pip
 pipq "${PINS[@]}"
 # The worker's imports, exactly as it runs them (legacy Keras is what TFRA 0.8.1 builds on).
