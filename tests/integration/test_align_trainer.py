@@ -116,3 +116,81 @@ def test_train_tracks_saves_and_composes(tiny_workspace: Path, tmp_path: Path) -
     assert out.table.num_rows + out.quarantine.num_rows == 3
     assert out.table.num_rows > 0, out.quarantine.to_pylist()
     assert all(res.model_version in v for v in versions), versions
+
+
+def _warm_start(rows: list[dict], folder: Path, steps: int = 40) -> Path:
+    """The tiny random policy taught by teacher forcing to answer in the RECOMMEND format with a
+    random letter: its samples then differ in accuracy, which gives GRPO a signal (a random
+    policy earns 0 everywhere, and all-equal rewards give zero advantage and no update)."""
+    import random
+
+    import torch
+
+    from mspa_features.align.config import PolicyModelConfig
+    from mspa_features.align.policy import load_policy
+
+    model, tok, _ = load_policy(PolicyModelConfig(name="tiny-random-llama"))
+    prompts = [
+        tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        for r in rows
+    ]
+
+    def answer(letter: str) -> str:
+        return (
+            '{"User Preference": "drama", "Recommendation Reason": "fits", '
+            f'"Answer": "{letter}"}}<|im_end|>'
+        )
+
+    k = len(tok(answer("A"), add_special_tokens=False)["input_ids"])  # same for every letter
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    rng = random.Random(0)
+    for _ in range(steps):
+        texts = [p + answer(rng.choice("ABCD")) for p in prompts]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        logits = model(**enc, logits_to_keep=k + 1).logits[:, :-1]  # (batch, k, vocab)
+        target = enc["input_ids"][:, -k:]  # left-padded: the answer is the last k tokens
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_grpo_moves_the_weights_when_rewards_differ(tiny_workspace: Path, tmp_path: Path) -> None:
+    import mlflow
+    import torch
+
+    from mspa_features.align.config import load_align_config
+    from mspa_features.align.trainer import prepare_data, train
+    from mspa_features.config import load_config
+
+    torch.set_num_threads(1)
+    base_cfg = load_align_config(_align_yaml(tiny_workspace, tmp_path))
+    ds, _, _ = prepare_data(base_cfg, load_config(base_cfg.run_config))
+    warm = _warm_start(ds.rows.head(4).to_dict(orient="records"), tmp_path / "warm")
+    grpo = {
+        "learning_rate": 1e-3,
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_steps": 2,
+        "max_completion_length": 32,
+        "torch_threads": 1,
+    }
+    cfg = load_align_config(
+        _align_yaml(tiny_workspace, tmp_path, model={"name": str(warm)}, grpo=grpo)
+    )
+    res = train(cfg)
+
+    assert res.model_version.startswith("warm-grpo-")  # a local checkpoint as the base
+    stds = [h["rewards/accuracy/std"] for h in res.log_history if "rewards/accuracy/std" in h]
+    assert stds and max(stds) > 0, res.log_history  # the samples disagreed: a real signal
+    assert res.weights_changed > 0.5 and res.max_abs_weight_delta > 0
+    # The warmed policy answers in format: the probe sees it before and after.
+    assert res.probe_before["format"] > 0.5 and res.probe_after["format"] > 0.5
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    hist = client.get_metric_history(res.mlflow_run_id, "rewards/accuracy/mean")
+    assert len(hist) == 2  # one point per step (logging_steps=1)
