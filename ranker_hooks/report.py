@@ -110,7 +110,11 @@ def ais_table(result: AblationResult) -> Table:
         "p",
         "n_test",
     ):
-        t.add_column(col, justify="left" if col in ("variant", "kind") else "right")
+        t.add_column(
+            col,
+            justify="left" if col in ("variant", "kind") else "right",
+            overflow="fold" if col == "variant" else "ellipsis",
+        )
     for v in result.variants:
         d, p = _fmt_delta(v.delta_auc, v.delta_auc_ci_low, v.delta_auc_ci_high, v.p_value, v.kind)
         kind = f"{v.kind} (leaked)" if v.leaked else v.kind
@@ -155,7 +159,12 @@ def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
     t = Table(title=f"A = {name_a}   B = {name_b}", title_justify="left")
     heads = ["variant", "kind", "auc A", "auc B", "B - A", "Δauc A", "Δauc B", "p A", "p B"]
     for h in heads:
-        t.add_column(h, justify="left" if h in ("variant", "kind") else "right")
+        # Variant names wrap rather than being cut: they are the row keys.
+        t.add_column(
+            h,
+            justify="left" if h in ("variant", "kind") else "right",
+            overflow="fold" if h == "variant" else "ellipsis",
+        )
 
     def f(x: float, sign: bool = False) -> str:
         if pd.isna(x):
