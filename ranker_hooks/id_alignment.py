@@ -47,6 +47,13 @@ class AlignmentConfig:
     holdout: float = field(
         default=0.2, metadata={"help": "share of warm authors held out for the quality report"}
     )
+    val_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of training authors for early stopping (0: train all epochs)"},
+    )
+    patience: int = field(
+        default=20, metadata={"help": "epochs without a better validation cosine before stopping"}
+    )
     seed: int = field(default=0, metadata={"help": "seeds the split, init and shuffling"})
     threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
 
@@ -61,6 +68,7 @@ class AlignmentConfig:
                 "epochs": self.epochs,
                 "batch_size": self.batch_size,
                 "threads": self.threads,
+                "patience": self.patience,
             }.items()
             if int(v) < 1
         }
@@ -76,19 +84,27 @@ class AlignmentConfig:
             bad["contrastive_weight"] = self.contrastive_weight
         if not 0.0 <= self.holdout < 1.0:
             bad["holdout"] = self.holdout
+        if not 0.0 <= self.val_fraction < 1.0:
+            bad["val_fraction"] = self.val_fraction
         if bad:
             raise ValueError(f"AlignmentConfig: out of range: {bad}")
 
 
 @dataclass(frozen=True)
 class AlignmentReport:
-    """Held-out quality: mean cosine to the true ID embedding, adapter vs mean baseline."""
+    """Held-out quality: mean cosine to the true ID embedding, adapter vs mean baseline.
+
+    ``n_train`` authors fitted the adapter, ``n_val`` chose its epoch (early stopping),
+    ``n_holdout`` (never seen) give the cosines.
+    """
 
     n_train: int
     n_holdout: int
     cosine_adapter: float
     cosine_mean_baseline: float
     final_loss: float
+    best_epoch: int = 0
+    n_val: int = 0
 
     @property
     def gain(self) -> float:
@@ -189,7 +205,11 @@ def fit_id_adapter(
     hold, train = order[:n_hold], order[n_hold:]
     xi = np.array([w[0] for w in warm])
     yi = np.array([w[1] for w in warm])
+    # Early stopping watches a slice of the training authors, never the held-out ones.
+    n_val = round(cfg.val_fraction * len(train)) if len(train) >= 10 else 0
+    val, train = train[:n_val], train[n_val:]
     x_tr, y_tr = x_all[xi[train]], y_all[yi[train]]
+    x_val, y_val = x_all[xi[val]], y_all[yi[val]]
 
     mean = y_tr.mean(0)
     scale = float(np.sqrt(((y_tr - mean) ** 2).sum(1).mean())) or 1.0  # RMS row norm
@@ -213,7 +233,9 @@ def fit_id_adapter(
         gen = torch.Generator().manual_seed(cfg.seed)
         w_con = {"regression": 0.0, "contrastive": 1.0, "both": cfg.contrastive_weight}[cfg.loss]
         loss_value = math.nan
-        for _ in range(cfg.epochs):
+        best = (-math.inf, 0, None)  # (validation cosine, epoch, weights)
+        for epoch in range(1, cfg.epochs + 1):
+            module.train()
             perm = torch.randperm(len(x), generator=gen)
             for lo in range(0, len(x), cfg.batch_size):
                 b = perm[lo : lo + cfg.batch_size]
@@ -233,6 +255,17 @@ def fit_id_adapter(
                 loss.backward()
                 opt.step()
                 loss_value = float(loss.detach())
+            if n_val:
+                module.eval()
+                with torch.no_grad():
+                    pv = module(torch.as_tensor(x_val)).numpy() * scale + mean  # (n_val, d_out)
+                cos = _mean_cosine(pv, y_val)
+                if cos > best[0]:
+                    best = (cos, epoch, {k: v.clone() for k, v in module.state_dict().items()})
+                elif epoch - best[1] >= cfg.patience:
+                    break
+        if best[2] is not None:
+            module.load_state_dict(best[2])
         module.eval()
     finally:
         torch.set_num_threads(prev_threads)
@@ -254,6 +287,8 @@ def fit_id_adapter(
         cosine_adapter=cos_adapter,
         cosine_mean_baseline=cos_mean,
         final_loss=loss_value,
+        best_epoch=best[1] if n_val else cfg.epochs,
+        n_val=int(n_val),
     )
     return adapter, report
 
