@@ -367,6 +367,7 @@ def run_ablation(
         AblationError: empty window, missing service, no baseline.
         LeakedFeatureError: a non-LIS variant reads a view tagged leaked.
     """
+    from mspa_features import metrics
     from ranker_hooks import report, tracking
 
     t_start = time.perf_counter()
@@ -426,9 +427,7 @@ def run_ablation(
                     ranker = v.hook.after_fit(ranker, ctx)
                 s = ranker.predict(te)
                 seed_scores.append(s)
-                from mspa_features.metrics import auc
-
-                seed_aucs.append(auc(te.labels, s))
+                seed_aucs.append(metrics.auc(te.labels, s))
                 done += 1
                 if progress:
                     progress("ablation", done, total)
@@ -439,10 +438,8 @@ def run_ablation(
                 base_scores = scores
                 delta = {"delta_auc": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
             else:
-                from mspa_features.metrics import paired_bootstrap
-
                 assert base_scores is not None  # baseline sorts first
-                b = paired_bootstrap(
+                b = metrics.paired_bootstrap(
                     labels,
                     base_scores,
                     scores,

@@ -118,6 +118,23 @@ def _build_module(cfg: TorchRankerConfig, n_users: int, n_authors: int, n_dense:
     return DCNv2()
 
 
+def _column_stats(dense: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std (constant columns get std 1), float32.
+
+    Accumulated in float64 over row chunks: a float64 copy of 100k x 770 features would cost
+    more memory than the model and data together.
+    """
+    n, d = dense.shape
+    total, total_sq = np.zeros(d), np.zeros(d)
+    for s in range(0, n, chunk):
+        block = np.asarray(dense[s : s + chunk], dtype=np.float64)  # (<=chunk, d)
+        total += block.sum(axis=0)
+        total_sq += np.square(block).sum(axis=0)
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - np.square(mean), 0.0))
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
 @contextmanager
 def _torch_settings(threads: int):
     """Fix threads and deterministic algorithms for the block, restoring the caller's settings."""
@@ -231,10 +248,7 @@ class TorchRanker(Ranker):
                 self.uses_tokens = data.tokens is not None
                 self._grow("user", data.user_ids)
                 self._grow("author", data.author_ids)
-                dense = np.asarray(data.dense, dtype=np.float64)
-                self._mean = dense.mean(axis=0).astype(np.float32)
-                std = dense.std(axis=0).astype(np.float32)
-                self._std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+                self._mean, self._std = _column_stats(data.dense)
                 # Seed a forked RNG: the init is reproducible without touching the caller's.
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(cfg.seed)

@@ -118,6 +118,7 @@ class AblationTracker:
             "n_train": res.n_train,
             "n_test": res.n_test,
             "n_feature_refs": len(res.feature_refs),
+            "feature_refs": ",".join(res.feature_refs)[:6000],  # MLflow's param length cap
             **{f"window.{k}": v for k, v in self.window.items()},
         }
         now = int(time.time() * 1000)

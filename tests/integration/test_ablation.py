@@ -192,6 +192,7 @@ def test_mlflow_parent_and_nested_runs_read_back(tiny) -> None:
         assert row["metrics.auc"] == pytest.approx(v.auc)
         assert row["metrics.delta_auc_ci_high"] == pytest.approx(v.delta_auc_ci_high)
     assert by["all"]["params.model_version"] == "tmpl-v1"
+    assert by["cosine"]["params.feature_refs"] == "user_author_cosine__template:pref_author_cosine"
     client = MlflowClient(tracking_uri=uri)
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"results.json", "comparison.csv", "comparison.md", "delta_auc.png"} <= artifacts

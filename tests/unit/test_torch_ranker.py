@@ -171,3 +171,16 @@ def test_training_leaves_the_callers_torch_settings_alone() -> None:
     assert torch.get_num_threads() == threads
     assert not torch.are_deterministic_algorithms_enabled()
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_column_stats_match_numpy_and_guard_constant_columns() -> None:
+    from ranker_hooks.torch_ranker import _column_stats
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 4)).astype(np.float32)
+    x[:, 2] = 7.0  # constant: std must not be ~0 (it divides)
+    mean, std = _column_stats(x, chunk=128)
+    np.testing.assert_allclose(mean, x.mean(axis=0, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(
+        std[[0, 1, 3]], x.std(axis=0, dtype=np.float64)[[0, 1, 3]], rtol=1e-5
+    )
+    assert std[2] == 1.0
