@@ -8,6 +8,7 @@ the future (n-day) tables and the next-positive author carry the new taste.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from mspa_features.config import DataConfig, RunConfig, Workspace
 from mspa_features.contracts import AUTHOR_PROFILES, INTERACTIONS, PREFERENCES
@@ -126,6 +128,15 @@ def lis_run(tmp_path_factory: pytest.TempPathFactory):
         repo_path=REPO,
     )
     result = run_ablation(cfg, ab, extra_variants=lis, store=store)
+    # Config files for the CLI test, same run and ablation.
+    run_yaml = tmp / "run.yaml"
+    run_yaml.write_text(
+        yaml.safe_dump(
+            {"name": "toy", "workspace": str(cfg.workspace), "data": {"source": "movielens"}}
+        )
+    )
+    dumped = json.loads(ab.model_dump_json())
+    (tmp / "ablation.yaml").write_text(yaml.safe_dump({**dumped, "run_config": str(run_yaml)}))
     return cfg, store, lis, notes, result
 
 
@@ -175,3 +186,20 @@ def test_guard_refuses_a_leak_in_an_ais_variant(lis_run) -> None:
         check_not_leaked(store, sneaky)
     with pytest.raises(LeakedFeatureError, match="leak__next_positive_n7"):
         refuse_leaks(store, sneaky.service, sneaky.name, kind=sneaky.kind)
+
+
+def test_cli_lis_prints_verdicts_and_writes_them(lis_run) -> None:
+    from typer.testing import CliRunner
+
+    from mspa_features.cli import app
+
+    cfg, _, _, _, _ = lis_run
+    config = Path(cfg.workspace).parent / "ablation.yaml"
+    args = ["lis", "-c", str(config), "--no-build", "--no-ais", "-k", "future_id", "-n", "30"]
+    res = CliRunner().invoke(app, args, catch_exceptions=False, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "lis_future_id_n30" in res.output and "carry information the ranker lacks" in res.output
+    runs = sorted((Path(cfg.workspace) / "results" / "ablation").glob("*/lis_verdicts.json"))
+    verdicts = json.loads(runs[-1].read_text())
+    assert [r["variant"] for r in verdicts] == ["baseline", "lis_future_id_n30"]
+    assert verdicts[1]["effect"] == "gain"
