@@ -97,6 +97,9 @@ class AblationConfig(_Strict):
     max_train_rows: int | None = Field(
         None, ge=10, description="keep only the latest N training rows (null: all)"
     )
+    read_chunk_rows: int = Field(
+        25_000, ge=1, description="entity rows per Feast historical read (bounds peak memory)"
+    )
     ranker: RankerSection = Field(default_factory=RankerSection)
     injection: InjectionSection = Field(default_factory=InjectionSection)
     bootstrap: BootstrapSection = Field(default_factory=BootstrapSection)
@@ -261,24 +264,46 @@ def _service_exists(store: FeatureStore, service: str) -> bool:
 
 
 class _Frames:
-    """One Feast historical read per service over train + test rows, shared by variants."""
+    """One Feast historical read per service over train + test rows, shared by variants.
 
-    def __init__(self, store: FeatureStore, rows: pd.DataFrame):
+    Reads go in chunks of ``chunk_rows`` entity rows: the point-in-time join is per row, so
+    chunking changes no value, and it bounds the memory of Feast's on-demand (cosine)
+    transform, which turns every embedding into Python lists. A frame is dropped once the
+    last variant reading its service is done.
+    """
+
+    def __init__(
+        self, store: FeatureStore, rows: pd.DataFrame, uses: dict[str, int], chunk_rows: int
+    ):
         self.store = store
         self.rows = rows
+        self.uses = dict(uses)
+        self.chunk_rows = chunk_rows
         self._cache: dict[str, pd.DataFrame] = {}
 
     def frame(self, service: str) -> pd.DataFrame:
-        from mspa_features.feature_reads import historical_features
-
         if service not in self._cache:
-            self._cache[service] = historical_features(self.store, service, self.rows)
+            self._cache[service] = self._read(service, self.rows)
         return self._cache[service]
 
-    def read(self, service: str, entity_df: pd.DataFrame, spec: InjectionSpec) -> RankerData:
-        from ranker_hooks.inject import offline_matrix
+    def release(self, service: str) -> None:
+        self.uses[service] = self.uses.get(service, 1) - 1
+        if self.uses[service] <= 0:
+            self._cache.pop(service, None)
 
-        return offline_matrix(self.store, service, entity_df, spec)
+    def _read(self, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+        from mspa_features.feature_reads import historical_features
+
+        parts = [
+            historical_features(self.store, service, entity_df.iloc[s : s + self.chunk_rows])
+            for s in range(0, len(entity_df), self.chunk_rows)
+        ]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def read(self, service: str, entity_df: pd.DataFrame, spec: InjectionSpec) -> RankerData:
+        """Ranker rows for any entity frame (what hooks call), read in chunks too."""
+        frame = self._read(service, entity_df.reset_index(drop=True))
+        return to_ranker_data(frame, service_features(self.store, service), spec)
 
 
 def _metrics(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> dict[str, float]:
@@ -388,7 +413,10 @@ def run_ablation(
         train_rows = train_rows.iloc[-cfg.max_train_rows :].reset_index(drop=True)
     rows = pd.concat([train_rows, test_rows], ignore_index=True)
     is_train = np.arange(len(rows)) < len(train_rows)
-    frames = _Frames(store, rows)
+    uses: dict[str, int] = {}
+    for v in variants:
+        uses[v.service] = uses.get(v.service, 0) + 1
+    frames = _Frames(store, rows, uses, cfg.read_chunk_rows)
 
     run_name = run_name or f"{cfg.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out_dir = Workspace(run_cfg.workspace).results / "ablation" / run_name
@@ -407,7 +435,9 @@ def run_ablation(
             t0 = time.perf_counter()
             feats = service_features(store, v.service)
             data = to_ranker_data(frames.frame(v.service), feats, v.spec)
+            frames.release(v.service)
             train, test = take(data, is_train), take(data, ~is_train)
+            del data  # the split copies are what training needs
             seed_scores, seed_aucs = [], []
             for seed in cfg.seeds:
                 ctx = HookContext(

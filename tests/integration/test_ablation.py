@@ -81,6 +81,7 @@ def ablation_config(tmp: Path) -> AblationConfig:
         ranker={"type": "torch", "params": {"epochs": 2, "batch_size": 64, "hidden": [8]}},
         injection={"max_tokens": 8, "token_buckets": 256},
         bootstrap={"n_boot": 50},
+        read_chunk_rows=200,  # several Feast reads per service: must change no value
         mlflow={"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "tiny"},
         repo_path=REPO,
     )
