@@ -137,6 +137,9 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Variants of two ablations side by side: AUC and delta AUC of each, and B - A."""
     cols = ["variant", "kind", "auc", "delta_auc", "p_value"]
     m = a[cols].merge(b[cols], on=["variant"], how="outer", suffixes=("_a", "_b"), sort=False)
+    # Outer merges sort their keys: keep A's run order, then B's own variants.
+    order = list(dict.fromkeys([*a["variant"], *b["variant"]]))
+    m = m.set_index("variant").loc[order].reset_index()
     m["kind"] = m["kind_a"].fillna(m["kind_b"])
     m["auc_b_minus_a"] = m["auc_b"] - m["auc_a"]
     return m[

@@ -1,0 +1,70 @@
+"""Ablation reports: comparison of two runs, the AIS table, CSV/markdown/plot files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from ranker_hooks.ablation import AblationResult, VariantResult
+from ranker_hooks.report import ais_table, compare_frames, write_reports
+
+
+def row(name: str, kind: str, auc: float, delta: float, lo: float, hi: float) -> VariantResult:
+    return VariantResult(
+        name=name, kind=kind, leaked=kind == "lis", auc=auc, uauc=auc - 0.01, gauc=auc - 0.02,
+        logloss=0.6, wpauc=0.2, delta_auc=delta, delta_auc_ci_low=lo, delta_auc_ci_high=hi,
+        p_value=0.01 if lo > 0 else 0.5, n_train=100, n_test=40, description=name,
+    )  # fmt: skip
+
+
+def result(tmp: Path) -> AblationResult:
+    return AblationResult(
+        run_name="r1",
+        variants=[
+            row("baseline", "baseline", 0.70, 0.0, 0.0, 0.0),
+            row("all", "ais", 0.71, 0.01, 0.004, 0.02),
+            row("lis_future_id", "lis", 0.75, 0.05, 0.03, 0.07),
+        ],
+        results_path=tmp / "results.json",
+        parent_run_id="p",
+        tracking_uri="sqlite:///x.db",
+        window={"train_start": "first", "split_at": "1998-03-01T00:00:00+00:00",
+                "eval_end": "1998-04-30T00:00:00+00:00"},
+        seeds=[0, 1],
+        notes=["variant llm_text skipped"],
+    )  # fmt: skip
+
+
+def test_compare_keeps_run_order_and_subtracts() -> None:
+    a = pd.DataFrame(
+        {"variant": ["baseline", "zeta", "all"], "kind": ["baseline", "ais", "ais"],
+         "auc": [0.70, 0.72, 0.71], "delta_auc": [0.0, 0.02, 0.01], "p_value": [1.0, 0.1, 0.2]}
+    )  # fmt: skip
+    b = pd.DataFrame(
+        {"variant": ["baseline", "lis"], "kind": ["baseline", "lis"], "auc": [0.69, 0.80],
+         "delta_auc": [0.0, 0.11], "p_value": [1.0, 0.0]}
+    )  # fmt: skip
+    m = compare_frames(a, b)
+    assert list(m["variant"]) == ["baseline", "zeta", "all", "lis"]
+    assert list(m["kind"]) == ["baseline", "ais", "ais", "lis"]
+    assert m.loc[0, "auc_b_minus_a"] == pytest.approx(-0.01)
+    assert m["auc_b_minus_a"].isna().tolist() == [False, True, True, True]
+
+
+def test_reports_and_table(tmp_path) -> None:
+    res = result(tmp_path)
+    paths = write_reports(res, tmp_path)
+    csv = pd.read_csv(paths["csv"])
+    assert list(csv["variant"]) == ["baseline", "all", "lis_future_id"]
+    assert csv.loc[2, "leaked"] and csv.loc[1, "delta_auc_ci_low"] == pytest.approx(0.004)
+    md = paths["markdown"].read_text()
+    assert "| lis_future_id" in md and "variant llm_text skipped" in md
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+    console = Console(width=200, record=True)
+    console.print(ais_table(res))
+    text = console.export_text()
+    assert "+0.0100 [+0.0040, +0.0200]" in text
+    assert "lis (leaked)" in text and "1998-03-01" in text
