@@ -83,52 +83,59 @@ def write_reports(result: AblationResult, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _fmt_delta(delta: float, lo: float, hi: float, p: float, kind: str) -> tuple[str, str]:
-    if kind == "baseline":
-        return "-", "-"
-    style = "green" if lo > 0 else "red" if hi < 0 else ""
-    text = f"{delta:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-    return (f"[{style}]{text}[/]" if style else text), f"{p:.3f}"
+def _style(lo: float, hi: float) -> str:
+    return "green" if lo > 0 else "red" if hi < 0 else ""
 
 
 def ais_table(result: AblationResult) -> Table:
-    """The AIS/LIS table: metrics per variant and delta AUC with CI and p-value."""
+    """The AIS/LIS table: metrics per variant and delta AUC with its CI and p-value.
+
+    Kept narrow for terminals: the baseline is the first row, leaked (LIS) variants carry a
+    ``*``, row counts go to the caption, and a CI that excludes 0 is coloured.
+    """
+    from rich import box
+
+    first = result.variants[0] if result.variants else None
+    caption = f"train {first.n_train:,} rows, eval {first.n_test:,} rows" if first else ""
+    if any(v.leaked for v in result.variants):
+        caption += "; * LIS: leaked (future) features, an upper bound, not a deployable gain"
     t = Table(
         title=f"ablation {result.run_name}: train < {result.window['split_at'][:10]} <= "
         f"eval < {result.window['eval_end'][:10]}, seeds {result.seeds}",
         title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
     )
-    for col in (
-        "variant",
-        "kind",
-        "auc",
-        "uauc",
-        "gauc",
-        "logloss",
-        "wpauc",
-        "Δauc [95% CI]",
-        "p",
-        "n_test",
-    ):
+    for col in ("variant", "auc", "uauc", "gauc", "logloss", "wpauc", "Δauc", "95% CI", "p"):
+        left = col == "variant"
         t.add_column(
             col,
-            justify="left" if col in ("variant", "kind") else "right",
-            overflow="fold" if col == "variant" else "ellipsis",
+            justify="left" if left else "right",
+            no_wrap=col not in ("variant", "95% CI"),
+            overflow="fold",  # a long variant name wraps; it is the row's key
+            min_width=10 if left else None,
         )
     for v in result.variants:
-        d, p = _fmt_delta(v.delta_auc, v.delta_auc_ci_low, v.delta_auc_ci_high, v.p_value, v.kind)
-        kind = f"{v.kind} (leaked)" if v.leaked else v.kind
+        if v.kind == "baseline":
+            delta, ci, p = "-", "-", "-"
+        else:
+            style = _style(v.delta_auc_ci_low, v.delta_auc_ci_high)
+            delta = f"[{style}]{v.delta_auc:+.4f}[/]" if style else f"{v.delta_auc:+.4f}"
+            ci = f"[{v.delta_auc_ci_low:+.4f}, {v.delta_auc_ci_high:+.4f}]"
+            p = f"{v.p_value:.3f}"
         t.add_row(
-            v.name,
-            kind,
+            f"{v.name}*" if v.leaked else v.name,
             f"{v.auc:.4f}",
             f"{v.uauc:.4f}",
             f"{v.gauc:.4f}",
             f"{v.logloss:.4f}",
             f"{v.wpauc:.4f}",
-            d,
+            delta,
+            ci,
             p,
-            f"{v.n_test:,}",
         )
     return t
 

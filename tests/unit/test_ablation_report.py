@@ -66,5 +66,6 @@ def test_reports_and_table(tmp_path) -> None:
     console = Console(width=200, record=True)
     console.print(ais_table(res))
     text = console.export_text()
-    assert "+0.0100 [+0.0040, +0.0200]" in text
-    assert "lis (leaked)" in text and "1998-03-01" in text
+    assert "+0.0100" in text and "[+0.0040, +0.0200]" in text
+    assert "train 100 rows, eval 40 rows" in text
+    assert "lis_future_id*" in text and "* LIS: leaked" in text and "1998-03-01" in text
