@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from rich.table import Table
 
@@ -48,9 +49,18 @@ def delta_auc_plot(frame: pd.DataFrame, path: Path, title: str = "") -> Path:
     f = frame[frame["kind"] != "baseline"]
     fig, ax = plt.subplots(figsize=(6.4, 0.5 * max(len(f), 1) + 1.4))
     y = range(len(f))
-    err = [f["delta_auc"] - f["delta_auc_ci_low"], f["delta_auc_ci_high"] - f["delta_auc"]]
+    delta = f["delta_auc"].to_numpy(dtype=float)
+    # (2, n) distances below and above, as matplotlib wants; a percentile CI need not hold
+    # the point estimate, and matplotlib refuses negative error lengths.
+    err = np.maximum(
+        [
+            delta - f["delta_auc_ci_low"].to_numpy(dtype=float),
+            f["delta_auc_ci_high"].to_numpy(dtype=float) - delta,
+        ],
+        0.0,
+    )
     colors = ["tab:red" if leaked else "tab:blue" for leaked in f["leaked"]]
-    ax.barh(list(y), f["delta_auc"], xerr=err, color=colors, alpha=0.8, capsize=4)
+    ax.barh(list(y), delta, xerr=err, color=colors, alpha=0.8, capsize=4)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(list(y), f["variant"])
     ax.invert_yaxis()

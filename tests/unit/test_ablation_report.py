@@ -26,6 +26,7 @@ def result(tmp: Path) -> AblationResult:
         variants=[
             row("baseline", "baseline", 0.70, 0.0, 0.0, 0.0),
             row("all", "ais", 0.71, 0.01, 0.004, 0.02),
+            row("odd_ci", "ais", 0.70, 0.01, 0.012, 0.02),  # estimate below its percentile CI
             row("lis_future_id", "lis", 0.75, 0.05, 0.03, 0.07),
         ],
         results_path=tmp / "results.json",
@@ -58,8 +59,8 @@ def test_reports_and_table(tmp_path) -> None:
     res = result(tmp_path)
     paths = write_reports(res, tmp_path)
     csv = pd.read_csv(paths["csv"])
-    assert list(csv["variant"]) == ["baseline", "all", "lis_future_id"]
-    assert csv.loc[2, "leaked"] and csv.loc[1, "delta_auc_ci_low"] == pytest.approx(0.004)
+    assert list(csv["variant"]) == ["baseline", "all", "odd_ci", "lis_future_id"]
+    assert csv.loc[3, "leaked"] and csv.loc[1, "delta_auc_ci_low"] == pytest.approx(0.004)
     md = paths["markdown"].read_text()
     assert "| lis_future_id" in md and "variant llm_text skipped" in md
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
