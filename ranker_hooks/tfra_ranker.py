@@ -7,9 +7,10 @@ subprocess, exchanging ``.npz`` files through its model folder. The worker's mod
 CTR ranker: dynamic tables for user and author ids, a mean-pooled dynamic table for hashed tokens,
 a dense tower over the injected features and an MLP head.
 
-String ids become int64 table keys through a stable hash (BLAKE2b, 8 bytes), independent of
-process and machine; the driver keeps the id -> key registry so exported tables carry string ids.
-Tables start at zeros: an id the model never trained on reads the zero row (the OOV row).
+String ids become int64 table keys through a stable hash (BLAKE2b, 8 bytes, never 0),
+independent of process and machine; the driver keeps the id -> key registry so exported tables
+carry string ids. Ids the model never registered (by a fit or ``load_id_embeddings``) are sent as
+key 0, the OOV key, which reads a zero row.
 
 Model folder (what :meth:`TfraRanker.save` writes and :meth:`TfraRanker.load` reads):
     ranker.json               driver config, dense schema, fit count
@@ -73,8 +74,11 @@ class TfraRankerConfig(BaseModel):
 
 
 def id_keys(ids: np.ndarray) -> np.ndarray:
-    """Stable int64 table keys for string ids (BLAKE2b-64; same on every process and machine)."""
-    return np.fromiter(
+    """Stable int64 table keys for string ids (BLAKE2b-64; same on every process and machine).
+
+    Never 0: key 0 is the OOV key.
+    """
+    keys = np.fromiter(
         (
             int.from_bytes(
                 hashlib.blake2b(str(i).encode("utf-8"), digest_size=8).digest(),
@@ -86,6 +90,8 @@ def id_keys(ids: np.ndarray) -> np.ndarray:
         dtype=np.int64,
         count=len(ids),
     )
+    keys[keys == 0] = 1
+    return keys
 
 
 def _resolve_python(configured: str | None) -> Path:
@@ -222,11 +228,18 @@ class TfraRanker(Ranker):
                 )
         return keys
 
+    def _keys(self, kind: IdKind, ids: np.ndarray) -> np.ndarray:
+        """Table keys of ``ids``; ids not in the registry get the OOV key 0."""
+        keys = id_keys(ids)
+        registry = self._registry[kind]
+        known = np.fromiter((k in registry for k in keys.tolist()), dtype=bool, count=len(keys))
+        return np.where(known, keys, 0)
+
     def _data_file(self, data: RankerData, folder: Path, *, train: bool) -> Path:
         dense = (np.asarray(data.dense, dtype=np.float32) - self._mean) / self._std
         arrays = {
-            "user_keys": id_keys(data.user_ids),
-            "author_keys": id_keys(data.author_ids),
+            "user_keys": self._keys("user", data.user_ids),
+            "author_keys": self._keys("author", data.author_ids),
             "dense": np.ascontiguousarray(dense, dtype=np.float32),
         }
         if data.tokens is not None:

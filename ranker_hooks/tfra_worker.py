@@ -7,8 +7,10 @@ numpy and tensorflow/TFRA (never ``mspa_features``, which that environment lacks
 
 The model is a standard CTR ranker: dynamic-embedding (TFRA ``BasicEmbedding``) tables for user
 and author keys, an optional mean-pooled dynamic table for hashed tokens (0 = padding), a dense
-tower over the injected features, and an MLP head. Tables start at zeros: an id the model never
-trained on reads the zero row (the OOV row) instead of a fresh random value per lookup.
+tower over the injected features, and an MLP head. Key 0 is the OOV key (the driver maps ids it
+never registered to it) and token padding: it always reads a zero row, masked in the model, so an
+unseen id never gets the initializer's random value. Other keys start from a seeded normal:
+all-zero tables would give an IDs-only model zero gradients (relu'(0) = 0), so it never learns.
 
 Model folder (written by the driver and this worker):
     model.json        hyper-parameters and input widths the model is built from (driver-written)
@@ -60,17 +62,21 @@ def _setup_tf(cfg: dict):
 
 def _build(tf, de, cfg: dict):
     """The model and its optimizer, rebuilt from code (keras load_model loses the table API)."""
-    zeros = tf.keras.initializers.Zeros()
 
-    def table(name: str, dim: int):
-        return de.keras.layers.BasicEmbedding(dim, key_dtype=tf.int64, initializer=zeros, name=name)
+    def table(name: str, dim: int, offset: int):
+        init = tf.keras.initializers.RandomNormal(stddev=0.05, seed=cfg["seed"] * 31 + offset)
+        return de.keras.layers.BasicEmbedding(dim, key_dtype=tf.int64, initializer=init, name=name)
+
+    def lookup(layer, keys):
+        emb = layer(keys)  # keys.shape + (dim,)
+        return emb * tf.cast(tf.not_equal(keys, 0), emb.dtype)[..., None]  # key 0 -> zero row
 
     class CtrModel(tf.keras.Model):
         def __init__(self) -> None:
             super().__init__(name="tfra_ctr")
-            self.user_table = table("user_table", cfg["id_dim"])
-            self.author_table = table("author_table", cfg["id_dim"])
-            self.token_table = table("token_table", cfg["token_dim"]) if cfg["tokens"] else None
+            self.user_table = table("user_table", cfg["id_dim"], 1)
+            self.author_table = table("author_table", cfg["id_dim"], 2)
+            self.token_table = table("token_table", cfg["token_dim"], 3) if cfg["tokens"] else None
             self.dense_tower = (
                 tf.keras.layers.Dense(cfg["dense_dim"], activation="relu", name="dense_tower")
                 if cfg["n_dense"]
@@ -83,13 +89,15 @@ def _build(tf, de, cfg: dict):
             self.head_out = tf.keras.layers.Dense(1, name="logit")
 
         def call(self, inputs, training=False):
-            parts = [self.user_table(inputs["user"]), self.author_table(inputs["author"])]
+            parts = [
+                lookup(self.user_table, inputs["user"]),
+                lookup(self.author_table, inputs["author"]),
+            ]
             if self.token_table is not None:
                 tok = inputs["tokens"]  # (n, t)
-                emb = self.token_table(tok)  # (n, t, token_dim)
-                mask = tf.cast(tf.not_equal(tok, 0), emb.dtype)[..., None]  # (n, t, 1)
-                count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)  # (n, 1)
-                parts.append(tf.reduce_sum(emb * mask, axis=1) / count)  # (n, token_dim)
+                emb = lookup(self.token_table, tok)  # (n, t, token_dim), padding rows zero
+                count = tf.reduce_sum(tf.cast(tf.not_equal(tok, 0), emb.dtype), axis=1)  # (n,)
+                parts.append(tf.reduce_sum(emb, axis=1) / tf.maximum(count, 1.0)[:, None])
             if self.dense_tower is not None:
                 parts.append(self.dense_tower(inputs["dense"]))  # (n, hidden)
             h = tf.concat(parts, axis=1)  # (n, 2 * id_dim [+ token_dim] [+ dense_dim])

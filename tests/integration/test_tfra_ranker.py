@@ -164,3 +164,24 @@ def test_warm_start_continues_from_saved_weights(fitted, train: RankerData) -> N
     ids = list(table.ids)
     assert set(ids) == {f"a{i}" for i in range(N_AUTHORS)} | {"a_late"}
     assert np.abs(table.matrix[ids.index("a_late")]).sum() > 0
+
+
+def test_ids_only_model_learns_and_unseen_ids_read_the_oov_row() -> None:
+    # No dense features, no tokens: everything must be learnt through the dynamic tables.
+    def ids_only(data: RankerData) -> RankerData:
+        n = len(data)
+        return RankerData(
+            data.user_ids, data.author_ids, np.zeros((n, 0), np.float32), [], labels=data.labels
+        )
+
+    ranker = TfraRanker(**PARAMS, seed=1)
+    stats = ranker.fit(ids_only(_rows(1500, seed=10)))
+    assert stats["train_loss"] < stats["first_epoch_loss"] - 0.05
+    test = ids_only(_rows(600, seed=11))
+    test.user_ids[:20] = [f"u_unseen{i}" for i in range(20)]
+    test.author_ids[:20] = [f"a_unseen{i}" for i in range(20)]
+    probs = ranker.predict(test)
+    assert roc_auc_score(test.labels[20:], probs[20:]) > 0.7
+    # Unseen ids read the OOV row (zeros), not a fresh random initial value per id.
+    np.testing.assert_array_equal(probs[:20], np.full(20, probs[0]))
+    assert np.unique(probs[20:]).size > 20
