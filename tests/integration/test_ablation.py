@@ -205,19 +205,14 @@ def test_runs_compare_prints_both_ablations(tiny) -> None:
     from typer.testing import CliRunner
 
     from mspa_features.cli import app
-    from mspa_features.cli.common import console
 
     _, acfg, _, _, result, _ = tiny
-    width = console.width
-    console.width = 200  # rich sizes the table from the console, not the runner
-    try:
-        out = CliRunner().invoke(
-            app,
-            ["runs", "compare", result.parent_run_id, "tiny-run", "--tracking-uri",
-             acfg.mlflow.tracking_uri],
-        )  # fmt: skip
-    finally:
-        console.width = width
+    out = CliRunner().invoke(
+        app,
+        ["runs", "compare", result.parent_run_id, "tiny-run", "--tracking-uri",
+         acfg.mlflow.tracking_uri],
+        env={"COLUMNS": "200"},  # rich sizes tables from the environment
+    )  # fmt: skip
     assert out.exit_code == 0, out.output
     for v in result.variants:
         assert v.name in out.output
