@@ -110,6 +110,19 @@ class FeaturesConfig(_Strict):
     show_users: int = Field(1, ge=0, description="users whose online features are printed")
 
 
+class AblationStageConfig(_Strict):
+    """The main job's last stage: the AIS ablation plus LIS variants (``mspa lis`` runs the same)."""
+
+    enabled: bool = Field(False, description="run the AIS + LIS ablation in the main job")
+    config: Path | None = Field(
+        None,
+        description="ablation config YAML (temporal split, variants, ranker); a relative path is "
+        "resolved against the run config's folder",
+    )
+    lis: bool = Field(True, description="build the leak sets and add LIS variants")
+    horizons: list[int] = Field([7, 30], min_length=1, description="LIS leak horizons (days)")
+
+
 class RunConfig(_Strict):
     """One run of the main job (``mspa run CONFIG``)."""
 
@@ -122,6 +135,18 @@ class RunConfig(_Strict):
     composer: ComposerConfig = Field(default_factory=ComposerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    ablation: AblationStageConfig = Field(default_factory=AblationStageConfig)
+
+    @model_validator(mode="after")
+    def _ablation_needs_features(self) -> RunConfig:
+        if self.ablation.enabled and self.ablation.config is None:
+            raise ValueError("ablation.enabled needs ablation.config (an ablation YAML)")
+        if self.ablation.enabled and not self.features.enabled:
+            raise ValueError(
+                "ablation.enabled needs features.enabled: the ranker reads the backfilled "
+                "features through Feast"
+            )
+        return self
 
 
 def _format_loc(loc: tuple) -> str:
@@ -145,10 +170,15 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(p, ["top level must be a mapping"])
     try:
-        return RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         problems = [f"{_format_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError(p, problems) from e
+    if cfg.ablation.config is not None and not cfg.ablation.config.is_absolute():
+        cfg.ablation.config = p.parent / cfg.ablation.config
+    if cfg.ablation.enabled and not cfg.ablation.config.is_file():  # type: ignore[union-attr]
+        raise ConfigError(p, [f"ablation.config: file not found: {cfg.ablation.config}"])
+    return cfg
 
 
 class Workspace:

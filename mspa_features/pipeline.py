@@ -9,13 +9,15 @@ Stages (each idempotent; a rerun reuses what is already on disk):
    (Acc@m by generation and by embedding, Recall/NDCG@K, A2A), cached by content;
 5. features: Spark backfill of preference and author snapshots over the data's span
    (point-in-time correct, rerunnable), then Feast register + materialize online;
-6. serving preview: what a ranker receives online for one test user and its candidates.
-
-Later stages (ablations) extend :func:`run` in place.
+6. serving preview: what a ranker receives online for one test user and its candidates;
+7. ablation: the ranker trained on a temporal split with each feature service (AIS variants)
+   and with deliberately leaked preference data (LIS variants), deltas with paired bootstrap
+   CIs, one MLflow parent run, and the LIS report with a verdict per row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -64,6 +66,7 @@ class RunSummary:
     composer_eval: dict[str, Any] | None = None
     features: dict[str, Any] | None = None
     serving: list[dict[str, Any]] | None = None
+    ablation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -273,6 +276,38 @@ def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, A
     return shown
 
 
+def run_ablation_stage(cfg: RunConfig, progress: Any = None) -> dict[str, Any]:
+    """Stage 7: AIS variants (and LIS variants with their leak sets) on this run's features.
+
+    Returns the results JSON rows, the LIS verdicts (when LIS ran), where they were written and
+    the MLflow parent run.
+    """
+    from ranker_hooks.ablation import load_ablation_config, run_ablation
+
+    assert cfg.ablation.config is not None  # RunConfig validates it when the stage is enabled
+    acfg = load_ablation_config(cfg.ablation.config)
+    out: dict[str, Any] = {"config": str(cfg.ablation.config)}
+    if cfg.ablation.lis:
+        from ranker_hooks.lis_ablation import run_lis
+
+        lis = run_lis(cfg, acfg, horizons=cfg.ablation.horizons, progress=progress)
+        result, out["verdicts"], notes = lis.result, lis.verdicts, lis.notes
+    else:
+        result = run_ablation(cfg, acfg, progress=progress)
+        notes = list(result.notes)
+    out.update(
+        run_name=result.run_name,
+        results_path=str(result.results_path),
+        mlflow_parent_run_id=result.parent_run_id,
+        tracking_uri=result.tracking_uri,
+        window=result.window,
+        seeds=result.seeds,
+        variants=[dataclasses.asdict(v) for v in result.variants],
+        notes=notes,
+    )
+    return out
+
+
 def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunSummary:
     """Run every existing stage for ``cfg`` and write ``results/<name>/summary.json``.
 
@@ -323,6 +358,17 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
         serving = serving_preview(cfg, ws, u2a)
         _timed(timings, "serving", t0)
 
+    ablation = None
+    if cfg.ablation.enabled:
+        say(
+            "ablation: AIS"
+            + (" + LIS" if cfg.ablation.lis else "")
+            + " variants, tracked in MLflow"
+        )
+        t0 = time.perf_counter()
+        ablation = run_ablation_stage(cfg, step_progress)
+        _timed(timings, "ablation", t0)
+
     inter = next(r for r in results if r.contract == "interactions").accepted
     ts = inter.column("event_timestamp").to_pandas()
     summary = RunSummary(
@@ -340,6 +386,7 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
         composer_eval=composer_eval,
         features=features,
         serving=serving,
+        ablation=ablation,
     )
     out = ws.results / cfg.name
     out.mkdir(parents=True, exist_ok=True)
@@ -356,5 +403,6 @@ __all__ = [
     "feature_range",
     "prepare_data",
     "run",
+    "run_ablation_stage",
     "serving_preview",
 ]

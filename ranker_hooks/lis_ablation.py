@@ -72,6 +72,29 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_table(run: LisRun) -> Any:
+    """The LIS report as a rich table: AUC, delta with CI, AIS/LIS ratio and a verdict per row."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"LIS report ({run.result.run_name}): AIS = real MSPA features, LIS = deliberately "
+        "leaked preference data (the upper bound); delta AUC vs baseline, 95% paired bootstrap CI",
+        title_justify="left",
+    )
+    for col in ("variant", "AUC", "delta AUC [95% CI]", "AIS/LIS", "verdict"):
+        table.add_column(col, overflow="fold")
+    for r in run.verdicts:
+        ratio = r.get("ais_lis_ratio")
+        table.add_row(
+            r["variant"],
+            f"{r['auc']:.4f}",
+            f"{r['delta']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+            "" if ratio is None else f"{ratio:.0%}",
+            r["verdict"],
+        )
+    return table
+
+
 def run_lis(
     run_cfg: RunConfig,
     ablation_cfg: AblationConfig,
@@ -120,4 +143,4 @@ def run_lis(
     return LisRun(result=result, verdicts=verdicts, notes=notes + list(result.notes), paths=paths)
 
 
-__all__ = ["LisRun", "run_lis", "verdict_rows"]
+__all__ = ["LisRun", "run_lis", "verdict_rows", "verdict_table"]

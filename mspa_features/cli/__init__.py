@@ -51,8 +51,18 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
+def _quiet_library_warnings() -> None:
+    """Library deprecation notices (ibis, SQLAlchemy via MLflow) and Feast's "experimental"
+    note on on-demand views say nothing a CLI user can act on; our own warnings still show."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
+
+
 def main() -> None:
     """Entry point: user-facing errors print one clear message and exit 2, no traceback."""
+    _quiet_library_warnings()
     try:
         app(standalone_mode=False)
     except MspaError as e:

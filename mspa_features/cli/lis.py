@@ -36,12 +36,10 @@ def lis(
     ] = True,
 ) -> None:
     """Measure LIS = AUC(with leak) - AUC(baseline) per leak and horizon, with verdicts."""
-    from rich.table import Table
-
     from mspa_features.config import load_config
     from mspa_features.errors import ConfigError
     from ranker_hooks.ablation import load_ablation_config
-    from ranker_hooks.lis_ablation import run_lis
+    from ranker_hooks.lis_ablation import run_lis, verdict_table
     from ranker_hooks.lis_variants import DEFAULT_HORIZONS, LIS_KINDS
 
     kinds = list(kind or LIS_KINDS)
@@ -72,19 +70,7 @@ def lis(
             build=build,
             progress=step,
         )
-    table = Table(title=f"LIS / AIS ({out.result.run_name})")
-    for col in ("variant", "AUC", "delta AUC [95% CI]", "AIS/LIS", "verdict"):
-        table.add_column(col, overflow="fold")
-    for r in out.verdicts:
-        ratio = r.get("ais_lis_ratio")
-        table.add_row(
-            r["variant"],
-            f"{r['auc']:.4f}",
-            f"{r['delta']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-            "" if ratio is None else f"{ratio:.0%}",
-            r["verdict"],
-        )
-    console.print(table)
+    console.print(verdict_table(out))
     for note in out.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"verdicts: {out.paths['markdown']}")

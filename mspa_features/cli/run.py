@@ -43,6 +43,47 @@ def features_table(features: dict[str, Any]) -> Table:
     return t
 
 
+def ablation_table(ab: dict[str, Any]) -> Table:
+    """AIS (and LIS) rows: AUC, delta AUC vs baseline with its CI, and the verdict when LIS ran."""
+    from rich.table import Table
+
+    w = ab["window"]
+    t = Table(
+        title=f"AIS / LIS on the ranker (train [{w['train_start'][:10]}, {w['split_at'][:10]}), "
+        f"evaluate to {w['eval_end'][:10]}; seeds {ab['seeds']}): delta AUC vs baseline, "
+        "95% paired bootstrap CI over users",
+        title_justify="left",
+    )
+    verdicts = {r["variant"]: r for r in ab.get("verdicts", [])}
+    cols = ["variant", "kind", "AUC", "GAUC", "delta AUC [95% CI]", "p"]
+    if verdicts:
+        cols += ["AIS/LIS", "verdict"]
+    for col in cols:
+        t.add_column(
+            col, overflow="fold", justify="right" if col in ("AUC", "GAUC", "p") else "left"
+        )
+    for v in ab["variants"]:
+        row = [
+            v["name"],
+            v["kind"] + (" (leaked)" if v["leaked"] else ""),
+            f"{v['auc']:.4f}",
+            f"{v['gauc']:.4f}",
+            "-"
+            if v["kind"] == "baseline"
+            else f"{v['delta_auc']:+.4f} [{v['delta_auc_ci_low']:+.4f}, {v['delta_auc_ci_high']:+.4f}]",
+            "-" if v["kind"] == "baseline" else f"{v['p_value']:.3f}",
+        ]
+        if verdicts:
+            r = verdicts.get(v["name"], {})
+            ratio = r.get("ais_lis_ratio")
+            row += ["" if ratio is None else f"{ratio:.0%}", r.get("verdict", "")]
+        t.add_row(*row)
+    n = ab["variants"][0] if ab["variants"] else None
+    if n:
+        t.caption = f"{n['n_train']:,} training rows, {n['n_test']:,} test rows"
+    return t
+
+
 def serving_table(p: dict[str, Any]) -> Table:
     """What a ranker receives online for one user and its U2A candidates."""
     from rich.table import Table
@@ -149,6 +190,16 @@ def run(
         console.print(features_table(summary.features))
     for preview in summary.serving or []:
         console.print(serving_table(preview))
+    if summary.ablation:
+        console.print(ablation_table(summary.ablation))
+        for note in summary.ablation["notes"]:
+            console.print(f"[yellow]note:[/] {note}")
+        console.print(
+            f"ablation -> {summary.ablation['results_path']}; MLflow parent run "
+            f"{summary.ablation['mlflow_parent_run_id']} ({summary.ablation['tracking_uri']}); "
+            "compare two ablations with `mspa runs compare`",
+            highlight=False,
+        )
     console.print(
         f"results -> {Path(cfg.workspace).resolve() / 'results' / summary.name / 'summary.json'}"
         f"   ({time.perf_counter() - t0:.1f} s)",

@@ -32,6 +32,8 @@ def _mspa(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def _config(tmp_path: Path, name: str, raw_cache: Path | None = None) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / name).read_text())
     cfg["workspace"] = str(tmp_path / "ws")
+    if "ablation" in cfg:  # the copy lives elsewhere: point at the checkout's ablation config
+        cfg["ablation"]["config"] = str(REPO / "configs" / cfg["ablation"]["config"])
     if raw_cache is not None:  # reuse the session's download instead of fetching again
         (tmp_path / "ws" / "raw").mkdir(parents=True)
         shutil.copytree(raw_cache, tmp_path / "ws" / "raw" / "ml-100k")
@@ -71,7 +73,27 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     assert sum(c["target"] for c in shown["candidates"]) == 1
     assert all(-1.0 <= c["cosine"] <= 1.0 for c in shown["candidates"])
     assert "What a ranker receives online" in out and f"user {shown['user_id']}" in out
-    # Rerun is idempotent: same numbers, data reused.
+    # Ablation: baseline, AIS and LIS rows in results.json (the contract's fields), leaked flags
+    # exactly on LIS rows, one MLflow parent run, a verdict per row, the table printed.
+    ab = summary["ablation"]
+    rows = json.loads(Path(ab["results_path"]).read_text())["variants"]
+    kinds = {r["name"]: r["kind"] for r in rows}
+    assert kinds["baseline"] == "baseline" and "all" in kinds
+    assert {"lis_future_id_n7", "lis_future_id_n30"} <= set(kinds)
+    for r in rows:
+        assert r["leaked"] == (r["kind"] == "lis")
+        assert r["n_train"] > 0 and r["n_test"] > 0 and 0.5 < r["auc"] < 1.0
+        assert (
+            r["delta_auc_ci_low"] <= r["delta_auc"] <= r["delta_auc_ci_high"]
+            or r["kind"] == "baseline"
+        )
+    assert ab["mlflow_parent_run_id"] and len(ab["verdicts"]) == len(rows)
+    assert "AIS / LIS on the ranker" in out and "lis_future_id_n30" in out
+    # Rerun is idempotent: same numbers, data reused (the ablation is not rerun: it is the
+    # slowest stage and its own tests cover determinism).
+    raw = yaml.safe_load(cfg.read_text())
+    raw["ablation"]["enabled"] = False
+    cfg.write_text(yaml.safe_dump(raw))
     proc2 = _mspa("run", str(cfg), cwd=tmp_path)
     assert proc2.returncode == 0
     again = json.loads((tmp_path / "ws/results/movielens/summary.json").read_text())

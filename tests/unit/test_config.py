@@ -52,3 +52,34 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "name: [unclosed"))
+
+
+def test_ablation_stage_config_resolves_against_the_run_config(tmp_path):
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "x.yaml").write_text("name: x\n")
+    cfg = load_config(
+        _write(
+            tmp_path,
+            "name: x\ndata: {source: movielens}\nablation: {enabled: true, config: ab/x.yaml}\n",
+        )
+    )
+    assert cfg.ablation.config == tmp_path / "ab" / "x.yaml"
+    with pytest.raises(ConfigError, match="ablation.config: file not found"):
+        load_config(
+            _write(
+                tmp_path,
+                "name: x\ndata: {source: movielens}\nablation: {enabled: true, config: nope.yaml}\n",
+            )
+        )
+    with pytest.raises(ConfigError, match="needs features.enabled"):
+        load_config(
+            _write(
+                tmp_path,
+                "name: x\ndata: {source: movielens}\nfeatures: {enabled: false}\n"
+                "ablation: {enabled: true, config: ab/x.yaml}\n",
+            )
+        )
+    assert (
+        load_config(_write(tmp_path, "name: x\ndata: {source: movielens}\n")).ablation.enabled
+        is False
+    )
