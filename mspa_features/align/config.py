@@ -83,7 +83,7 @@ class RewardsConfig(_Strict):
         """Reward name -> weight, in the order the trainer passes the reward functions."""
         acc, fmt, sim = reward_weights(self.lambda_accuracy, self.lambda_format)
         if not self.similarity:
-            return {"accuracy": acc + sim, "format": fmt}
+            return {"accuracy": round(acc + sim, 12), "format": fmt}
         return {"accuracy": acc, "format": fmt, "similarity": sim}
 
 

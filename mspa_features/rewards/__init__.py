@@ -32,7 +32,8 @@ def reward_weights(lambda_accuracy: float, lambda_format: float) -> tuple[float,
             f"lambda_accuracy + lambda_format must be <= 1 (the rest weighs similarity), got "
             f"{lambda_accuracy} + {lambda_format} = {total}"
         )
-    return lambda_accuracy, lambda_format, max(0.0, 1.0 - total)
+    # Rounded so 1 - 0.6 - 0.2 reads 0.2, not 0.19999999999999996, in logs and params.
+    return lambda_accuracy, lambda_format, max(0.0, round(1.0 - total, 12))
 
 
 __all__ = [
