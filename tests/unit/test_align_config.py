@@ -119,3 +119,18 @@ def test_missing_run_config_is_named(tmp_path: Path) -> None:
     p.write_text("run_config: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="run_config: file not found"):
         load_align_config(p)
+
+
+def test_cli_check_validates_without_training(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mspa_features.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["align", "--config", str(ALIGN / GPU_CONFIGS[0]), "--check"])
+    assert ok.exit_code == 0, ok.output
+    assert "config ok" in ok.output and "deepspeed=ds_zero3.json" in ok.output
+    bad = _write(tmp_path, {"grpo": {"beta": -1}})
+    res = runner.invoke(app, ["align", "--config", str(bad), "--check"])
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+    assert "grpo.beta" in str(res.exception)
