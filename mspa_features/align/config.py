@@ -149,6 +149,11 @@ class AlignEvalConfig(_Strict):
 
     enabled: bool = True
     cohort_users: int = Field(12, ge=1, description="first N test users (by id)")
+    author_descriptions: Literal["template", "model"] = Field(
+        "template",
+        description="who describes the candidate authors: template (as in the training "
+        "prompts; cheap) or the evaluated model (an LLM call per author: slow on CPU)",
+    )
     num_candidates: list[int] = Field([4, 10], description="Acc@m values")
     generations: int = Field(3, ge=1, description="Acc@m generations (mean and spread)")
     temperature: float = Field(0.7, ge=0.0)

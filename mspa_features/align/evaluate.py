@@ -42,7 +42,7 @@ def evaluate_model(
     by the backend's model version and the evaluation settings."""
     from mspa_features.cache import ComposerCache
     from mspa_features.compose_jobs import get_encoder, load_authors
-    from mspa_features.composer import LLMComposer
+    from mspa_features.composer import LLMComposer, TemplateComposer
     from mspa_features.data.eval_datasets import U2ADataset
     from mspa_features.evaluation import evaluate_composer
     from mspa_features.generation.base import BackendConfig, GenerationConfig, load_backend
@@ -84,12 +84,16 @@ def evaluate_model(
         cache=ComposerCache(ws.composer_cache),
         token_budget=run_cfg.composer.token_budget,
     )
+    if e.author_descriptions == "template":
+        # Preferences from the model, candidate descriptions from the template composer, the
+        # same texts the training prompts showed; only the evaluated pool is described.
+        composer = _PoolComposer(composer, TemplateComposer(), set(pool))
     ev = evaluate_composer(
         label,
         composer,
         get_encoder(run_cfg.composer),
         test,
-        {**hist_authors, **pool},
+        {**hist_authors, **pool},  # histories need their authors; descriptions only the pool
         a2a,
         num_candidates=e.num_candidates,
         cache=ComposerCache(ws.composer_cache),
@@ -105,6 +109,7 @@ def evaluate_model(
         {
             "model": str(model),
             "author_pool": len(pool),
+            "author_descriptions": e.author_descriptions,
             "a2a_triples_in_pool": len(a2a),
             "acc_gen_runs": {str(m): v for m, v in ev.acc_gen.items()},
         }
@@ -143,3 +148,30 @@ def evaluate_before_after(
                 }
             )
     return out
+
+
+class _PoolComposer:
+    """Preferences from the evaluated model; descriptions from ``authors`` for the pool only
+    (authors outside it are skipped, so retrieval ranks the pool)."""
+
+    def __init__(self, users: Any, authors: Any, pool: set[str]):
+        self._u, self._a, self._pool = users, authors, pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._u, name)
+
+    @property
+    def author_prompt_hash(self) -> str:
+        return self._a.author_prompt_hash
+
+    def describe_authors(self, authors: Any) -> list[Any]:
+        from mspa_features.composer import Composed
+
+        inside = [a for a in authors if a.author_id in self._pool]
+        described = iter(self._a.describe_authors(inside))
+        return [
+            next(described)
+            if a.author_id in self._pool
+            else Composed("", "skipped", "outside the evaluation pool")
+            for a in authors
+        ]

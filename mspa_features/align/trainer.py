@@ -382,6 +382,7 @@ def train(
             "model_version": mv,
             "base": base,
             "base_model": cfg.model.name,
+            "base_path": base_path,
             "config": cfg.model_dump(mode="json", exclude={"run_config", "output_dir"}),
             "train_rows": str(data_path.name),
             "rows_fingerprint": ds.fingerprint,

@@ -100,6 +100,19 @@ def test_train_tracks_saves_and_composes(tiny_workspace: Path, tmp_path: Path) -
     again = model_version_id("tiny-random-llama", cfg, run_cfg, meta["rows_fingerprint"])
     assert again == res.model_version
 
+    # Before/after evaluation on held-out users through the normal evaluation path.
+    from mspa_features.align.evaluate import evaluate_before_after
+
+    small = {"cohort_users": 2, "num_candidates": [4], "generations": 2, "rec_max_new_tokens": 8}
+    ecfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=small)})
+    ev = evaluate_before_after(ecfg, run_cfg, base_model=meta["base_path"], aligned=ckpt)
+    assert set(ev) == {"base", "aligned"}
+    for row in ev.values():
+        assert {"acc@4", "acc@4_emb", "recall@5", "ndcg@10", "author_pool"} <= set(row)
+        assert 0.0 <= row["acc@4"] <= 1.0 and len(row["acc_gen_runs"]["4"]) == 2
+    assert ev["aligned"]["model_version"] != ev["base"]["model_version"]
+    assert len(list((run_cfg.workspace / "results" / "align").glob("eval-*.json"))) == 2
+
     # Hand-off: the run config written beside the checkpoint composes preferences through the
     # normal path, tagged with the aligned model's version.
     from mspa_features.align.trainer import COMPOSE_CONFIG
