@@ -21,6 +21,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,6 +309,19 @@ def run_ablation_stage(cfg: RunConfig, progress: Any = None) -> dict[str, Any]:
     return out
 
 
+def check_stage_inputs(cfg: RunConfig) -> None:
+    """Fail before any work when a file a later stage needs is missing.
+
+    Raises:
+        ConfigError: ``ablation.config`` names no file (with the ablation stage enabled).
+    """
+    from mspa_features.errors import ConfigError
+
+    path = cfg.ablation.config
+    if cfg.ablation.enabled and (path is None or not Path(path).is_file()):
+        raise ConfigError(str(path), ["ablation.config: file not found"])
+
+
 def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunSummary:
     """Run every existing stage for ``cfg`` and write ``results/<name>/summary.json``.
 
@@ -316,6 +330,7 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
         progress: an optional callable ``(stage_name) -> None`` told when each stage starts.
         step_progress: an optional ``(what, done, total) -> None`` for long stages.
     """
+    check_stage_inputs(cfg)
     ws = Workspace(cfg.workspace)
     timings: dict[str, float] = {}
     say = progress or (lambda _stage: None)
@@ -399,6 +414,7 @@ __all__ = [
     "StageCounts",
     "build_eval_sets",
     "build_features",
+    "check_stage_inputs",
     "evaluate_baselines",
     "feature_range",
     "prepare_data",

@@ -64,13 +64,17 @@ def test_ablation_stage_config_resolves_against_the_run_config(tmp_path):
         )
     )
     assert cfg.ablation.config == tmp_path / "ab" / "x.yaml"
-    with pytest.raises(ConfigError, match="ablation.config: file not found"):
-        load_config(
-            _write(
-                tmp_path,
-                "name: x\ndata: {source: movielens}\nablation: {enabled: true, config: nope.yaml}\n",
-            )
+    from mspa_features.pipeline import check_stage_inputs
+
+    # Other commands load the config without the ablation file; the main job refuses to start.
+    missing = load_config(
+        _write(
+            tmp_path,
+            "name: x\ndata: {source: movielens}\nablation: {enabled: true, config: nope.yaml}\n",
         )
+    )
+    with pytest.raises(ConfigError, match="ablation.config: file not found"):
+        check_stage_inputs(missing)
     with pytest.raises(ConfigError, match="needs features.enabled"):
         load_config(
             _write(
