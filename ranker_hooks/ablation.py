@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import AblationError, ConfigError
+from ranker_hooks.id_alignment import cold_author_ids
 from ranker_hooks.inject import InjectionSpec, service_features, take, to_ranker_data
 from ranker_hooks.protocol import TemporalSplit, load_interactions, split_interactions
 from ranker_hooks.variants import BUILTIN_VARIANTS, HookContext, Variant, builtin_variant
@@ -205,6 +206,12 @@ class VariantResult:
     description: str = ""
     auc_seeds: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    # Cold slice: test rows whose author was first seen at or after T (no M_T ID row).
+    cold_n_test: int = 0
+    cold_auc: float | None = None
+    cold_delta_auc: float | None = None
+    cold_delta_auc_ci_low: float | None = None
+    cold_delta_auc_ci_high: float | None = None
 
 
 @dataclass
@@ -318,6 +325,66 @@ def _metrics(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> dict[
     }
 
 
+# Fewer users than this on the cold slice: no bootstrap CI (a few clusters give noise, not a CI).
+MIN_COLD_USERS = 20
+
+
+def cold_slice(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    users: np.ndarray,
+    is_cold: np.ndarray,
+    *,
+    base_scores: np.ndarray | None,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """AUC on the cold rows and, against ``base_scores`` (None: this is the baseline), the
+    delta with a paired user bootstrap CI.
+
+    AUC is None when the slice lacks a label; the CI is None below :data:`MIN_COLD_USERS`.
+    """
+    from mspa_features import metrics
+
+    n = int(is_cold.sum())
+    out: dict[str, Any] = {
+        "cold_n_test": n,
+        "cold_auc": None,
+        "cold_delta_auc": None,
+        "cold_delta_auc_ci_low": None,
+        "cold_delta_auc_ci_high": None,
+    }
+    y = labels[is_cold]
+    if n == 0 or np.unique(y).size < 2:
+        return out
+    out["cold_auc"] = metrics.auc(y, scores[is_cold])
+    if base_scores is None:
+        out.update(cold_delta_auc=0.0, cold_delta_auc_ci_low=0.0, cold_delta_auc_ci_high=0.0)
+        return out
+    out["cold_delta_auc"] = out["cold_auc"] - metrics.auc(y, base_scores[is_cold])
+    if np.unique(users[is_cold]).size >= MIN_COLD_USERS:
+        b = metrics.paired_bootstrap(
+            y, base_scores[is_cold], scores[is_cold], users[is_cold], n_boot=n_boot, seed=seed
+        )
+        out.update(cold_delta_auc_ci_low=b.ci_low, cold_delta_auc_ci_high=b.ci_high)
+    return out
+
+
+def cold_note(labels: np.ndarray, users: np.ndarray, is_cold: np.ndarray) -> str | None:
+    """A note when the cold slice is too small for an AUC or a CI, else None."""
+    n, n_users = int(is_cold.sum()), int(np.unique(users[is_cold]).size)
+    if n == 0:
+        return "cold slice: no test row has an author first seen at or after T"
+    if np.unique(labels[is_cold]).size < 2:
+        return f"cold slice: {n} rows hold one label only; no cold AUC"
+    if n_users < MIN_COLD_USERS:
+        return (
+            f"cold slice: {n} rows from {n_users} users (< {MIN_COLD_USERS}); cold AUCs shown "
+            "without a CI (too few users for a bootstrap)"
+        )
+    return None
+
+
 def resolve_variants(
     store: FeatureStore, cfg: AblationConfig, extra: Sequence[Variant] = ()
 ) -> tuple[list[Variant], list[str]]:
@@ -417,6 +484,7 @@ def run_ablation(
     for v in variants:
         uses[v.service] = uses.get(v.service, 0) + 1
     frames = _Frames(store, rows, uses, cfg.read_chunk_rows)
+    cold_ids = cold_author_ids(interactions, cfg.split.split_at)
 
     run_name = run_name or f"{cfg.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out_dir = Workspace(run_cfg.workspace).results / "ablation" / run_name
@@ -464,6 +532,18 @@ def run_ablation(
             scores = np.mean(seed_scores, axis=0)
             labels, users = test.labels, test.user_ids
             mets = _metrics(labels, scores, users)
+            is_cold = np.isin(test.author_ids.astype(str), cold_ids)
+            cold = cold_slice(
+                labels,
+                scores,
+                users,
+                is_cold,
+                base_scores=None if v.kind == "baseline" else base_scores,
+                n_boot=cfg.bootstrap.n_boot,
+                seed=cfg.bootstrap.seed,
+            )
+            if v.kind == "baseline" and (note := cold_note(labels, users, is_cold)):
+                notes.append(note)
             if v.kind == "baseline":
                 base_scores = scores
                 delta = {"delta_auc": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
@@ -502,6 +582,7 @@ def run_ablation(
                 description=v.description,
                 auc_seeds=[float(x) for x in seed_aucs],
                 seconds=time.perf_counter() - t0,
+                **cold,
             )
             res.mlflow_run_id = tracker.log_variant(res, cfg.seeds)
             results.append(res)
@@ -527,6 +608,7 @@ __all__ = [
     "AblationResult",
     "VariantResult",
     "check_not_leaked",
+    "cold_slice",
     "default_tracking_uri",
     "load_ablation_config",
     "make_ranker",

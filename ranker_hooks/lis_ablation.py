@@ -52,22 +52,41 @@ def verdict_rows(result: AblationResult) -> list[dict[str, Any]]:
                 "feature": v.description or v.name,
                 "leak_kind": m["kind"] if m else None,
                 "horizon_days": int(m["n"]) if m else None,
+                "cold_n_test": v.cold_n_test,
+                "cold_auc": v.cold_auc,
+                "cold_delta": v.cold_delta_auc,
+                "cold_ci_low": v.cold_delta_auc_ci_low,
+                "cold_ci_high": v.cold_delta_auc_ci_high,
             }
         )
     return lis_report(rows)
 
 
+def cold_cell(r: dict[str, Any]) -> str:
+    """``AUC delta [CI]`` on the cold slice; blanks where the slice is too small for them."""
+    if r.get("cold_auc") is None:
+        return "n/a"
+    cell = f"{r['cold_auc']:.4f}"
+    if r.get("cold_delta") is not None and r["kind"] != "baseline":
+        cell += f" {r['cold_delta']:+.4f}"
+        if r.get("cold_ci_low") is not None:
+            cell += f" [{r['cold_ci_low']:+.4f}, {r['cold_ci_high']:+.4f}]"
+    return cell
+
+
 def _markdown(rows: list[dict[str, Any]]) -> str:
+    n_cold = rows[0].get("cold_n_test", 0) if rows else 0
+    cold = f"cold AUC, delta [CI] (n={n_cold})"
     lines = [
-        "| variant | kind | AUC | delta AUC | 95% CI | AIS/LIS | verdict |",
-        "|---|---|---|---|---|---|---|",
+        f"| variant | kind | AUC | delta AUC | 95% CI | AIS/LIS | {cold} | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = r.get("ais_lis_ratio")
         lines.append(
             f"| {r['variant']} | {r['kind']} | {r['auc']:.4f} | {r['delta']:+.4f} | "
             f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
-            f"{'' if ratio is None else f'{ratio:.0%}'} | {r['verdict']} |"
+            f"{'' if ratio is None else f'{ratio:.0%}'} | {cold_cell(r)} | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -81,7 +100,15 @@ def verdict_table(run: LisRun) -> Any:
         "leaked preference data (the upper bound); delta AUC vs baseline, 95% paired bootstrap CI",
         title_justify="left",
     )
-    for col in ("variant", "AUC", "delta AUC [95% CI]", "AIS/LIS", "verdict"):
+    n_cold = run.verdicts[0].get("cold_n_test", 0) if run.verdicts else 0
+    for col in (
+        "variant",
+        "AUC",
+        "delta AUC [95% CI]",
+        "AIS/LIS",
+        f"cold AUC, delta [CI] (n={n_cold})",
+        "verdict",
+    ):
         table.add_column(col, overflow="fold")
     for r in run.verdicts:
         ratio = r.get("ais_lis_ratio")
@@ -90,6 +117,7 @@ def verdict_table(run: LisRun) -> Any:
             f"{r['auc']:.4f}",
             f"{r['delta']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
             "" if ratio is None else f"{ratio:.0%}",
+            cold_cell(r),
             r["verdict"],
         )
     return table
@@ -102,13 +130,16 @@ def run_lis(
     horizons: Sequence[int] = DEFAULT_HORIZONS,
     kinds: Sequence[str] = LIS_KINDS,
     build: bool = True,
+    aligned: bool = True,
     store: FeatureStore | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> LisRun:
     """Build (optionally) and register the leak sets, then run the ablation with LIS variants.
 
     The leak sets use the ablation's window: M_T trains on ``[train_start, split_at)`` with
-    the ablation's ranker backend (first seed).
+    the ablation's ranker backend (first seed). With ``aligned``, the AIS variant
+    ``aligned_id`` (:mod:`ranker_hooks.aligned_id`, built from the same M_T when ``build``)
+    runs too.
 
     Raises:
         LeakBuildError, AblationError, LeakedFeatureError: see the steps.
@@ -119,6 +150,7 @@ def run_lis(
     from ranker_hooks.leaks.build import build_leak_sets
 
     cfg = ablation_cfg
+    aligned_notes: list[str] = []
     if build:
         # The future-id view is registered too (the record of what leaked), though its LIS
         # variant swaps the table on the model itself.
@@ -131,9 +163,32 @@ def run_lis(
             make_ranker=lambda: make_ranker(cfg, cfg.seeds[0]),
         )
         register_leaks(run_cfg, repo_path=cfg.repo_path)
+    if build and aligned:
+        from mspa_features.aligned_defs import register_aligned
+        from ranker_hooks.aligned_id import build_aligned_set
+
+        built = build_aligned_set(
+            run_cfg,
+            split_at=cfg.split.split_at,
+            train_start=cfg.split.train_start,
+            feature_set=cfg.feature_set,
+            make_ranker=lambda: make_ranker(cfg, cfg.seeds[0]),
+        )
+        register_aligned(run_cfg, cfg.feature_set, repo_path=cfg.repo_path)
+        q = built.alignment
+        aligned_notes.append(
+            f"aligned_id: adapter held-out cosine to M_T's author rows {q.cosine_adapter:.3f} "
+            f"vs mean-row baseline {q.cosine_mean_baseline:.3f} ({q.n_holdout} held-out of "
+            f"{built.n_warm} warm authors; {built.n_snapshots} snapshots predicted)"
+        )
     if store is None:
         store = open_store(run_cfg, repo_path=cfg.repo_path)
     variants, notes = lis_variants(store, cfg.feature_set, horizons=horizons, kinds=kinds)
+    if aligned:
+        from ranker_hooks.aligned_id import aligned_variants
+
+        more, more_notes = aligned_variants(store, cfg.feature_set)
+        variants, notes = more + variants, aligned_notes + more_notes + notes
     result = run_ablation(run_cfg, cfg, progress=progress, extra_variants=variants, store=store)
     verdicts = verdict_rows(result)
     folder = result.results_path.parent
@@ -143,4 +198,4 @@ def run_lis(
     return LisRun(result=result, verdicts=verdicts, notes=notes + list(result.notes), paths=paths)
 
 
-__all__ = ["LisRun", "run_lis", "verdict_rows", "verdict_table"]
+__all__ = ["LisRun", "cold_cell", "run_lis", "verdict_rows", "verdict_table"]

@@ -32,6 +32,14 @@ METRICS = (
     "delta_auc_ci_high",
     "p_value",
 )
+# The cold-start slice (test rows whose author was first seen at or after T).
+COLD_METRICS = (
+    "cold_n_test",
+    "cold_auc",
+    "cold_delta_auc",
+    "cold_delta_auc_ci_low",
+    "cold_delta_auc_ci_high",
+)
 
 
 class AblationTracker:
@@ -128,6 +136,11 @@ class AblationTracker:
             for i, a in enumerate(res.auc_seeds)
         ]
         metrics.append(mlflow.entities.Metric("seconds", float(res.seconds), now, 0))
+        metrics += [
+            mlflow.entities.Metric(k, float(getattr(res, k)), now, 0)
+            for k in COLD_METRICS
+            if getattr(res, k) is not None  # None: the cold slice is too small for it
+        ]
         c.log_batch(
             rid,
             metrics=metrics,

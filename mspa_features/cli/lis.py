@@ -34,6 +34,13 @@ def lis(
     ais: Annotated[
         bool, typer.Option("--ais/--no-ais", help="also run the config's AIS variants")
     ] = True,
+    aligned: Annotated[
+        bool,
+        typer.Option(
+            "--aligned/--no-aligned",
+            help="also build (with --build) and run the aligned_id variant (content -> M_T ID)",
+        ),
+    ] = True,
 ) -> None:
     """Measure LIS = AUC(with leak) - AUC(baseline) per leak and horizon, with verdicts."""
     from mspa_features.config import load_config
@@ -68,6 +75,7 @@ def lis(
             horizons=horizon or DEFAULT_HORIZONS,
             kinds=kinds,
             build=build,
+            aligned=aligned,
             progress=step,
         )
     console.print(verdict_table(out))
