@@ -195,6 +195,13 @@ def run_lis(
     paths = {"json": folder / "lis_verdicts.json", "markdown": folder / "lis_verdicts.md"}
     paths["json"].write_text(json.dumps(verdicts, indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(_markdown(verdicts), encoding="utf-8")
+    if result.parent_run_id:
+        # The LIS report belongs with the ablation's parent run, beside results.json.
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=result.tracking_uri)
+        for path in paths.values():
+            client.log_artifact(result.parent_run_id, str(path))
     return LisRun(result=result, verdicts=verdicts, notes=notes + list(result.notes), paths=paths)
 
 

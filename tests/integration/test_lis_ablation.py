@@ -203,3 +203,10 @@ def test_cli_lis_prints_verdicts_and_writes_them(lis_run) -> None:
     verdicts = json.loads(runs[-1].read_text())
     assert [r["variant"] for r in verdicts] == ["baseline", "lis_future_id_n30"]
     assert verdicts[1]["effect"] == "gain"
+    # The LIS report is an artifact of the ablation's MLflow parent run.
+    from mlflow.tracking import MlflowClient
+
+    parent = json.loads((runs[-1].parent / "results.json").read_text())["parent_run_id"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path(cfg.workspace).parent / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(parent)}
+    assert {"lis_verdicts.json", "lis_verdicts.md", "results.json"} <= logged
