@@ -20,12 +20,13 @@ history such as MovieLens 1997-98); later runs continue from the previous end
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -463,7 +464,12 @@ def register(
     materialized: list[MaterializationReport] = []
     if materialize:
         end = _utc(end) if end is not None else datetime.now(UTC)
-        materialized = _materialize(store, sets, incremental=incremental, start=start, end=end)
+        reg = str(rc.registry.path)
+        # Beside a local registry file; a remote registry (sql://, s3://) keeps no state here.
+        state = None if "://" in reg else Path(reg).parent / MATERIALIZED_STATE
+        materialized = _materialize(
+            store, sets, incremental=incremental, start=start, end=end, state_path=state
+        )
     return RegisterReport(
         project=rc.project,
         registry=str(rc.registry.path),
@@ -483,6 +489,31 @@ def _describe_online(rc: RepoConfig) -> str:
     return f"{o.type} {where}".strip()
 
 
+MATERIALIZED_STATE = "materialized_at.json"
+
+
+def _rewritten_since(table_dir: Path, since: datetime | None) -> datetime | None:
+    """Start (UTC midnight) of the earliest ``ds=`` partition whose files changed after
+    ``since`` (wall clock); None when none did or ``since`` is unknown.
+
+    Feast's incremental materialization continues from the previous end by *event* time, so a
+    partition a backfill (re)wrote in the past, e.g. a rerun of last month or a late historical
+    range, would never reach the online store without this.
+    """
+    if since is None:
+        return None
+    changed = []
+    for part in Path(table_dir).glob("ds=*"):
+        files = list(part.glob("*.parquet"))
+        if files and max(f.stat().st_mtime for f in files) > since.timestamp():
+            try:
+                day = date.fromisoformat(part.name.removeprefix("ds="))
+            except ValueError:
+                continue
+            changed.append(datetime(day.year, day.month, day.day, tzinfo=UTC))
+    return min(changed) if changed else None
+
+
 def _materialize(
     store: FeatureStore,
     sets: Mapping[str, Path],
@@ -490,6 +521,7 @@ def _materialize(
     incremental: bool,
     start: datetime | None,
     end: datetime,
+    state_path: Path | None = None,
 ) -> list[MaterializationReport]:
     # (view name, contract folder, join key) for every view to materialize
     targets = [
@@ -501,6 +533,13 @@ def _materialize(
         )
     ]
     reports: list[MaterializationReport] = []
+    # When each view was last materialized (wall clock): partitions written after it are new.
+    state: dict[str, str] = {}
+    if state_path is not None and state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except json.JSONDecodeError:
+            state = {}  # an index only: without it, rewritten partitions are not looked for
     for view, table_dir, key in targets:
         rng = _snapshot_range(table_dir)
         fv = store.get_feature_view(view)
@@ -508,7 +547,12 @@ def _materialize(
         if rng is None:
             reports.append(_skipped(view, None, end, None))
             continue
-        if incremental and previous_end is not None:
+        started = datetime.now(UTC)
+        last = datetime.fromisoformat(state[view]) if view in state else None
+        rewritten = _rewritten_since(table_dir, last) if incremental else None
+        if incremental and previous_end is not None and rewritten and rewritten < previous_end:
+            mode, window_start = "incremental+rewritten", rewritten
+        elif incremental and previous_end is not None:
             mode, window_start = "incremental", _utc(previous_end)
         elif incremental:
             mode, window_start = "first", rng[0]
@@ -520,7 +564,10 @@ def _materialize(
         if mode == "incremental":
             store.materialize_incremental(end_date=end, feature_views=[view])
         else:
+            # The window runs to ``end``: each entity gets its latest row overall, so a
+            # rewritten old partition never overwrites a newer online value.
             store.materialize(start_date=window_start, end_date=end, feature_views=[view])
+        state[view] = started.isoformat()
         rows, entities = _window_counts(table_dir, key, window_start, end)
         reports.append(
             MaterializationReport(
@@ -533,6 +580,11 @@ def _materialize(
                 latest_snapshot=rng[1],
             )
         )
+    if state_path is not None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, state_path)
     return reports
 
 

@@ -467,6 +467,42 @@ def test_incremental_materialize_picks_up_new_partition(tmp_path: Path) -> None:
     idle = register(cfg, ["template"], repo_path=REPO, end=snap3 + timedelta(days=1))
     assert {m.mode for m in idle.materialized} == {"skipped"}
 
+    # A backfill rerun rewrites an OLD partition (corrected texts for snapshot 1) and adds an
+    # author: incremental register picks both up although their event times precede the
+    # previous end, and the newer snapshot 3 stays what u0 is served.
+    root = Workspace(cfg.workspace).features(cfg.name) / "template"
+    write_prefs(root, "template", 1, SNAPS[1])
+    late = AUTHORS[0] + "_late"
+    d = root / "author_profiles" / f"ds={SNAPS[1]:%Y-%m-%d}"
+    d.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "author_id": late,
+                    "event_timestamp": SNAPS[1],
+                    "created_timestamp": SNAPS[1],
+                    "author_text": "late author",
+                    "author_emb": author_emb("template", 0).tolist(),
+                    "model_version": SETS["template"][0],
+                    "prompt_hash": "h0",
+                }
+            ],
+            schema=AUTHOR_PROFILES.schema,
+        ),
+        d / "part-00000.parquet",
+        coerce_timestamps="us",
+    )
+    redo = register(cfg, ["template"], repo_path=REPO, end=snap3 + timedelta(days=2))
+    modes = {m.view: m.mode for m in redo.materialized}
+    assert modes == {
+        "user_preferences__template": "incremental+rewritten",
+        "author_profiles__template": "incremental+rewritten",
+    }
+    served = online_features(store, "all__template", [("u0", late)]).iloc[0]
+    assert served["author_text"] == "late author"
+    assert served["pref_text"] == pref_text("template", 0, 3)
+
 
 def test_register_unknown_feature_set_lists_found(tmp_path: Path) -> None:
     from mspa_features.registry import FeatureRepoError, register
