@@ -355,7 +355,9 @@ def test_cli_register_and_online(sqlite_run, tmp_path: Path, monkeypatch) -> Non
     from mspa_features.cli import app
     from mspa_features.cli.common import console
 
-    monkeypatch.setattr(console, "width", 240)  # no wrapping inside table cells
+    # The private field: monkeypatch restores it to None (width from COLUMNS again), where
+    # restoring the `width` property would pin the shared console at 80 columns for later tests.
+    monkeypatch.setattr(console, "_width", 240)  # no wrapping inside table cells
     cfg, _, _ = sqlite_run
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
