@@ -44,44 +44,54 @@ def features_table(features: dict[str, Any]) -> Table:
 
 
 def ablation_table(ab: dict[str, Any]) -> Table:
-    """AIS (and LIS) rows: AUC, delta AUC vs baseline with its CI, and the verdict when LIS ran."""
+    """AIS (and LIS) rows: AUC, delta AUC vs baseline with its CI and p, the AIS/LIS ratio.
+
+    Verdicts are sentences: :func:`ablation_verdicts` prints them under the table.
+    """
+    from rich import box
     from rich.table import Table
 
     w = ab["window"]
     t = Table(
-        title=f"AIS / LIS on the ranker (train [{w['train_start'][:10]}, {w['split_at'][:10]}), "
-        f"evaluate to {w['eval_end'][:10]}; seeds {ab['seeds']}): delta AUC vs baseline, "
+        title=f"AIS / LIS on the ranker: train [{w['train_start'][:10]}, {w['split_at'][:10]}), "
+        f"evaluate to {w['eval_end'][:10]}, seeds {ab['seeds']}; delta AUC vs baseline with a "
         "95% paired bootstrap CI over users",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
-    verdicts = {r["variant"]: r for r in ab.get("verdicts", [])}
-    cols = ["variant", "kind", "AUC", "GAUC", "delta AUC [95% CI]", "p"]
-    if verdicts:
-        cols += ["AIS/LIS", "verdict"]
-    for col in cols:
-        t.add_column(
-            col, overflow="fold", justify="right" if col in ("AUC", "GAUC", "p") else "left"
-        )
+    ratios = {r["variant"]: r.get("ais_lis_ratio") for r in ab.get("verdicts", [])}
+    for col in ("variant", "AUC", "delta", "95% CI", "p", "AIS/LIS"):
+        first = col == "variant"
+        t.add_column(col, justify="left" if first else "right", no_wrap=not first, overflow="fold")
     for v in ab["variants"]:
-        row = [
-            v["name"],
-            v["kind"] + (" (leaked)" if v["leaked"] else ""),
+        base = v["kind"] == "baseline"
+        ratio = ratios.get(v["name"])
+        p = v["p_value"]
+        t.add_row(
+            v["name"] + ("*" if v["leaked"] else ""),
             f"{v['auc']:.4f}",
-            f"{v['gauc']:.4f}",
-            "-"
-            if v["kind"] == "baseline"
-            else f"{v['delta_auc']:+.4f} [{v['delta_auc_ci_low']:+.4f}, {v['delta_auc_ci_high']:+.4f}]",
-            "-" if v["kind"] == "baseline" else f"{v['p_value']:.3f}",
-        ]
-        if verdicts:
-            r = verdicts.get(v["name"], {})
-            ratio = r.get("ais_lis_ratio")
-            row += ["" if ratio is None else f"{ratio:.0%}", r.get("verdict", "")]
-        t.add_row(*row)
-    n = ab["variants"][0] if ab["variants"] else None
-    if n:
-        t.caption = f"{n['n_train']:,} training rows, {n['n_test']:,} test rows"
+            "" if base else f"{v['delta_auc']:+.4f}",
+            "" if base else f"[{v['delta_auc_ci_low']:+.4f},{v['delta_auc_ci_high']:+.4f}]",
+            "" if base else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+            "" if ratio is None else f"{ratio:.0%}",
+        )
+    if ab["variants"]:
+        n = ab["variants"][0]
+        t.caption = (
+            f"{n['n_train']:,} training rows, {n['n_test']:,} test rows; * leaked on purpose "
+            "(LIS: the upper bound a kind of preference data can reach)"
+        )
     return t
+
+
+def ablation_verdicts(ab: dict[str, Any]) -> list[str]:
+    """One plain-language verdict per non-baseline row (when LIS ran)."""
+    return [
+        f"{r['variant']}: {r['verdict']}"
+        for r in ab.get("verdicts", [])
+        if r.get("kind") != "baseline" and r.get("verdict")
+    ]
 
 
 def serving_table(p: dict[str, Any]) -> Table:
@@ -192,6 +202,8 @@ def run(
         console.print(serving_table(preview))
     if summary.ablation:
         console.print(ablation_table(summary.ablation))
+        for line in ablation_verdicts(summary.ablation):
+            console.print(f"  - {line}", highlight=False)
         for note in summary.ablation["notes"]:
             console.print(f"[yellow]note:[/] {note}")
         console.print(
