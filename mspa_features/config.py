@@ -7,7 +7,7 @@ instead of being silently ignored halfway through a backfill.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -149,16 +149,19 @@ class RunConfig(_Strict):
         return self
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 def _format_loc(loc: tuple) -> str:
     return ".".join(str(x) for x in loc) or "<root>"
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Load and validate a run config.
+def load_yaml_model(path: str | Path, model: type[_M]) -> _M:
+    """Read a YAML mapping from ``path`` and validate it into ``model``.
 
     Raises:
-        ConfigError: the file is missing, not YAML, or a field is invalid (all problems listed,
-            each with its dotted field path).
+        ConfigError: the file is missing, not YAML, not a mapping, or a field is invalid (all
+            problems listed, each with its dotted field path).
     """
     p = Path(path)
     if not p.is_file():
@@ -170,10 +173,21 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(p, ["top level must be a mapping"])
     try:
-        cfg = RunConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         problems = [f"{_format_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError(p, problems) from e
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load and validate a run config.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or a field is invalid (all problems listed,
+            each with its dotted field path).
+    """
+    p = Path(path)
+    cfg = load_yaml_model(p, RunConfig)
     if cfg.ablation.config is not None and not cfg.ablation.config.is_absolute():
         cfg.ablation.config = p.parent / cfg.ablation.config
     # Whether the ablation file exists is checked when the main job starts (pipeline.run), not

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mspa_features.config import RunConfig, Workspace
+from mspa_features.config import RunConfig, Workspace, load_yaml_model
 from mspa_features.errors import AblationError, ConfigError
 from ranker_hooks.id_alignment import cold_author_ids
 from ranker_hooks.inject import InjectionSpec, service_features, take, to_ranker_data
@@ -126,22 +125,7 @@ def load_ablation_config(path: str | Path) -> AblationConfig:
             that refuses its ``params``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(p, ["file not found"])
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(p, [f"not valid YAML: {e}"]) from e
-    if not isinstance(raw, dict):
-        raise ConfigError(p, ["top level must be a mapping"])
-    try:
-        cfg = AblationConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = [
-            f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: {err['msg']}"
-            for err in e.errors()
-        ]
-        raise ConfigError(p, problems) from e
+    cfg = load_yaml_model(p, AblationConfig)
     if cfg.run_config is not None and not cfg.run_config.is_absolute():
         cfg.run_config = (p.parent / cfg.run_config).resolve()
     try:

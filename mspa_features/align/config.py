@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mspa_features.config import load_yaml_model
 from mspa_features.errors import ConfigError
 from mspa_features.rewards import reward_weights
 
@@ -234,10 +234,6 @@ class AlignConfig(_Strict):
         return kw
 
 
-def _format_loc(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc) or "<root>"
-
-
 def _check_deepspeed_json(path: Path) -> list[str]:
     """Problems with a DeepSpeed JSON (parse, ZeRO stage, bf16/fp16 settings)."""
     if not path.is_file():
@@ -263,19 +259,7 @@ def load_align_config(path: str | Path) -> AlignConfig:
             that does not parse.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(p, ["file not found"])
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(p, [f"not valid YAML: {e}"]) from e
-    if not isinstance(raw, dict):
-        raise ConfigError(p, ["top level must be a mapping"])
-    try:
-        cfg = AlignConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = [f"{_format_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ConfigError(p, problems) from e
+    cfg = load_yaml_model(p, AlignConfig)
     base = p.resolve().parent
     updates: dict[str, Any] = {}
     if not cfg.run_config.is_absolute():
