@@ -30,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mspa_features.config import RunConfig, Workspace, load_yaml_model
 from mspa_features.errors import AblationError, ConfigError
 from ranker_hooks.id_alignment import cold_author_ids
-from ranker_hooks.inject import InjectionSpec, service_features, take, to_ranker_data
+from ranker_hooks.inject import (
+    InjectionSpec,
+    service_exists,
+    service_features,
+    take,
+    to_ranker_data,
+)
 from ranker_hooks.protocol import TemporalSplit, load_interactions, split_interactions
 from ranker_hooks.variants import BUILTIN_VARIANTS, HookContext, Variant, builtin_variant
 
@@ -241,16 +247,6 @@ def check_not_leaked(store: FeatureStore, variant: Variant) -> None:
     refuse_leaks(store, variant.service, variant.name, kind=variant.kind)
 
 
-def _service_exists(store: FeatureStore, service: str) -> bool:
-    from feast.errors import FeatureServiceNotFoundException
-
-    try:
-        store.get_feature_service(service)
-    except FeatureServiceNotFoundException:
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------- runner
 
 
@@ -390,7 +386,7 @@ def resolve_variants(
     notes: list[str] = []
     for name in names:
         v = builtin_variant(name, cfg.feature_set, cfg.llm_feature_set, spec)
-        if not _service_exists(store, v.service):
+        if not service_exists(store, v.service):
             if name == "llm_text":
                 notes.append(
                     f"variant llm_text skipped: feature service {v.service!r} is not registered "

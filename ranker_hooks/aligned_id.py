@@ -26,7 +26,7 @@ from mspa_features.errors import LeakBuildError
 from mspa_features.leak_defs import to_us, utc_timestamp
 from ranker_hooks.base import IdEmbeddings, Ranker
 from ranker_hooks.id_alignment import AlignmentConfig, AlignmentReport, IdAdapter, fit_id_adapter
-from ranker_hooks.inject import InjectionSpec
+from ranker_hooks.inject import InjectionSpec, service_exists
 from ranker_hooks.leaks.build import ids_only
 from ranker_hooks.leaks.windows import checked_interactions, in_window
 from ranker_hooks.variants import Variant
@@ -197,10 +197,9 @@ def build_aligned_set(
 
 def aligned_variants(store: FeatureStore, feature_set: str) -> tuple[list[Variant], list[str]]:
     """The ``aligned_id`` AIS variant if ``aligned__<fs>`` is registered, else a skip note."""
-    from ranker_hooks.lis_variants import _registered
 
     service = aligned_service_name(feature_set)
-    if not _registered(store, service):
+    if not service_exists(store, service):
         note = (
             f"variant {VARIANT} skipped: service {service!r} is not registered "
             "(build and register the aligned set first)"

@@ -99,6 +99,17 @@ class InjectionSpec:
             )
 
 
+def service_exists(store: FeatureStore, service: str) -> bool:
+    """Whether feature service ``service`` is registered in ``store``."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        store.get_feature_service(service)
+    except FeatureServiceNotFoundException:
+        return False
+    return True
+
+
 def service_features(store: FeatureStore, service: str | FeatureService) -> list[FeatureRef]:
     """The features of ``service`` in service order, each with its view and dtype."""
     svc = store.get_feature_service(service) if isinstance(service, str) else service
@@ -318,6 +329,7 @@ __all__ = [
     "InjectionSpec",
     "offline_matrix",
     "online_matrix",
+    "service_exists",
     "service_features",
     "take",
     "to_ranker_data",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from mspa_features.feast_defs import service_name
 from mspa_features.leak_defs import leak_set_name, lis_service_name
-from ranker_hooks.inject import InjectionSpec
+from ranker_hooks.inject import InjectionSpec, service_exists
 from ranker_hooks.leaks.future_id import future_id_swap
 from ranker_hooks.leaks.next_positive import NEXT_EMB
 from ranker_hooks.leaks.similar_items import MEAN_EMB
@@ -59,16 +59,6 @@ class FutureIdHook(VariantHook):
         rows = rows.reset_index(drop=True)
         future = ctx.read(self.service, rows, self.spec)
         return future_id_swap(ranker, future, self.horizon_days, T=T).swapped
-
-
-def _registered(store: FeatureStore, service: str) -> bool:
-    from feast.errors import FeatureServiceNotFoundException
-
-    try:
-        store.get_feature_service(service)
-    except FeatureServiceNotFoundException:
-        return False
-    return True
 
 
 def lis_variants(
@@ -111,7 +101,7 @@ def lis_variants(
             if kind not in kinds:
                 continue
             service = lis_service_name(leak_set_name(kind, n))
-            if not _registered(store, service):
+            if not service_exists(store, service):
                 notes.append(
                     f"variant lis_{kind}_n{n} skipped: service {service!r} is not registered "
                     "(build and register the leak sets first)"
