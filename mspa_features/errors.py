@@ -120,7 +120,12 @@ class RankerInputError(MspaError, ValueError):
     """A ranker got unusable rows; names the ranker, the record (row) and the field."""
 
     def __init__(
-        self, ranker: str, message: str, *, record: int | str | None = None, field: str | None = None
+        self,
+        ranker: str,
+        message: str,
+        *,
+        record: int | str | None = None,
+        field: str | None = None,
     ):
         self.ranker, self.record, self.field = ranker, record, field
         where = "".join(

@@ -77,9 +77,7 @@ class TransformersBackend(GenerationBackend):
         else:
             local = bool(config.options.get("local_files_only", True))
             self.tokenizer = AutoTokenizer.from_pretrained(config.model, local_files_only=local)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                config.model, local_files_only=local
-            )
+            self.model = AutoModelForCausalLM.from_pretrained(config.model, local_files_only=local)
             cfg_file = Path(config.model) / "config.json"
             fp = file_fingerprint(str(cfg_file)) if cfg_file.exists() else config.model
         self.model.eval()

@@ -6,6 +6,9 @@ KV-cache stream, each) and every step is ONE ``llama_decode`` that advances all 
 weights are read once per step rather than once per conversation. Conversations leave the batch
 when they end their turn and waiting ones take their slot (continuous batching).
 
+Identical prompts in one call (the same question asked with several random streams, as Acc@m's
+generations do) are prefilled once: the other copies take a copy of its KV stream.
+
 Greedy decoding is batch-invariant: a conversation gets exactly the same tokens whether it is
 decoded alone or among others (``tests/unit/test_llamacpp_backend.py`` checks it). Three things
 make that hold, each found by measuring logits (differences up to ~1.0 otherwise):
@@ -107,6 +110,7 @@ class _Slot:
     out: list[int] = field(default_factory=list)
     text: str | None = None  # set when a stop string cut the text
     finish: Literal["stop", "length"] | None = None
+    twins: list[_Slot] = field(default_factory=list)  # later slots with the same prompt
 
     @property
     def prefilling(self) -> bool:
@@ -277,7 +281,7 @@ class LlamaCppBackend(GenerationBackend):
           least two tokens (a one-token chunk would take the decode kernels).
         """
         ll = self._ll
-        waiting = deque(slots)
+        waiting = deque(_group_twins(slots))
         decoding: list[_Slot] = []  # decoding[k] is on sequence id k
         filling: _Slot | None = None  # the one conversation whose prompt is going in
         ll.llama_memory_clear(self._mem, False)
@@ -300,13 +304,49 @@ class LlamaCppBackend(GenerationBackend):
                 done = self._prefill(filling, decoding, budget, cfg)
                 budget -= done
                 if not filling.prefilling:
-                    if filling.finish is None:
-                        decoding.append(filling)
-                    else:
-                        ll.llama_memory_seq_rm(self._mem, filling.seq, -1, -1)
+                    rest = self._admit(filling, decoding, row=done - 1, cfg=cfg)
+                    if rest is not None:
+                        waiting.appendleft(rest)
                     filling = None
                 elif done == 0:
                     break
+
+    def _admit(
+        self, slot: _Slot, decoding: list[_Slot], row: int, cfg: GenerationConfig
+    ) -> _Slot | None:
+        """Start decoding ``slot`` (its prompt just went in) and as many of its twins as fit.
+
+        Twins share the prompt's KV cache instead of computing it again: they take a copy of the
+        stream (or the stream itself, when ``slot`` already ended) and choose their first token
+        from the same logits row, so each is exactly what its own prefill would have given.
+        Returns the twin that leads the ones that did not fit (to be prefilled later), if any.
+        """
+        twins, slot.twins = slot.twins, []
+        owner = slot.seq  # the stream holding the prompt's KV cache
+        if slot.finish is None:
+            decoding.append(slot)
+        for twin in list(twins):
+            if owner == len(decoding):  # the stream's own slot ended: the twin takes it over
+                twin.seq = owner
+            elif len(decoding) < self.n_seq:
+                twin.seq = len(decoding)
+                self._ll.llama_memory_seq_rm(self._mem, twin.seq, -1, -1)
+                self._ll.llama_memory_seq_cp(self._mem, owner, twin.seq, -1, -1)
+            else:
+                break
+            twins.remove(twin)
+            twin.n_fed = len(twin.prompt)
+            self._step(twin, row, cfg)
+            if twin.finish is None:
+                decoding.append(twin)
+            elif twin.seq != owner:
+                self._ll.llama_memory_seq_rm(self._mem, twin.seq, -1, -1)
+        if owner == len(decoding):  # nobody kept the prompt's stream
+            self._ll.llama_memory_seq_rm(self._mem, owner, -1, -1)
+        if not twins:
+            return None
+        lead, lead.twins = twins[0], twins[1:]
+        return lead
 
     def _prefill(
         self, slot: _Slot, decoding: list[_Slot], budget: int, cfg: GenerationConfig
@@ -463,6 +503,19 @@ class LlamaCppBackend(GenerationBackend):
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
         return path
+
+
+def _group_twins(slots: list[_Slot]) -> list[_Slot]:
+    """The slots whose prompt is the first of its kind, each carrying its later twins."""
+    first: dict[tuple[int, ...], _Slot] = {}
+    leads = []
+    for s in slots:
+        lead = first.setdefault(tuple(s.prompt), s)
+        if lead is s:
+            leads.append(s)
+        else:
+            lead.twins.append(s)
+    return leads
 
 
 def _sample(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator) -> int:

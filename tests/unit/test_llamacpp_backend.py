@@ -177,6 +177,33 @@ def test_seeded_sampling_is_reproducible_and_batch_invariant(batched, single):
 
 
 @pytest.mark.slow
+def test_repeated_prompts_share_one_prefill_and_match_separate_runs(batched, single, monkeypatch):
+    # Acc@m asks the same question several times with different random streams: identical
+    # prompts are prefilled once and the KV stream is copied. 6 copies of one prompt on 4
+    # sequences (two twins wait and are prefilled later) plus a different prompt in between.
+    convs = [_conv(PROMPTS[0])] * 3 + [_conv(PROMPTS[1])] + [_conv(PROMPTS[0])] * 3
+    cfg = GenerationConfig(max_new_tokens=12, temperature=1.0, seed=3)
+    fed: list[int] = []  # prompt tokens per prefill chunk
+    prefill = type(batched)._prefill
+
+    def counting(self, *a, **k):
+        fed.append(prefill(self, *a, **k))
+        return fed[-1]
+
+    monkeypatch.setattr(type(batched), "_prefill", counting)
+    together = batched.generate(convs, cfg)
+    monkeypatch.undo()
+    # every conversation keeps its own random stream, as if prompts were never shared
+    alone = single.generate(convs, cfg)
+    assert together == alone
+    assert len({g.text for g in together}) > 1  # the copies really sampled differently
+    # PROMPTS[0] went in at most 3 times, not 6: once for the four copies that fill the
+    # sequences, then for the two that waited (once, or twice when one freed slot came first)
+    n0, n1 = together[0].n_prompt_tokens, together[3].n_prompt_tokens
+    assert sum(fed) in (2 * n0 + n1, 3 * n0 + n1)
+
+
+@pytest.mark.slow
 def test_stop_strings_cut_the_text(batched):
     cfg = GenerationConfig(max_new_tokens=48, stop=(".",))
     gen = batched.generate([_conv(PROMPTS[2])], cfg)[0]
