@@ -231,6 +231,17 @@ def _image_ok(data: bytes) -> bool:
         return False
 
 
+def author_frames(author: Author, image_root: Path | None, limit: int) -> list[bytes]:
+    """Up to ``limit`` of the author's frames that PIL can decode, in order.
+
+    Inline bytes or files (relative paths resolve against ``image_root``); missing files and
+    undecodable images are skipped, never raised: one bad frame must not stop a batch.
+    """
+    if limit <= 0:
+        return []
+    return [b for b in _frame_bytes(author, image_root) if _image_ok(b)][:limit]
+
+
 class LLMComposer(Composer):
     """An (M)LLM backend writes preference and author texts, cached by content.
 
@@ -283,7 +294,7 @@ class LLMComposer(Composer):
     def _images(self, a: Author) -> list[bytes]:
         if not self.backend.supports_images:
             return []
-        return [b for b in _frame_bytes(a, self.image_root) if _image_ok(b)][: self.max_frames]
+        return author_frames(a, self.image_root, self.max_frames)
 
     def _history_block(self, h: UserHistory) -> tuple[str, list[bytes], int]:
         """Numbered author lines, newest kept within the token budget, oldest first."""

@@ -119,8 +119,20 @@ def render_author(author: Author, *, with_frames: bool = False) -> str:
     return "; ".join(parts)
 
 
-def render_candidates(authors: Sequence[str]) -> str:
-    """Lettered candidate lines: ``A. <description>``."""
+def render_candidates(authors: Sequence[str], *, image_counts: Sequence[int] | None = None) -> str:
+    """Lettered candidate lines: ``A. <description>``.
+
+    With ``image_counts`` (one per candidate) each line ends with ``; Frames: k image(s)``, as
+    in :func:`render_author`; the images themselves travel beside the text, in letter order.
+    The count is added after clipping so a long description cannot cut it off.
+    """
     if len(authors) > len(LETTERS):
         raise ValueError(f"at most {len(LETTERS)} candidates can be lettered, got {len(authors)}")
-    return "\n".join(f"{LETTERS[i]}. {_clip(a)}" for i, a in enumerate(authors))
+    lines = [f"{LETTERS[i]}. {_clip(a)}" for i, a in enumerate(authors)]
+    if image_counts is not None:
+        if len(image_counts) != len(authors):
+            raise ValueError(f"{len(image_counts)} image counts for {len(authors)} candidates")
+        lines = [
+            f"{line}; Frames: {k} image(s)" for line, k in zip(lines, image_counts, strict=True)
+        ]
+    return "\n".join(lines)

@@ -4,8 +4,8 @@ One YAML file says which model to align, which U2A rows to train on, the reward 
 GRPO settings (handed to TRL's ``GRPOConfig``), where MLflow tracks the run and how the
 before/after evaluation runs. Cross-field rules (``lambda_accuracy + lambda_format <= 1``,
 batch divisible by the group size, bf16 not on CPU, vLLM and DeepSpeed only on GPU, the
-DeepSpeed JSON parses) fail at load with the file and the field named, so a GPU job never
-starts only to die on a typo.
+DeepSpeed JSON parses, candidate frames only for a vision-language policy) fail at load with
+the file and the field named, so a GPU job never starts only to die on a typo.
 """
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ class AlignDataConfig(_Strict):
         description="feature set under features/<dataset>/ whose author_profiles give the "
         "candidate descriptions and the similarity reward's embeddings (composed with the "
         "template composer when missing)",
+    )
+    frames_per_candidate: int = Field(
+        0,
+        ge=0,
+        description="images per candidate in the prompt (0: text-only); needs "
+        "model.architecture: vision-language",
     )
 
 
@@ -193,6 +199,12 @@ class AlignConfig(_Strict):
             self.model.architecture != "causal-lm"
         ):
             raise ValueError(f"model {self.model.name!r} is a causal-lm, not vision-language")
+        if self.data.frames_per_candidate and self.model.architecture != "vision-language":
+            raise ValueError(
+                f"data.frames_per_candidate ({self.data.frames_per_candidate}) needs "
+                f"model.architecture: vision-language, got {self.model.architecture!r} "
+                "(a causal-lm cannot see images; set frames_per_candidate: 0)"
+            )
         return self
 
     def trl_kwargs(self, output_dir: Path) -> dict[str, Any]:

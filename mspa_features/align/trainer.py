@@ -66,6 +66,8 @@ def model_version_id(base: str, cfg: AlignConfig, run_cfg: RunConfig, data_fp: s
     GRPO settings, the run's dataset and seed, and the training rows' fingerprint."""
     payload = cfg.model_dump(mode="json", include={"model", "data", "rewards", "grpo"})
     payload["grpo"].pop("deepspeed", None)  # an absolute path: machine-specific
+    if not payload["data"]["frames_per_candidate"]:
+        del payload["data"]["frames_per_candidate"]  # text-only ids stay what they were
     payload["run"] = {"name": run_cfg.name, "seed": run_cfg.seed}
     payload["rows"] = data_fp
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
@@ -119,12 +121,19 @@ def prepare_data(cfg: AlignConfig, run_cfg: RunConfig) -> tuple[AlignDataset, Pa
         num_candidates=cfg.data.num_candidates,
         split=cfg.data.split,
         max_users=cfg.data.max_users,
+        frames_per_candidate=cfg.data.frames_per_candidate,
+        # Relative frame paths resolve against the data folder (see contracts.Frame).
+        image_root=ws.data(run_cfg.name),
     )
     if ds.rows.empty:
         raise SchemaError(
             ws.datasets(run_cfg.name), f"no training rows in split {cfg.data.split!r}"
         )
-    name = f"{cfg.data.split}_m{cfg.data.num_candidates}_{cfg.data.preference_composer}.parquet"
+    frames = f"_f{cfg.data.frames_per_candidate}" if cfg.data.frames_per_candidate else ""
+    name = (
+        f"{cfg.data.split}_m{cfg.data.num_candidates}_{cfg.data.preference_composer}"
+        f"{frames}.parquet"
+    )
     path = ds.save(ws.datasets(run_cfg.name) / "align" / name)
     return ds, path, profiles
 
@@ -334,6 +343,7 @@ def train(
                 "mspa.train_rows": len(ds.rows),
                 "mspa.num_candidates": cfg.data.num_candidates,
                 "mspa.preference_composer": cfg.data.preference_composer,
+                "mspa.frames_per_candidate": cfg.data.frames_per_candidate,
                 **{f"mspa.weight.{k}": v for k, v in weights.items()},
             }
         )

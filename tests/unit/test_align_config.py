@@ -92,6 +92,12 @@ def test_launch_script_checks_the_config_first() -> None:
         ({"model": {"dtype": "bfloat16"}}, "<root>", "needs a GPU"),
         ({"data": {"num_candidates": 30}}, "data.num_candidates", "less than or equal"),
         ({"grpo": {"vllm_mode": "remote"}}, "grpo.vllm_mode", "colocate"),
+        (
+            {"data": {"frames_per_candidate": 2}},
+            "data.frames_per_candidate",
+            "needs model.architecture: vision-language, got 'causal-lm'",
+        ),
+        ({"data": {"frames_per_candidate": -1}}, "data.frames_per_candidate", "greater than"),
     ],
 )
 def test_bad_fields_are_named(tmp_path: Path, raw: dict, field: str, words: str) -> None:
@@ -100,6 +106,13 @@ def test_bad_fields_are_named(tmp_path: Path, raw: dict, field: str, words: str)
         load_align_config(p)
     msg = str(e.value)
     assert str(p) in msg and field in msg and words in msg
+
+
+def test_candidate_frames_load_for_a_vision_language_policy(tmp_path: Path) -> None:
+    vlm = {"name": "some/vlm-folder", "architecture": "vision-language"}
+    cfg = load_align_config(_write(tmp_path, {"model": vlm, "data": {"frames_per_candidate": 2}}))
+    assert cfg.data.frames_per_candidate == 2
+    assert load_align_config(_write(tmp_path, {})).data.frames_per_candidate == 0  # text-only
 
 
 def test_deepspeed_json_is_checked_at_load(tmp_path: Path) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mspa_features.align.dataset import AlignDataset, build_align_rows
+from mspa_features.align.dataset import COLUMNS, AlignDataset, build_align_rows
 from mspa_features.composer import TemplateComposer
-from mspa_features.contracts import Author
+from mspa_features.contracts import Author, Frame
 from mspa_features.errors import SchemaError
 from mspa_features.rewards import AccuracyReward
 
@@ -88,3 +91,113 @@ def test_split_and_limit() -> None:
 def test_missing_candidate_size_is_named() -> None:
     with pytest.raises(SchemaError, match="candidates_m10"):
         build_align_rows(_u2a(), AUTHORS, {}, TemplateComposer(), num_candidates=10)
+
+
+def _png(rgb: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+RED, GREEN, BLUE, GREY = _png((255, 0, 0)), _png((0, 255, 0)), _png((0, 0, 255)), _png((9, 9, 9))
+
+
+def _with_frames(image_root: Path, a2_first: bytes = RED) -> dict[str, Author]:
+    """u1's candidates, in letter order a2, a4, a5, a6: three inline frames; one undecodable
+    frame and a missing file; one frame file relative to ``image_root``; none."""
+    (image_root / "frames").mkdir(parents=True, exist_ok=True)
+    (image_root / "frames" / "a5.png").write_bytes(BLUE)
+    frames = {
+        "a2": [Frame(bytes=a2_first), Frame(bytes=GREEN), Frame(bytes=GREY)],
+        "a4": [Frame(bytes=b"not an image"), Frame(path="frames/missing.png")],
+        "a5": [Frame(path="frames/a5.png")],
+    }
+    return {k: dataclasses.replace(a, frames=frames.get(k, [])) for k, a in AUTHORS.items()}
+
+
+def _build(authors: dict[str, Author], image_root: Path, k: int) -> AlignDataset:
+    return build_align_rows(
+        _u2a(),
+        authors,
+        {},
+        TemplateComposer(),
+        num_candidates=4,
+        frames_per_candidate=k,
+        image_root=image_root,
+    )
+
+
+def test_frames_follow_letter_order_and_counts_are_in_the_text(tmp_path: Path) -> None:
+    ds = _build(_with_frames(tmp_path), tmp_path, 2)
+    row = ds.rows.iloc[0]
+    assert list(ds.rows.columns) == [*COLUMNS, "images"]
+    # a2 is capped at 2 of its 3 frames; a4's bad bytes and missing file and a6's lack of
+    # frames contribute nothing; a5's frame comes from a path under the image root.
+    assert row["images"] == [RED, GREEN, BLUE]
+    user = row["prompt"][1]["content"]
+    for line in (
+        "A. Profile: Movie 2; Frames: 2 image(s)",
+        "B. Profile: Movie 4; Frames: 0 image(s)",
+        "C. Profile: Movie 5; Frames: 1 image(s)",
+        "D. Profile: Movie 6; Frames: 0 image(s)",
+    ):
+        assert line in user.splitlines()
+    # Authors without any usable frame: rows still build, with no images.
+    bare = _build(AUTHORS, tmp_path, 2)
+    assert bare.rows["images"].iloc[0] == []
+    assert "A. Profile: Movie 2; Frames: 0 image(s)" in bare.rows["prompt"].iloc[0][1]["content"]
+
+
+def test_no_frames_keeps_the_text_only_rows_and_fingerprint(tmp_path: Path) -> None:
+    texts = {"a5": "The one about drama", "a2": "A comedy"}
+    old = build_align_rows(_u2a(), AUTHORS, texts, TemplateComposer(), num_candidates=4)
+    zero = build_align_rows(
+        _u2a(),
+        _with_frames(tmp_path),
+        texts,
+        TemplateComposer(),
+        num_candidates=4,
+        frames_per_candidate=0,
+        image_root=tmp_path,
+    )
+    assert list(zero.rows.columns) == list(COLUMNS)
+    assert zero.rows.equals(old.rows) and zero.fingerprint == old.fingerprint
+    assert "Frames:" not in zero.rows["prompt"].iloc[0][1]["content"]
+    with pytest.raises(ValueError, match="frames_per_candidate"):
+        _build(AUTHORS, tmp_path, -1)
+
+
+def test_fingerprint_covers_the_image_bytes(tmp_path: Path) -> None:
+    red = _build(_with_frames(tmp_path / "r"), tmp_path / "r", 2)
+    grey = _build(_with_frames(tmp_path / "g", a2_first=GREY), tmp_path / "g", 2)
+    # Same text, different pixels: the fingerprint (part of the model id) must tell them apart.
+    assert red.rows["prompt"].iloc[0] == grey.rows["prompt"].iloc[0]
+    assert red.fingerprint != grey.fingerprint
+    assert red.fingerprint == _build(_with_frames(tmp_path / "r"), tmp_path / "r", 2).fingerprint
+
+
+def test_images_survive_parquet_and_become_pil_images_for_trl(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ds = _build(_with_frames(tmp_path), tmp_path, 2)
+    path = ds.save(tmp_path / "rows.parquet")
+    assert pq.read_schema(path).field("images").type == pa.list_(pa.binary())
+    back = AlignDataset.load(path)
+    assert back.rows["images"].iloc[0] == [RED, GREEN, BLUE]
+    assert back.fingerprint == ds.fingerprint
+    # No usable frame anywhere still saves list<binary> and loads empty lists.
+    empty = AlignDataset.load(_build(AUTHORS, tmp_path, 1).save(tmp_path / "empty.parquet"))
+    assert empty.rows["images"].iloc[0] == []
+
+    hf = back.to_hf()
+    images = hf[0]["images"]
+    assert [im.size for im in images] == [(8, 8)] * 3
+    assert [im.convert("RGB").getpixel((0, 0)) for im in images] == [
+        (255, 0, 0),
+        (0, 255, 0),
+        (0, 0, 255),
+    ]
+    assert hf[0]["prompt"] == ds.rows["prompt"].iloc[0] and hf[0]["answer"] == "C"
