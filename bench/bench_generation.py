@@ -197,20 +197,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--full-profiles", action="store_true", help="render authors as the composer does"
     )
     ap.add_argument(
-        "--weights", default=None, help="LlamaCppBackend options.weights (default: its default)"
+        "--weights",
+        nargs="+",
+        default=["default"],
+        help="LlamaCppBackend options.weights to run at each batch size ('default': its default)",
     )
     ap.add_argument("--flash-attn", action="store_true", help="LlamaCppBackend flash_attn=True")
     ap.add_argument("--skip-hf", action="store_true", help="skip the (slow) transformers run")
     ap.add_argument("--skip-bare-llama", action="store_true")
     args = ap.parse_args(argv)
     options: dict = {"flash_attn": True} if args.flash_attn else {}
-    if args.weights:
-        options["weights"] = args.weights
 
     convs = build_prompts(args.n_prompts, full=args.full_profiles)
     print(
         f"{args.n_prompts} prompts, max_new_tokens={args.max_new_tokens}, "
-        f"threads={args.threads} (machine has {os.cpu_count()} cores), ours: {options or 'defaults'}"
+        f"threads={args.threads} (machine has {os.cpu_count()} cores), ours: {options or 'defaults'}, "
+        f"weights: {', '.join(args.weights)}"
     )
     results: list[Result] = []
     if not args.skip_hf:
@@ -219,25 +221,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         results.append(bench_bare_llama(convs, args.max_new_tokens, args.threads))
     single = bench_ours(convs, args.max_new_tokens, args.threads, 1, options)
     results.append(single)
-    for b in args.batch_size:
-        results.append(bench_ours(convs, args.max_new_tokens, args.threads, b, options))
+    for w in args.weights:
+        opts = options if w == "default" else {**options, "weights": w}
+        for b in args.batch_size:
+            r = bench_ours(convs, args.max_new_tokens, args.threads, b, opts)
+            if w != "default":
+                r.name += f"-{w}"
+            results.append(r)
 
     n_prompt = single.n_prompt
     print(f"prompt tokens: {n_prompt} in all, {n_prompt / len(convs):.0f} per prompt")
     base = results[0] if not args.skip_hf else None
     print(
-        f"{'run':<12} {'tokens':>7} {'gen s':>8} {'tok/s':>7} {'vs HF':>7} "
+        f"{'run':<14} {'tokens':>7} {'gen s':>8} {'tok/s':>7} {'vs HF':>7} "
         f"{'1st-tok s':>9} {'decode tok/s':>12} {'vs HF':>7} {'load s':>7}"
     )
     for r in results:
         vs = f"{r.tok_s / base.tok_s:6.1f}x" if base else "      -"
         vs_dec = f"{r.decode_tok_s / base.decode_tok_s:6.1f}x" if base else "      -"
         print(
-            f"{r.name:<12} {r.n_generated:>7d} {r.seconds:>8.2f} {r.tok_s:>7.1f} {vs} "
+            f"{r.name:<14} {r.n_generated:>7d} {r.seconds:>8.2f} {r.tok_s:>7.1f} {vs} "
             f"{r.prefill_seconds:>9.2f} {r.decode_tok_s:>12.1f} {vs_dec} {r.load_seconds:>7.1f}"
         )
     for r in results:
-        if r.name.startswith("ours-b") and r is not single:
+        if r.name.startswith("ours-b") and r is not single and "-" not in r.name[4:]:
             same = sum(a == b for a, b in zip(r.texts, single.texts, strict=True))
             print(f"{r.name}: {same}/{len(convs)} texts identical to ours-b1 (greedy)")
     if base is not None:

@@ -159,13 +159,16 @@ def evaluate(
     *,
     composers: Sequence[str] | None = None,
     cohort: int | None = -1,
+    authors_pool: str | None = None,
     with_u2a: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """U2A/A2A metrics for each composer; writes ``results/u2a/<dataset>.json``.
 
     The U2A test split is used; ``cohort`` (default: the config's) keeps its first N users
-    sorted by id, so the same cohort is evaluated on every run.
+    sorted by id, so the same cohort is evaluated on every run. ``authors_pool`` (default: the
+    config's ``eval.authors``) is ``all`` or ``cohort`` (see :func:`author_pool`); every composer
+    is scored on the same users and the same authors.
     """
     from mspa_features.data.eval_datasets import U2ADataset
     from mspa_features.evaluation import evaluate_composer
@@ -181,6 +184,10 @@ def evaluate(
         test = test.head(n)
     if not with_u2a:
         test = test.head(0)
+    if cfg.eval.a2a_triples is not None:
+        a2a = a2a.head(cfg.eval.a2a_triples)
+    pool_kind = authors_pool or cfg.eval.authors
+    pool = author_pool(test, a2a, cfg.u2a.num_candidates) if pool_kind == "cohort" else None
     results: dict[str, Any] = {
         "dataset": cfg.name,
         "seed": cfg.seed,
@@ -189,6 +196,9 @@ def evaluate(
         "test_users_total": int((u2a.table["split"] == "test").sum()),
         "generations": cfg.eval.generations,
         "temperature": cfg.eval.temperature,
+        "author_pool": pool_kind,
+        "n_authors": len(pool) if pool is not None else len(authors),
+        "a2a_triples": len(a2a),
         "composers": {},
     }
     for kind in composers or cfg.eval.composers:
@@ -210,6 +220,7 @@ def evaluate(
             generations=cfg.eval.generations,
             temperature=cfg.eval.temperature,
             rec_max_new_tokens=cfg.eval.rec_max_new_tokens,
+            pool=pool,
             progress=(lambda stage, i, t, k=kind: progress(f"{k}: {stage}", i, t))
             if progress
             else None,
@@ -219,6 +230,22 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cfg.name}.json").write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+def author_pool(test: pd.DataFrame, a2a: pd.DataFrame, num_candidates: Sequence[int]) -> set[str]:
+    """Authors a cohort's evaluation needs: targets, candidates at every m, A2A triple members.
+
+    Retrieval (Recall/NDCG@K) then ranks the target among these instead of every author: the
+    numbers are higher than over the full catalogue, and comparable between composers scored on
+    the same pool.
+    """
+    pool = set(test["target_author_id"])
+    for m in num_candidates:
+        for cands in test[f"candidates_m{m}"]:
+            pool.update(cands)
+    for col in ("a1", "a2", "a3"):
+        pool.update(a2a[col])
+    return pool
 
 
 class _AuthorLengthComposer(Composer):

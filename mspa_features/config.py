@@ -91,6 +91,17 @@ class EvalConfig(_Strict):
     generations: int = Field(3, ge=0, description="Acc@m generations (mean and spread)")
     temperature: float = Field(0.7, ge=0.0, description="sampling temperature for Acc@m")
     rec_max_new_tokens: int = Field(48, ge=4)
+    authors: Literal["all", "cohort"] = Field(
+        "all",
+        description=(
+            "authors described and ranked: 'all', or 'cohort' (the targets and candidates of the "
+            "cohort's questions plus the authors of the A2A triples evaluated): what lets the "
+            "LLM composer fit the main job on 2 cores"
+        ),
+    )
+    a2a_triples: int | None = Field(
+        None, ge=1, description="A2A triples evaluated (the first N; null: all)"
+    )
 
 
 class FeaturesConfig(_Strict):

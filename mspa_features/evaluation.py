@@ -17,7 +17,7 @@ For each composer (template baseline, LLM):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -121,14 +121,20 @@ def evaluate_composer(
     generations: int = 3,
     temperature: float = 0.7,
     rec_max_new_tokens: int = 64,
+    pool: Collection[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ComposerEval:
-    """Compose for the U2A test users and all authors, then compute every U2A/A2A metric."""
+    """Compose for the U2A test users and the authors, then compute every U2A/A2A metric.
+
+    ``authors`` supplies the users' histories; ``pool`` (default: all of them) is the authors
+    described and ranked. A candidate or A2A triple outside the pool counts as a miss.
+    """
     import time
 
     t0 = time.perf_counter()
     say = progress or (lambda *_: None)
-    author_list = [authors[a] for a in sorted(authors)]
+    names = sorted(authors) if pool is None else sorted(a for a in pool if a in authors)
+    author_list = [authors[a] for a in names]
     done = 0
 
     def tick_a(n: int) -> None:
@@ -191,15 +197,15 @@ def evaluate_composer(
         ev.acc_emb[m] = _acc(picks, truth, n_all)
         if recommender is not None and generations > 0 and len(kept):
             texts = [[a_text.get(a, authors[a].profile_text) for a in c] for c in cands]
-            accs = []
-            for g in range(generations):
-                say(f"recommend m={m} gen {g + 1}/{generations}", g, generations)
-                gen = GenerationConfig(
-                    max_new_tokens=rec_max_new_tokens, temperature=temperature, seed=g
-                )
-                letters = recommend_letters(recommender, p_text, texts, gen, gen_stats)
-                accs.append(_acc(np.array(letters), truth, n_all))
-            ev.acc_gen[m] = accs
+            say(f"recommend m={m} x{generations}", 0, 1)
+            # All generations in one call: each copy of a question has its own random stream
+            # (seed, position), and a backend may prefill the shared prompt once.
+            gen = GenerationConfig(max_new_tokens=rec_max_new_tokens, temperature=temperature)
+            letters = recommend_letters(
+                recommender, p_text * generations, texts * generations, gen, gen_stats
+            )
+            picks_g = np.array(letters).reshape(generations, len(p_text))
+            ev.acc_gen[m] = [_acc(picks_g[g], truth, n_all) for g in range(generations)]
     ev.parse = {"recommend": gen_stats.as_dict()}
     compose_stats = getattr(composer, "stats", None)
     if compose_stats is not None:

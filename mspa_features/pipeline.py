@@ -5,8 +5,9 @@ Stages (each idempotent; a rerun reuses what is already on disk):
 1. data: fetch/generate, validate against the contracts, write accepted rows + quarantine;
 2. eval sets: U2A questions and A2A triples (MSPA section 4.1);
 3. baselines: popularity and random on U2A test users, co-occurrence on A2A;
-4. composer evaluation: template vs LLM composer on a U2A test cohort and all authors
-   (Acc@m by generation and by embedding, Recall/NDCG@K, A2A), cached by content;
+4. composer evaluation: template vs LLM composer on a U2A test cohort and its author pool
+   (``eval.authors``; Acc@m by generation and by embedding, Recall/NDCG@K, A2A), cached by
+   content;
 5. features: Spark backfill of preference and author snapshots over the data's span
    (point-in-time correct, rerunnable), then Feast register + materialize online;
 6. serving preview: what a ranker receives online for one test user and its candidates;

@@ -73,8 +73,12 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 def u2a_table(res: dict, num_candidates: Sequence[int]) -> Table:
     """The U2A/A2A table of ``mspa eval u2a`` and the main job: one column per composer."""
     names = list(res["composers"])
+    pool = res.get("author_pool", "all")
+    authors = f"{res['n_authors']:,} authors" if "n_authors" in res else "all authors"
     t = Table(
-        title=f"U2A/A2A on {res['cohort_users']} of {res['test_users_total']} test users "
+        title=f"U2A/A2A on {res['cohort_users']} of {res['test_users_total']} test users, "
+        f"{authors}{' (the cohort pool)' if pool == 'cohort' else ''}, "
+        f"{res.get('a2a_triples', '?')} A2A triples "
         f"(acc@m gen: mean ± std over {res['generations']} generations)",
         title_justify="left",
     )

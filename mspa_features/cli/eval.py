@@ -24,15 +24,24 @@ def u2a(
     cohort: Annotated[
         int | None, typer.Option(help="test users evaluated (default: config; 0 = all)")
     ] = None,
+    authors: Annotated[
+        str | None,
+        typer.Option(
+            help="authors described and ranked: all, or cohort (the cohort's targets, "
+            "candidates and A2A triple members); default: config"
+        ),
+    ] = None,
 ) -> None:
     """U2A: Acc@m over generations (mean ± std), Recall/NDCG@5/10, plus A2A."""
     from mspa_features.compose_jobs import evaluate
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)
+    if authors not in (None, "all", "cohort"):
+        raise typer.BadParameter(f"--authors is all or cohort, got {authors!r}")
     n = -1 if cohort is None else (None if cohort == 0 else cohort)
     with progress_bar() as step:
-        res = evaluate(cfg, composers=composer, cohort=n, progress=step)
+        res = evaluate(cfg, composers=composer, cohort=n, authors_pool=authors, progress=step)
     console.print(u2a_table(res, cfg.u2a.num_candidates))
     console.print(
         f"results -> {Workspace(cfg.workspace).results / 'u2a' / f'{cfg.name}.json'}",

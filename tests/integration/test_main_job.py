@@ -34,6 +34,8 @@ def _config(tmp_path: Path, name: str, raw_cache: Path | None = None) -> Path:
     cfg["workspace"] = str(tmp_path / "ws")
     if "ablation" in cfg:  # the copy lives elsewhere: point at the checkout's ablation config
         cfg["ablation"]["config"] = str(REPO / "configs" / cfg["ablation"]["config"])
+    # The LLM composer on a smaller cohort than the shipped one: the same code, CI-sized.
+    cfg["eval"].update(cohort_users=4, a2a_triples=6)
     if raw_cache is not None:  # reuse the session's download instead of fetching again
         (tmp_path / "ws" / "raw").mkdir(parents=True)
         shutil.copytree(raw_cache, tmp_path / "ws" / "raw" / "ml-100k")
@@ -61,6 +63,15 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     pop, rnd = summary["u2a_metrics"]["popularity"], summary["u2a_metrics"]["random"]
     # Time-aware popularity is a real signal on MovieLens: it must beat chance on Acc@10.
     assert pop["acc@10"] > rnd["acc@10"]
+    # Composers: template and LLM on the same cohort and author pool, the LLM through llama.cpp.
+    ce = summary["composer_eval"]
+    assert ce["cohort_users"] == 4 and ce["author_pool"] == "cohort" and ce["a2a_triples"] == 6
+    tpl, llm = ce["composers"]["template"], ce["composers"]["llm"]
+    assert tpl["n_authors"] == llm["n_authors"] == ce["n_authors"] < 1682
+    assert llm["model_version"].startswith("llamacpp:")
+    for row in (tpl, llm):  # the LLM answers the lettered questions for both composers
+        assert 0.0 <= row["acc@4"] <= 1.0 and "acc@4_std" in row and "a2a" in row
+    assert "U2A/A2A on 4 of" in out and "llm" in out
     # Backfill + register: every author gets a profile, counts reconcile, and the online read
     # for a test user returns its preference and a cosine for every candidate that has one.
     feats = summary["features"]["backfill"]["template"]
@@ -98,6 +109,12 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     assert proc2.returncode == 0
     again = json.loads((tmp_path / "ws/results/movielens/summary.json").read_text())
     assert again["u2a_metrics"] == summary["u2a_metrics"]
+    # The composer table is reproducible from the seed (LLM texts come back from the cache,
+    # the seeded recommendation samples are generated again).
+    for name in ("template", "llm"):
+        keep = [k for k in summary["composer_eval"]["composers"][name] if k != "seconds"]
+        first, second = (r["composer_eval"]["composers"][name] for r in (summary, again))
+        assert {k: second[k] for k in keep} == {k: first[k] for k in keep}
     # The backfill rerun replaces its partitions: same counts, nothing duplicated online.
     assert again["features"]["backfill"] == {
         fs: {
@@ -113,6 +130,7 @@ def test_main_job_on_synthetic(tmp_path):
     cfg = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
     cfg["workspace"] = str(tmp_path / "ws")
     cfg["data"]["synthetic"].update(n_users=300, n_authors=60)
+    cfg["eval"].update(cohort_users=4, a2a_triples=6)
     p = tmp_path / "syn.yaml"
     p.write_text(yaml.safe_dump(cfg))
     proc = _mspa("run", str(p), cwd=tmp_path)
@@ -121,6 +139,7 @@ def test_main_job_on_synthetic(tmp_path):
     counts = {c["contract"]: c for c in summary["counts"]}
     assert counts["users"]["n_accepted"] == 300 and counts["authors"]["n_accepted"] == 60
     assert summary["n_a2a_triples"] > 0
+    assert set(summary["composer_eval"]["composers"]) == {"template", "llm"}
 
 
 def test_cli_help_for_every_command(tmp_path):

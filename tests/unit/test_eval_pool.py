@@ -1,0 +1,84 @@
+"""The evaluation's author pool: what ``eval.authors: cohort`` describes and ranks."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from mspa_features.compose_jobs import author_pool
+from mspa_features.composer import TemplateComposer
+from mspa_features.contracts import Author
+from mspa_features.evaluation import evaluate_composer
+
+
+class _BagOfWords:
+    """A deterministic hashing encoder (64-d, L2-normalised): no model load in a unit test."""
+
+    model_version = "bow-64"
+    dim = 64
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def _authors(n: int) -> dict[str, Author]:
+    genres = ["comedy", "drama", "horror", "romance", "thriller"]
+    return {
+        f"a{i}": Author(
+            author_id=f"a{i}",
+            event_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+            profile_text=f"Title {i} | {genres[i % 5]} film",
+            location="north",
+        )
+        for i in range(n)
+    }
+
+
+def _questions() -> pd.DataFrame:
+    ts = pd.Timestamp("2026-02-01", tz="UTC")
+    return pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "history_author_ids": [["a0", "a5"], ["a1"]],
+            "history_ts": [[ts, ts], [ts]],
+            "target_author_id": ["a10", "a11"],
+            "target_ts": [ts, ts],
+            "candidates_m2": [["a10", "a3"], ["a4", "a11"]],
+            "answer_index_m2": [0, 1],
+        }
+    )
+
+
+def test_pool_is_targets_candidates_and_triple_members():
+    a2a = pd.DataFrame({"a1": ["a6"], "a2": ["a7"], "a3": ["a8"]})
+    pool = author_pool(_questions(), a2a, [2])
+    assert pool == {"a10", "a11", "a3", "a4", "a6", "a7", "a8"}
+    # history authors are read by the composer, never described or ranked
+    assert not {"a0", "a5", "a1"} & pool
+
+
+def test_evaluation_describes_and_ranks_only_the_pool():
+    authors = _authors(20)
+    test = _questions()
+    a2a = pd.DataFrame({"a1": ["a6"], "a2": ["a16"], "a3": ["a7"]})  # a6 ~ a16: both drama
+    pool = author_pool(test, a2a, [2])
+    common = {"num_candidates": [2], "cache": None, "recommender": None}
+    ev = evaluate_composer(
+        "template", TemplateComposer(), _BagOfWords(), test, authors, a2a, pool=pool, **common
+    )
+    full = evaluate_composer(
+        "template", TemplateComposer(), _BagOfWords(), test, authors, a2a, **common
+    )
+    assert ev.n_authors == len(pool) == 7 and full.n_authors == 20
+    assert ev.n_users == 2 and ev.skipped == {"users": 0, "authors": 0}
+    # the same candidates are scored either way; ranking among 7 is never harder than among 20
+    assert ev.acc_emb == full.acc_emb
+    assert ev.retrieval["recall@5"] >= full.retrieval["recall@5"]
+    assert ev.a2a == full.a2a == 1.0
