@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mspa_features.align.config import AlignConfig
-from mspa_features.align.dataset import AlignDataset, build_align_rows
+from mspa_features.align.dataset import IMAGES, AlignDataset, build_align_rows
 from mspa_features.config import RunConfig, Workspace, load_config
 from mspa_features.errors import SchemaError
 from mspa_features.rewards import (
@@ -38,6 +39,8 @@ from mspa_features.rewards import (
 
 Progress = Callable[[str], None]
 CHECKPOINT_META = "mspa_align.json"
+logger = logging.getLogger(__name__)
+
 # Beside the checkpoint: the run config with the composer switched to it (the hand-off).
 COMPOSE_CONFIG = "run_config.yaml"
 
@@ -129,6 +132,8 @@ def prepare_data(cfg: AlignConfig, run_cfg: RunConfig) -> tuple[AlignDataset, Pa
         raise SchemaError(
             ws.datasets(run_cfg.name), f"no training rows in split {cfg.data.split!r}"
         )
+    if cfg.data.frames_per_candidate:
+        ds = _rows_with_images(ds, ws.datasets(run_cfg.name))
     frames = f"_f{cfg.data.frames_per_candidate}" if cfg.data.frames_per_candidate else ""
     name = (
         f"{cfg.data.split}_m{cfg.data.num_candidates}_{cfg.data.preference_composer}"
@@ -136,6 +141,25 @@ def prepare_data(cfg: AlignConfig, run_cfg: RunConfig) -> tuple[AlignDataset, Pa
     )
     path = ds.save(ws.datasets(run_cfg.name) / "align" / name)
     return ds, path, profiles
+
+
+def _rows_with_images(ds: AlignDataset, where: Path) -> AlignDataset:
+    """Only rows that carry at least one frame (the others are counted in ``n_skipped``).
+
+    TRL 1.16 hands the processor ``None`` for an image-less prompt in a batch with images, and
+    the stock Qwen2/2.5-VL processors reject it (transformers' ``fetch_images(None)``), so a
+    mixed batch would crash mid-training instead of here.
+    """
+    has = ds.rows[IMAGES].map(len) > 0
+    if not has.any():
+        raise SchemaError(
+            where, "frames_per_candidate > 0 but no candidate of any row has a decodable frame"
+        )
+    if has.all():
+        return ds
+    dropped = int((~has).sum())
+    logger.warning("align: %d row(s) without any candidate frame left out", dropped)
+    return AlignDataset(ds.rows[has].reset_index(drop=True), ds.n_skipped + dropped)
 
 
 def build_rewards(cfg: AlignConfig, profiles: Path) -> list[Any]:

@@ -201,3 +201,21 @@ def test_images_survive_parquet_and_become_pil_images_for_trl(tmp_path: Path) ->
         (0, 0, 255),
     ]
     assert hf[0]["prompt"] == ds.rows["prompt"].iloc[0] and hf[0]["answer"] == "C"
+
+
+def test_training_keeps_only_rows_with_frames_and_counts_the_rest(tmp_path):
+    # TRL gives the processor None for an image-less prompt beside ones with images, which the
+    # stock VL processors reject: such rows are left out before training, and counted.
+    import pandas as pd
+    import pytest
+
+    from mspa_features.align.dataset import AlignDataset
+    from mspa_features.align.trainer import _rows_with_images
+    from mspa_features.errors import SchemaError
+
+    rows = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "images": [[b"png"], [], [b"a", b"b"]]})
+    kept = _rows_with_images(AlignDataset(rows, n_skipped=2), tmp_path)
+    assert kept.rows["user_id"].tolist() == ["u1", "u3"] and kept.n_skipped == 3
+    none = pd.DataFrame({"user_id": ["u1"], "images": [[]]})
+    with pytest.raises(SchemaError, match="no candidate of any row has a decodable frame"):
+        _rows_with_images(AlignDataset(none), tmp_path)
