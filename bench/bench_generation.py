@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{r.prefill_seconds:>9.2f} {r.decode_tok_s:>12.1f} {vs_dec} {r.load_seconds:>7.1f}"
         )
     for r in results:
-        if r.name.startswith("ours-b") and r is not single and "-" not in r.name[4:]:
+        if r.name.startswith("ours-b") and r is not single and r.name.count("-") == 1:
             same = sum(a == b for a, b in zip(r.texts, single.texts, strict=True))
             print(f"{r.name}: {same}/{len(convs)} texts identical to ours-b1 (greedy)")
     if base is not None:
@@ -252,6 +252,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(
             f"hf-single vs ours-b1 texts identical: {same}/{len(convs)} (different numerics: "
             "fp32 weights and activations vs llama.cpp's 8-bit activations)"
+        )
+    # Quality guard beside the speed: how many answers parse as the prompt's JSON.
+    from mspa_features.parsing import ParseStats, parse_answer
+
+    for r in results:
+        st = ParseStats()
+        for t in r.texts:
+            st.add(parse_answer(t, PREFERENCE.answer_keys))
+        print(
+            f"{r.name}: preference JSON ok/repaired/failed = {'/'.join(map(str, st.as_dict().values()))}"
         )
     print(
         "tok/s: generated tokens / wall time of generate over all prompts (first token included);"

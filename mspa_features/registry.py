@@ -24,6 +24,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -561,12 +562,15 @@ def _materialize(
         if window_start >= end:
             reports.append(_skipped(view, window_start, end, rng[1]))
             continue
-        if mode == "incremental":
-            store.materialize_incremental(end_date=end, feature_views=[view])
-        else:
-            # The window runs to ``end``: each entity gets its latest row overall, so a
-            # rewritten old partition never overwrites a newer online value.
-            store.materialize(start_date=window_start, end_date=end, feature_views=[view])
+        with warnings.catch_warnings():
+            # ibis (Feast's duckdb offline store) warns on every read about an API of its own.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\.")
+            if mode == "incremental":
+                store.materialize_incremental(end_date=end, feature_views=[view])
+            else:
+                # The window runs to ``end``: each entity gets its latest row overall, so a
+                # rewritten old partition never overwrites a newer online value.
+                store.materialize(start_date=window_start, end_date=end, feature_views=[view])
         state[view] = started.isoformat()
         rows, entities = _window_counts(table_dir, key, window_start, end)
         reports.append(

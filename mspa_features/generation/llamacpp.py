@@ -263,7 +263,10 @@ class LlamaCppBackend(GenerationBackend):
             self._model = None
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except TypeError:  # interpreter shutdown: llama_cpp's bindings are already torn down
+            pass
 
     # -- decoding loop ---------------------------------------------------------------------------
 

@@ -207,3 +207,67 @@ def test_grpo_moves_the_weights_when_rewards_differ(tiny_workspace: Path, tmp_pa
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     hist = client.get_metric_history(res.mlflow_run_id, "rewards/accuracy/mean")
     assert len(hist) == 2  # one point per step (logging_steps=1)
+
+
+def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
+    tiny_workspace: Path, tmp_path: Path
+) -> None:
+    """Hand-off to serving: the checkpoint's run config drives the Spark backfill into its own
+    feature set; Feast registers it beside the template set, each tagged with its version."""
+    import torch
+
+    from mspa_features.align.config import load_align_config
+    from mspa_features.align.trainer import COMPOSE_CONFIG, train
+    from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
+    from mspa_features.config import Workspace, load_config
+    from mspa_features.data.ingest import load_accepted
+    from mspa_features.feature_reads import online_features
+    from mspa_features.pipeline import feature_range
+    from mspa_features.registry import open_store, register
+
+    torch.set_num_threads(1)
+    grpo = {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 2,
+            "max_completion_length": 8, "torch_threads": 1}  # fmt: skip
+    res = train(load_align_config(_align_yaml(tiny_workspace, tmp_path, grpo=grpo)))
+    derived = load_config(Path(res.checkpoint) / COMPOSE_CONFIG)
+    short = {"max_new_tokens": 8, "author_max_new_tokens": 8}
+    derived = derived.model_copy(update={"composer": derived.composer.model_copy(update=short)})
+    ws = Workspace(derived.workspace)
+    start, end = feature_range(load_accepted(ws.data(derived.name), "interactions"))
+
+    fs = res.model_version
+    spark = build_spark_session(BackfillConfig())
+    try:
+        counts = {
+            name: run_backfill(derived, bf, start, end, spark=spark)
+            for name, bf in {
+                "template": BackfillConfig(cadence="weekly"),
+                fs: BackfillConfig(cadence="weekly", composer="llm", feature_set=fs),
+            }.items()
+        }
+    finally:
+        spark.stop()
+    for per_set in counts.values():
+        for c in per_set.values():
+            assert c.requested == c.written + c.quarantined and c.written > 0
+
+    repo = Path(__file__).resolve().parents[2] / "feature_repo"
+    rep = register(derived, ["template", fs], repo_path=repo, incremental=False)
+    views = {v.name for v in rep.views}
+    assert {f"user_preferences__{fs}", "user_preferences__template"} <= views
+    assert f"all__{fs}" in {s.name for s in rep.services}
+    # Online, the same user gets both sets' features, each with its own model_version.
+    store = open_store(derived, repo_path=repo)
+    user = load_accepted(ws.data(derived.name), "interactions")["user_id"].iloc[0]
+    author = load_accepted(ws.data(derived.name), "authors")["author_id"].iloc[0]
+    versions = {}
+    for name in ("template", fs):
+        row = online_features(
+            store,
+            [f"user_preferences__{name}:model_version", f"author_profiles__{name}:author_text"],
+            [(str(user), str(author))],
+        ).iloc[0]
+        versions[name] = row["model_version"]
+        assert row["author_text"]
+    assert res.model_version in versions[fs]
+    assert versions["template"] != versions[fs]
