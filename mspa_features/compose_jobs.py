@@ -209,7 +209,7 @@ def evaluate(
         )
         ev = evaluate_composer(
             kind,
-            _AuthorLengthComposer(composer, make_composer(kind, _author_cfg(comp_cfg), cache_)),
+            SplitComposer(composer, make_composer(kind, _author_cfg(comp_cfg), cache_)),
             get_encoder(comp_cfg),
             test,
             authors,
@@ -248,8 +248,9 @@ def author_pool(test: pd.DataFrame, a2a: pd.DataFrame, num_candidates: Sequence[
     return pool
 
 
-class _AuthorLengthComposer(Composer):
-    """Preferences from one composer, author descriptions from another (shorter outputs)."""
+class SplitComposer(Composer):
+    """Preferences from one composer, author descriptions from another (e.g. the same model with
+    shorter outputs, or the template's descriptions beside a model's preferences)."""
 
     def __init__(self, users: Composer, authors: Composer):
         self._u, self._a = users, authors

@@ -41,7 +41,7 @@ def evaluate_model(
     """U2A/A2A metrics of one model (an embedded name or a checkpoint folder); cached on disk
     by the backend's model version and the evaluation settings."""
     from mspa_features.cache import ComposerCache
-    from mspa_features.compose_jobs import get_encoder, load_authors
+    from mspa_features.compose_jobs import SplitComposer, get_encoder, load_authors
     from mspa_features.composer import LLMComposer, TemplateComposer
     from mspa_features.data.eval_datasets import U2ADataset
     from mspa_features.evaluation import evaluate_composer
@@ -71,10 +71,7 @@ def evaluate_model(
     test = u2a[u2a["split"] == "test"].sort_values("user_id").head(e.cohort_users)
     test = test.reset_index(drop=True)
     m_max = max(e.num_candidates)
-    pool_ids = sorted({a for c in test[f"candidates_m{m_max}"] for a in c} & set(authors))
-    pool = {a: authors[a] for a in pool_ids}
-    # History authors are read by the composer from ``authors`` (profiles, not descriptions).
-    hist_authors = {a: authors[a] for h in test["history_author_ids"] for a in h if a in authors}
+    pool = sorted({a for c in test[f"candidates_m{m_max}"] for a in c} & set(authors))
     a2a = pd.read_parquet(ws.datasets(run_cfg.name) / "a2a.parquet")
     a2a = a2a[a2a["a1"].isin(pool) & a2a["a2"].isin(pool) & a2a["a3"].isin(pool)]
 
@@ -86,14 +83,14 @@ def evaluate_model(
     )
     if e.author_descriptions == "template":
         # Preferences from the model, candidate descriptions from the template composer, the
-        # same texts the training prompts showed; only the evaluated pool is described.
-        composer = _PoolComposer(composer, TemplateComposer(), set(pool))
+        # same texts the training prompts showed.
+        composer = SplitComposer(composer, TemplateComposer())
     ev = evaluate_composer(
         label,
         composer,
         get_encoder(run_cfg.composer),
         test,
-        {**hist_authors, **pool},  # histories need their authors; descriptions only the pool
+        authors,  # histories read their authors' profiles; only the pool is described
         a2a,
         num_candidates=e.num_candidates,
         cache=ComposerCache(ws.composer_cache),
@@ -101,6 +98,7 @@ def evaluate_model(
         generations=e.generations,
         temperature=e.temperature,
         rec_max_new_tokens=e.rec_max_new_tokens,
+        pool=pool,
         progress=lambda stage, i, t: say(f"{label}: {stage} {i}/{t}"),
     )
     backend.close()
@@ -148,30 +146,3 @@ def evaluate_before_after(
                 }
             )
     return out
-
-
-class _PoolComposer:
-    """Preferences from the evaluated model; descriptions from ``authors`` for the pool only
-    (authors outside it are skipped, so retrieval ranks the pool)."""
-
-    def __init__(self, users: Any, authors: Any, pool: set[str]):
-        self._u, self._a, self._pool = users, authors, pool
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._u, name)
-
-    @property
-    def author_prompt_hash(self) -> str:
-        return self._a.author_prompt_hash
-
-    def describe_authors(self, authors: Any) -> list[Any]:
-        from mspa_features.composer import Composed
-
-        inside = [a for a in authors if a.author_id in self._pool]
-        described = iter(self._a.describe_authors(inside))
-        return [
-            next(described)
-            if a.author_id in self._pool
-            else Composed("", "skipped", "outside the evaluation pool")
-            for a in authors
-        ]
