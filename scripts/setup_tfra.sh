@@ -10,12 +10,9 @@ cd "$(dirname "$0")/.."
 VENV=${MSPA_TFRA_VENV:-.venv-tfra}
 PY=${MSPA_PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-
-log() { printf '[setup-tfra] %s\n' "$*" >&2; }
-pipq() {
-  "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
-  return "${PIPESTATUS[0]}"
-}
+SETUP_TAG=setup-tfra
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
 
 # The pins, in one place: the stamp covers this script, so editing them rebuilds the environment.
 PINS=(
@@ -44,6 +41,6 @@ TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -c "
 import numpy, tensorflow as tf, tensorflow_recommenders_addons.dynamic_embedding as de
 assert tf.__version__ == '2.16.2', tf.__version__
 assert int(numpy.__version__.split('.')[0]) < 2, numpy.__version__
-" || { log "environment check failed"; exit 1; }
+" || die "environment check failed"
 echo "$stamp_want" > "$stamp_file"
 log "environment ready: $VENV ($((SECONDS - start)) s)"
