@@ -163,6 +163,16 @@ class BackfillConfig(BaseModel):
     partitions: int | None = Field(
         None, ge=1, description="Spark partitions of the compose stage (default: parallelism)"
     )
+    users: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="only these users get preference snapshots (a user sample; null: all)",
+    )
+    authors: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="only these authors get profiles (the sample's authors; null: all)",
+    )
 
     @field_validator("feature_set")
     @classmethod
@@ -980,6 +990,9 @@ def _meta(cfg: RunConfig, bf: BackfillConfig) -> dict[str, Any]:
         "composer": bf.composer,
         "cadence": bf.cadence,
         "encoder": cfg.composer.encoder.model,
+        "prompts": cfg.composer.prompts if bf.composer == "llm" else None,
+        "sampled_users": None if bf.users is None else len(bf.users),
+        "sampled_authors": None if bf.authors is None else len(bf.authors),
     }
 
 
@@ -1032,6 +1045,8 @@ def _compute_preferences(
 
     entity = PREFERENCES.name
     pos, req = preference_requests(session, _input_path(cfg, "interactions"), dates, bf.cadence)
+    if bf.users is not None:
+        req = req.where(F.col("user_id").isin(list(bf.users)))
     req = req.persist()
     try:
         with _spark_progress(spark, f"{entity}: due users", progress):
@@ -1164,8 +1179,10 @@ def backfill_authors(
                     (F.col("event_timestamp") >= F.expr(_sql_ts(lo)))
                     & (F.col("event_timestamp") < F.expr(_sql_ts(hi)))
                 )
-                .persist()
             )
+            if bf.authors is not None:
+                snaps = snaps.where(F.col("author_id").isin(list(bf.authors)))
+            snaps = snaps.persist()
             with _spark_progress(spark, f"{entity}: snapshots in range", progress):
                 requested = {
                     r["ds"]: int(r["count"])

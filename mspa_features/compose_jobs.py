@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from mspa_features.cache import ComposerCache
 from mspa_features.composer import Composer, LLMComposer, TemplateComposer, build_histories
@@ -53,16 +54,26 @@ def get_encoder(cfg: ComposerConfig) -> Any:
 
 
 def make_composer(kind: str, cfg: ComposerConfig, cache_: ComposerCache | None) -> Composer:
-    """``template`` (no LLM) or ``llm`` (the configured backend)."""
+    """``template`` (no LLM) or ``llm`` (the configured backend, prompt set and image root).
+
+    Raises:
+        ValueError: unknown ``kind``.
+        ConfigError: ``cfg.prompts`` names no built-in set and no valid prompt file.
+    """
     if kind == "template":
         return TemplateComposer()
     if kind == "llm":
+        from mspa_features.prompts import get_prompt_set
+
         return LLMComposer(
             get_backend(cfg.backend),
             gen=GenerationConfig(max_new_tokens=cfg.max_new_tokens),
             cache=cache_,
             token_budget=cfg.token_budget,
             max_frames_per_author=cfg.max_frames_per_author,
+            image_root=cfg.image_root,
+            prompts=get_prompt_set(cfg.prompts),
+            structured=structured(cfg),
         )
     raise ValueError(f"unknown composer {kind!r}; valid: template, llm")
 
@@ -172,6 +183,9 @@ def evaluate(
     """
     from mspa_features.data.eval_datasets import U2ADataset
     from mspa_features.evaluation import evaluate_composer
+    from mspa_features.prompts import get_prompt_set
+
+    prompt_set = get_prompt_set(cfg.composer.prompts)
 
     ws = Workspace(cfg.workspace)
     cache_ = ComposerCache(ws.composer_cache)
@@ -199,8 +213,11 @@ def evaluate(
         "author_pool": pool_kind,
         "n_authors": len(pool) if pool is not None else len(authors),
         "a2a_triples": len(a2a),
+        "prompt_set": prompt_set.name,
+        "prompt_set_hash": prompt_set.hash,
         "composers": {},
     }
+    answer_rows: list[dict[str, Any]] = []
     for kind in composers or cfg.eval.composers:
         comp_cfg = cfg.composer
         composer = make_composer(kind, comp_cfg, cache_)
@@ -224,12 +241,58 @@ def evaluate(
             progress=(lambda stage, i, t, k=kind: progress(f"{k}: {stage}", i, t))
             if progress
             else None,
+            rec_prompt=prompt_set.recommend,
+            decoding=decoding_of(comp_cfg, recommender),
         )
-        results["composers"][kind] = ev.row()
+        row = ev.row()
+        row["decoding"] = getattr(composer, "decoding", "none")
+        results["composers"][kind] = row
+        answer_rows += [{"composer": kind, **a} for a in ev.answers]
     out = ws.results / "u2a"
     out.mkdir(parents=True, exist_ok=True)
+    answers_path = out / f"{cfg.name}.answers.parquet"
+    write_parquet_atomic(answers_table(answer_rows), answers_path)
+    results["answers_path"] = str(answers_path)
     (out / f"{cfg.name}.json").write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+#: Columns of the per-answer evaluation output (``results/u2a/<dataset>.answers.parquet``).
+ANSWER_SCHEMA = pa.schema(
+    [
+        ("composer", "string"),
+        ("user_id", "string"),
+        ("m", "int64"),
+        ("generation", "int64"),
+        ("pick", "int64"),
+        ("truth", "int64"),
+        ("correct", "bool"),
+        ("status", "string"),
+        ("decoding", "string"),
+        ("reason", "string"),
+        ("error", "string"),
+    ]
+)
+
+
+def answers_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Per-answer rows -> a table of :data:`ANSWER_SCHEMA` (the recommendation reason and the
+    answer's parse status and decoding beside the pick and the truth)."""
+    cols = {f.name: [r.get(f.name) for r in rows] for f in ANSWER_SCHEMA}
+    return pa.Table.from_pydict(cols, schema=ANSWER_SCHEMA)
+
+
+def decoding_of(cfg: ComposerConfig, backend: GenerationBackend | None) -> str:
+    """How ``backend`` decodes under ``cfg``: ``constrained`` (structured outputs asked for and
+    supported), ``free``, or ``none`` (no backend)."""
+    if backend is None:
+        return "none"
+    return LLMComposer(backend, structured=structured(cfg)).decoding
+
+
+def structured(cfg: ComposerConfig) -> bool:
+    """Whether the config asks for schema-constrained decoding (``composer.structured``)."""
+    return bool(getattr(cfg, "structured", False))
 
 
 def author_pool(test: pd.DataFrame, a2a: pd.DataFrame, num_candidates: Sequence[int]) -> set[str]:

@@ -34,7 +34,7 @@ from mspa_features.cache import ComposerCache, content_key
 from mspa_features.contracts import Author
 from mspa_features.generation.base import GenerationBackend, GenerationConfig
 from mspa_features.parsing import ParseStats, parse_answer
-from mspa_features.prompts import AUTHOR, PREFERENCE, Prompt, render_author
+from mspa_features.prompts import LIVESTREAM, Prompt, PromptSet, render_author
 
 TEMPLATE_VERSION = "template-v2"  # v2: author text no longer repeats "Profile:"
 
@@ -65,17 +65,25 @@ class UserHistory:
     history_last_ts: datetime | None
 
 
+#: ``Composed.decoding`` values: schema-constrained LLM decoding, free-form LLM decoding, or
+#: no LLM at all (the template composer).
+DECODINGS = ("constrained", "free", "none")
+
+
 @dataclass(frozen=True)
 class Composed:
     """One composed text. ``status`` is ``ok``/``repaired``/``failed`` (parse of the model's
     JSON; ``failed`` keeps the raw text as a documented fallback) or ``skipped`` (no input;
-    ``reason`` says why, and the row goes to quarantine)."""
+    ``reason`` says why, and the row goes to quarantine). ``decoding`` is one of
+    :data:`DECODINGS`; the status and decoding are written with every feature row
+    (``pref_status``/``pref_decoding``, ``author_status``/``author_decoding``)."""
 
     text: str
     status: str
     reason: str | None = None
     n_authors_used: int = 0
     cached: bool = False
+    decoding: str = "none"
 
 
 @dataclass
@@ -85,6 +93,12 @@ class ComposeStats:
     cache_hits: int = 0
     generated: int = 0
     generated_tokens: int = 0
+    frames_used: int = 0
+    frames_dropped: Counter[str] = field(default_factory=Counter)
+
+    def frames_dict(self) -> dict[str, object]:
+        """``{"used": n, "dropped": {reason: n}}`` for run outputs."""
+        return {"used": self.frames_used, "dropped": dict(self.frames_dropped)}
 
 
 def format_fields(data: dict[str, str], keys: Sequence[str]) -> str:
@@ -206,17 +220,31 @@ class TemplateComposer(Composer):
 # --------------------------------------------------------------------------- LLM
 
 
-def _frame_bytes(a: Author, image_root: Path | None) -> list[bytes]:
+FRAME_NOT_FOUND = "image file not found"
+FRAME_NO_ROOT = "relative path without an image root"
+FRAME_UNDECODABLE = "not a decodable image"
+FRAME_EMPTY = "frame has neither bytes nor a path"
+
+
+def _frame_bytes(a: Author, image_root: Path | None, dropped: Counter[str]) -> list[bytes]:
+    """Each frame's bytes, resolving paths as validation does (relative -> ``image_root``)."""
     imgs = []
     for f in a.frames:
         if f.bytes:
             imgs.append(f.bytes)
         elif f.path:
             p = Path(f.path)
-            if not p.is_absolute() and image_root is not None:
+            if not p.is_absolute():
+                if image_root is None:
+                    dropped[FRAME_NO_ROOT] += 1
+                    continue
                 p = image_root / p
             if p.is_file():
                 imgs.append(p.read_bytes())
+            else:
+                dropped[FRAME_NOT_FOUND] += 1
+        else:
+            dropped[FRAME_EMPTY] += 1
     return imgs
 
 
@@ -231,15 +259,30 @@ def _image_ok(data: bytes) -> bool:
         return False
 
 
-def author_frames(author: Author, image_root: Path | None, limit: int) -> list[bytes]:
+def author_frames(
+    author: Author,
+    image_root: Path | None,
+    limit: int,
+    dropped: Counter[str] | None = None,
+) -> list[bytes]:
     """Up to ``limit`` of the author's frames that PIL can decode, in order.
 
-    Inline bytes or files (relative paths resolve against ``image_root``); missing files and
-    undecodable images are skipped, never raised: one bad frame must not stop a batch.
+    Inline bytes or files (relative paths resolve against ``image_root``, the folder the data
+    was validated against); missing files and undecodable images are skipped, never raised
+    (one bad frame must not stop a batch), and each skipped frame is counted in ``dropped``
+    by reason (:data:`FRAME_NOT_FOUND`, :data:`FRAME_NO_ROOT`, :data:`FRAME_UNDECODABLE`,
+    :data:`FRAME_EMPTY`).
     """
     if limit <= 0:
         return []
-    return [b for b in _frame_bytes(author, image_root) if _image_ok(b)][:limit]
+    sink: Counter[str] = dropped if dropped is not None else Counter()
+    out = []
+    for b in _frame_bytes(author, image_root, sink):
+        if _image_ok(b):
+            out.append(b)
+        else:
+            sink[FRAME_UNDECODABLE] += 1
+    return out[:limit]
 
 
 class LLMComposer(Composer):
@@ -251,7 +294,10 @@ class LLMComposer(Composer):
         cache: content-addressed cache; ``None`` disables caching.
         token_budget: max prompt tokens for the history; the newest authors are kept.
         max_frames_per_author: frames sent per author to a vision-language backend.
-        image_root: where relative frame paths resolve.
+        image_root: where relative frame paths resolve (the folder validation used).
+        prompts: the prompt set (default: the MSPA live-stream set).
+        structured: ask the backend to constrain decoding to each prompt's answer schema;
+            rows record ``decoding="constrained"`` only when the backend supports it.
     """
 
     def __init__(
@@ -263,6 +309,8 @@ class LLMComposer(Composer):
         token_budget: int = 768,
         max_frames_per_author: int = 1,
         image_root: Path | None = None,
+        prompts: PromptSet = LIVESTREAM,
+        structured: bool = False,
     ):
         self.backend = backend
         self.gen = gen or GenerationConfig(max_new_tokens=96)
@@ -272,7 +320,15 @@ class LLMComposer(Composer):
         self.token_budget = token_budget
         self.max_frames = max_frames_per_author
         self.image_root = image_root
+        self.prompts = prompts
+        self.structured = structured
         self.stats = ComposeStats()
+
+    @property
+    def decoding(self) -> str:
+        """``constrained`` when the backend enforces answer schemas and it was asked to."""
+        supports = bool(getattr(self.backend, "supports_schema", False))
+        return "constrained" if self.structured and supports else "free"
 
     @property
     def model_version(self) -> str:
@@ -280,21 +336,23 @@ class LLMComposer(Composer):
 
     @property
     def preference_prompt_hash(self) -> str:
-        return PREFERENCE.hash
+        return self.prompts.preference.hash
 
     @property
     def author_prompt_hash(self) -> str:
-        return AUTHOR.hash
+        return self.prompts.author.hash
 
     def _gen_key(self, prompt: Prompt, text: str, images: Sequence[bytes]) -> str:
         g = self.gen
         settings = f"{g.max_new_tokens}|{g.temperature}|{g.top_p}|{g.seed}|{g.stop}"
-        return content_key(self.model_version, prompt.hash, settings, text, *images)
+        return content_key(self.model_version, prompt.hash, settings, self.decoding, text, *images)
 
     def _images(self, a: Author) -> list[bytes]:
         if not self.backend.supports_images:
             return []
-        return author_frames(a, self.image_root, self.max_frames)
+        imgs = author_frames(a, self.image_root, self.max_frames, self.stats.frames_dropped)
+        self.stats.frames_used += len(imgs)
+        return imgs
 
     def _history_block(self, h: UserHistory) -> tuple[str, list[bytes], int]:
         """Numbered author lines, newest kept within the token budget, oldest first."""
@@ -302,7 +360,7 @@ class LLMComposer(Composer):
         images: list[list[bytes]] = []
         used = 0
         for a in reversed(h.authors):
-            line = render_author(a, with_frames=self.backend.supports_images)
+            line = self.prompts.render(a, with_frames=self.backend.supports_images)
             cost = self.backend.count_tokens(line) + 2
             if lines and used + cost > self.token_budget:
                 break
@@ -348,9 +406,13 @@ class LLMComposer(Composer):
                 else " ".join(raw.split())
             )
             if not text:
-                out[i] = Composed("", "skipped", "model returned no text", used, k not in done)
+                out[i] = Composed(
+                    "", "skipped", "model returned no text", used, k not in done, self.decoding
+                )
             else:
-                out[i] = Composed(text, parsed.status, parsed.error, used, k not in done)
+                out[i] = Composed(
+                    text, parsed.status, parsed.error, used, k not in done, self.decoding
+                )
         return out
 
     def compose_preferences(self, histories: Sequence[UserHistory]) -> list[Composed]:
@@ -366,7 +428,7 @@ class LLMComposer(Composer):
                 UserHistory(h.user_id, h.as_of, usable, h.history_count, h.history_last_ts)
             )
             jobs.append((i, text, imgs, used, "history"))
-        for i, c in enumerate(self._run(PREFERENCE, jobs, len(histories))):
+        for i, c in enumerate(self._run(self.prompts.preference, jobs, len(histories))):
             if c is not None:
                 out[i] = c
         return [c for c in out if c is not None]
@@ -379,9 +441,9 @@ class LLMComposer(Composer):
                 out[i] = Composed("", "skipped", "author has no text or frames")
                 self.stats.skipped["author has no text or frames"] += 1
                 continue
-            line = render_author(a, with_frames=self.backend.supports_images)
+            line = self.prompts.render(a, with_frames=self.backend.supports_images)
             jobs.append((i, line, self._images(a), 1, "author"))
-        for i, c in enumerate(self._run(AUTHOR, jobs, len(authors))):
+        for i, c in enumerate(self._run(self.prompts.author, jobs, len(authors))):
             if c is not None:
                 out[i] = c
         return [c for c in out if c is not None]

@@ -79,6 +79,24 @@ class ComposerConfig(_Strict):
     author_max_new_tokens: int = Field(64, ge=8, description="author description length cap")
     token_budget: int = Field(768, ge=32, description="history prompt tokens; newest kept")
     max_frames_per_author: int = Field(1, ge=0, description="images per author (VLM only)")
+    image_root: Path | None = Field(
+        None,
+        description=(
+            "where relative frame paths resolve, as in validation (default: the folder the "
+            "data was validated from: the synthetic generator's raw folder, else the run's "
+            "data folder); a relative path is resolved against the run config's folder"
+        ),
+    )
+    prompts: str = Field(
+        "livestream",
+        min_length=1,
+        description=(
+            "prompt set: 'livestream' (MSPA: talent, environment, region, frames, ASR, comments), "
+            "'catalogue' (items: genres, era, themes, audience) or a YAML file of your own "
+            "(mspa_features.prompts.PromptFile; a relative path is resolved against the run "
+            "config's folder)"
+        ),
+    )
 
 
 class EvalConfig(_Strict):
@@ -201,9 +219,56 @@ def load_config(path: str | Path) -> RunConfig:
     cfg = load_yaml_model(p, RunConfig)
     if cfg.ablation.config is not None and not cfg.ablation.config.is_absolute():
         cfg.ablation.config = p.parent / cfg.ablation.config
+    cfg.composer.prompts = _resolve_prompts(p, cfg.composer.prompts)
+    cfg.composer.image_root = frame_root(cfg, p)
     # Whether the ablation file exists is checked when the main job starts (pipeline.run), not
     # here: `mspa backfill` on a copied run config must not fail over a stage it does not run.
     return cfg
+
+
+def frame_root(cfg: RunConfig, config_path: Path | None = None) -> Path:
+    """The folder relative frame paths resolve against: ``composer.image_root`` (relative to
+    the run config's folder), else the folder the data was validated from (what
+    ``ingest_folder`` passed to validation: the synthetic generator's raw folder), else the
+    run's data folder."""
+    root = cfg.composer.image_root
+    if root is not None:
+        if not root.is_absolute() and config_path is not None:
+            root = config_path.parent / root
+        return root.resolve()
+    ws = Workspace(cfg.workspace)
+    if cfg.data.source == "synthetic" and cfg.data.synthetic is not None:
+        return ws.raw / f"synthetic-{cfg.data.synthetic.fingerprint()}"
+    return ws.data(cfg.name)
+
+
+def _resolve_prompts(config_path: Path, ref: str) -> str:
+    """Validate ``composer.prompts`` now (a bad prompt file fails at load, not mid-backfill) and
+    return it with a file path made absolute (Spark workers load it from anywhere).
+
+    Raises:
+        ConfigError: an unknown set name (naming the run config) or an invalid prompt file
+            (naming that file and its field).
+    """
+    from mspa_features.prompts import PROMPT_SETS, get_prompt_set
+
+    if ref in PROMPT_SETS:
+        return ref
+    if not ref.endswith((".yaml", ".yml")):
+        raise ConfigError(
+            config_path,
+            [
+                (
+                    f"composer.prompts: unknown prompt set {ref!r}; valid: {sorted(PROMPT_SETS)} "
+                    "or a .yaml file"
+                )
+            ],
+        )
+    path = Path(ref) if Path(ref).is_absolute() else (config_path.parent / ref)
+    if not path.is_file():
+        raise ConfigError(config_path, [f"composer.prompts: file not found: {path}"])
+    get_prompt_set(path.resolve())
+    return str(path.resolve())
 
 
 class Workspace:

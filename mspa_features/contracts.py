@@ -89,6 +89,8 @@ class Preference:
     pref_emb: list[float]
     model_version: str
     prompt_hash: str
+    pref_status: str | None = None
+    pref_decoding: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,9 +104,17 @@ class AuthorProfile:
     author_emb: list[float]
     model_version: str
     prompt_hash: str
+    author_status: str | None = None
+    author_decoding: str | None = None
 
 
 # --------------------------------------------------------------------------- contracts
+
+#: How a generated text came out: its JSON answer parsed as is (``ok``), after repairs
+#: (``repaired``), or not (``failed``: the text is a fallback and must not be served as good).
+GEN_STATUSES = ("ok", "repaired", "failed")
+#: How it was decoded: constrained to the answer schema, free-form, or no LLM (template).
+GEN_DECODINGS = ("constrained", "free", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +260,8 @@ PREFERENCES = _contract(
             pa.field("pref_emb", EMB, nullable=False),
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("prompt_hash", pa.string(), nullable=False),
+            pa.field("pref_status", pa.string()),
+            pa.field("pref_decoding", pa.string()),
         ]
     ),
     key=("user_id", "event_timestamp", "model_version"),
@@ -266,6 +278,7 @@ PREFERENCES = _contract(
     entity_refs={"user_id": "users"},
     vectors=("pref_emb",),
     timestamps=("event_timestamp", "created_timestamp", "history_last_ts"),
+    allowed={"pref_status": GEN_STATUSES, "pref_decoding": GEN_DECODINGS},
 )
 
 AUTHOR_PROFILES = _contract(
@@ -280,6 +293,8 @@ AUTHOR_PROFILES = _contract(
             pa.field("author_emb", EMB, nullable=False),
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("prompt_hash", pa.string(), nullable=False),
+            pa.field("author_status", pa.string()),
+            pa.field("author_decoding", pa.string()),
         ]
     ),
     key=("author_id", "event_timestamp", "model_version"),
@@ -295,6 +310,7 @@ AUTHOR_PROFILES = _contract(
     entity_refs={"author_id": "authors"},
     vectors=("author_emb",),
     timestamps=("event_timestamp", "created_timestamp"),
+    allowed={"author_status": GEN_STATUSES, "author_decoding": GEN_DECODINGS},
 )
 
 

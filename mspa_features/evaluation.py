@@ -32,7 +32,7 @@ from mspa_features.contracts import Author
 from mspa_features.features import compose_author_rows, compose_preference_rows
 from mspa_features.generation.base import GenerationBackend, GenerationConfig
 from mspa_features.parsing import ParseStats, parse_answer, parse_letter
-from mspa_features.prompts import RECOMMEND, render_candidates
+from mspa_features.prompts import RECOMMEND, Prompt, render_candidates
 
 
 @dataclass
@@ -50,6 +50,10 @@ class ComposerEval:
     parse: dict[str, dict[str, int]] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    frames: dict[str, Any] = field(default_factory=dict)
+    # One row per generated recommendation answer: user_id, m, generation, pick, truth,
+    # correct, status (ok/repaired/failed), decoding, reason (the model's stated reason).
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         """A flat results row: acc@m is the generated-answer mean when generation ran."""
@@ -69,6 +73,8 @@ class ComposerEval:
             out["a2a"] = self.a2a
         out["parse"] = self.parse
         out["skipped"] = self.skipped
+        if self.frames:
+            out["frames"] = self.frames
         out["seconds"] = round(self.seconds, 1)
         return out
 
@@ -91,10 +97,20 @@ def recommend_letters(
     candidate_texts: Sequence[Sequence[str]],
     gen: GenerationConfig,
     stats: ParseStats,
+    *,
+    prompt: Prompt = RECOMMEND,
+    answers: list[dict[str, Any]] | None = None,
 ) -> list[int]:
-    """Ask the model to pick a lettered candidate; -1 where no valid letter came back."""
+    """Ask the model to pick a lettered candidate; -1 where no valid letter came back.
+
+    Args:
+        prompt: the recommendation prompt of the run's prompt set.
+        answers: when given, one dict per answer is appended: ``pick`` (the index or -1),
+            ``status`` (ok/repaired/failed), ``reason`` (the ``Recommendation Reason`` field,
+            "" when absent) and ``error``.
+    """
     convs = [
-        RECOMMEND.messages(preference=p, candidates=render_candidates(c))
+        prompt.messages(preference=p, candidates=render_candidates(c))
         for p, c in zip(preferences, candidate_texts, strict=True)
     ]
     if not gen.stop:
@@ -102,8 +118,17 @@ def recommend_letters(
     outs = backend.generate(convs, gen)
     letters = []
     for o, cands in zip(outs, candidate_texts, strict=True):
-        r = stats.add(parse_answer(close_json(o.text, o.finish_reason), RECOMMEND.answer_keys))
+        r = stats.add(parse_answer(close_json(o.text, o.finish_reason), prompt.answer_keys))
         letters.append(parse_letter(r, len(cands)))
+        if answers is not None:
+            answers.append(
+                {
+                    "pick": letters[-1],
+                    "status": r.status,
+                    "reason": r.get("Recommendation Reason"),
+                    "error": r.error,
+                }
+            )
     return letters
 
 
@@ -123,11 +148,15 @@ def evaluate_composer(
     rec_max_new_tokens: int = 64,
     pool: Collection[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    rec_prompt: Prompt = RECOMMEND,
+    decoding: str = "free",
 ) -> ComposerEval:
     """Compose for the U2A test users and the authors, then compute every U2A/A2A metric.
 
     ``authors`` supplies the users' histories; ``pool`` (default: all of them) is the authors
     described and ranked. A candidate or A2A triple outside the pool counts as a miss.
+    ``rec_prompt`` is the recommendation prompt of the run's prompt set; ``decoding``
+    (``constrained``/``free``) is recorded with every answer in ``ComposerEval.answers``.
     """
     import time
 
@@ -201,15 +230,37 @@ def evaluate_composer(
             # All generations in one call: each copy of a question has its own random stream
             # (seed, position), and a backend may prefill the shared prompt once.
             gen = GenerationConfig(max_new_tokens=rec_max_new_tokens, temperature=temperature)
+            answers: list[dict[str, Any]] = []
             letters = recommend_letters(
-                recommender, p_text * generations, texts * generations, gen, gen_stats
+                recommender,
+                p_text * generations,
+                texts * generations,
+                gen,
+                gen_stats,
+                prompt=rec_prompt,
+                answers=answers,
             )
+            for j, a in enumerate(answers):
+                g, i = divmod(j, len(p_text))
+                ev.answers.append(
+                    {
+                        "user_id": str(test["user_id"].iat[i]),
+                        "m": m,
+                        "generation": g,
+                        **a,
+                        "truth": int(truth[i]),
+                        "correct": a["pick"] == int(truth[i]),
+                        "decoding": decoding,
+                    }
+                )
             picks_g = np.array(letters).reshape(generations, len(p_text))
             ev.acc_gen[m] = [_acc(picks_g[g], truth, n_all) for g in range(generations)]
     ev.parse = {"recommend": gen_stats.as_dict()}
     compose_stats = getattr(composer, "stats", None)
     if compose_stats is not None:
         ev.parse["compose"] = compose_stats.parse.as_dict()
+        if hasattr(compose_stats, "frames_dict"):
+            ev.frames = compose_stats.frames_dict()
 
     if len(a2a):
         emb = dict(zip(a_ids, a_emb, strict=True))

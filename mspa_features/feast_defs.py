@@ -7,14 +7,23 @@ named ``<object>__<feature_set>`` so several sets (base vs aligned model, leaked
 side by side in one registry and a ranker ablation picks one by service name:
 
 =============================  ===============================================================
-``user_preferences__{fs}``     pref_emb, pref_text, history_count, model_version (key user_id)
-``author_profiles__{fs}``      author_emb, author_text, model_version (key author_id)
+``user_preferences__{fs}``     pref_emb, pref_text, history_count, pref_status, pref_decoding,
+                               model_version (key user_id)
+``author_profiles__{fs}``      author_emb, author_text, author_status, author_decoding,
+                               model_version (key author_id)
 ``user_author_cosine__{fs}``   on-demand: pref_author_cosine = cos(pref_emb, author_emb)
 ``baseline__{fs}``             no feature at all: entity ids only (see below)
-``with_preference__{fs}``      pref_emb, pref_text, history_count
-``with_author__{fs}``          author_emb, author_text
+``with_preference__{fs}``      pref_emb, pref_text, history_count, pref_status, pref_decoding
+``with_author__{fs}``          author_emb, author_text, author_status, author_decoding
 ``all__{fs}``                  pref + author + pref_author_cosine
 =============================  ===============================================================
+
+Status columns: ``pref_status``/``author_status`` say how the generated text came out (``ok``,
+``repaired``, ``failed``) and ``*_decoding`` how it was decoded (``constrained``, ``free``,
+``none`` for the template). Every service that serves a text or its embedding serves its status
+with it, so a ranker (``ranker_hooks.inject``, ``InjectionSpec.on_failed``) can drop, mask or
+flag a failed row instead of serving it as if it were good. A row written before the columns
+existed reads as null (unknown), which the ranker side treats as not failed.
 
 Services leave ``model_version`` out: both views carry a feature of that name, and Feast refuses
 one request holding two features with the same short name; it stays readable per view
@@ -36,6 +45,14 @@ USER_ENTITY = "user"
 AUTHOR_ENTITY = "author"
 COSINE_FEATURE = "pref_author_cosine"
 VARIANTS = ("baseline", "with_preference", "with_author", "all")
+#: What the services serve of each view (statuses always beside the texts they describe).
+PREF_SERVED = ("pref_emb", "pref_text", "history_count", "pref_status", "pref_decoding")
+AUTHOR_SERVED = ("author_emb", "author_text", "author_status", "author_decoding")
+#: status column -> the features whose values it vouches for.
+STATUS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "pref_status": ("pref_emb", "pref_text", "pref_author_cosine"),
+    "author_status": ("author_emb", "author_text", "pref_author_cosine"),
+}
 UNKNOWN_MODEL_VERSION = "unknown"
 
 
@@ -230,6 +247,8 @@ def build_definitions(
                 ),
                 Field(name="pref_text", dtype=String, description="P_text from the composer"),
                 Field(name="history_count", dtype=Int64, description="positives before as-of"),
+                Field(name="pref_status", dtype=String, description="ok | repaired | failed"),
+                Field(name="pref_decoding", dtype=String, description="constrained | free | none"),
                 Field(name="model_version", dtype=String),
             ],
             source=pref_source,
@@ -253,6 +272,10 @@ def build_definitions(
                     description="author description embedding, L2-normalised",
                 ),
                 Field(name="author_text", dtype=String, description="generated description"),
+                Field(name="author_status", dtype=String, description="ok | repaired | failed"),
+                Field(
+                    name="author_decoding", dtype=String, description="constrained | free | none"
+                ),
                 Field(name="model_version", dtype=String),
             ],
             source=author_source,
@@ -271,8 +294,8 @@ def build_definitions(
             tags=tags(both_mv),
             description="cosine(pref_emb, author_emb): the U2A match score as a ranker feature",
         )
-        pref_cols = pref_view[["pref_emb", "pref_text", "history_count"]]
-        author_cols = author_view[["author_emb", "author_text"]]
+        pref_cols = pref_view[list(PREF_SERVED)]
+        author_cols = author_view[list(AUTHOR_SERVED)]
         members = {
             "baseline": [],
             "with_preference": [pref_cols],

@@ -1,7 +1,9 @@
 """Composer outputs -> the ``preferences`` and ``author_profiles`` contracts.
 
 Texts are encoded with the configured encoder (embeddings cached by encoder version + text).
-Inputs the composer skipped (empty history, author without content) go to a quarantine table
+Every row carries how its text came out (``pref_status``/``author_status``: ok, repaired or
+failed) and how it was decoded (``pref_decoding``/``author_decoding``: constrained, free or
+none), so a failed text is never served as if it were good. Inputs the composer skipped (empty history, author without content) go to a quarantine table
 with the reason; ``n_in == n_written + n_quarantined`` holds for every call.
 """
 
@@ -105,6 +107,8 @@ def compose_preference_rows(
         "pref_emb": list(embs),
         "model_version": [version] * len(ok),
         "prompt_hash": [composer.preference_prompt_hash] * len(ok),
+        "pref_status": [composed[i].status for i in ok],
+        "pref_decoding": [composed[i].decoding for i in ok],
     }
     table = pa.Table.from_pydict(rows, schema=PREFERENCES.schema)
     q = _quarantine(
@@ -153,6 +157,8 @@ def compose_author_rows(
         "author_emb": list(embs),
         "model_version": [version] * len(ok),
         "prompt_hash": [composer.author_prompt_hash] * len(ok),
+        "author_status": [composed[i].status for i in ok],
+        "author_decoding": [composed[i].decoding for i in ok],
     }
     table = pa.Table.from_pydict(rows, schema=AUTHOR_PROFILES.schema)
     q = _quarantine(

@@ -18,7 +18,13 @@ order:
 * numeric scalars (``history_count``, ``pref_author_cosine``): the value (counts as
   ``log1p``) plus ``name__missing``;
 * strings (``pref_text``, ``author_text``): hashed word tokens when ``spec.text_tokens`` is
-  set (the "captions as categorical features" variant), otherwise left out of the matrix.
+  set (the "captions as categorical features" variant), otherwise left out of the matrix;
+* status columns (``pref_status``, ``author_status``: ok | repaired | failed, and the
+  ``*_decoding`` columns) never enter the matrix themselves; they decide what happens to the
+  features they vouch for when a generated text failed (``spec.on_failed``): ``mask`` (the
+  default: those features become missing, zeros + indicator 1, as if no snapshot existed),
+  ``flag`` (values kept, plus a ``<status>__failed`` column), ``drop`` (the row is removed) or
+  ``keep`` (served as is). A failed text is therefore never served as if it were good.
 
 Example::
 
@@ -34,17 +40,25 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from mspa_features.feast_defs import STATUS_COLUMNS
 from ranker_hooks.base import RankerData
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
 MISSING_SUFFIX = "__missing"
+FAILED_SUFFIX = "__failed"
+FAILED = "failed"
+#: Metadata columns of the feature views: never features of the matrix.
+META_COLUMNS = frozenset(
+    {*STATUS_COLUMNS, *(c.replace("_status", "_decoding") for c in STATUS_COLUMNS)}
+)
+OnFailed = Literal["mask", "flag", "drop", "keep"]
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -82,6 +96,9 @@ class InjectionSpec:
         max_tokens: tokens kept per text feature (first distinct words).
         token_buckets: hash space; token ids are ``1..token_buckets-1`` (0 is padding).
         log_counts: ``log1p`` integer features (counts are heavy-tailed).
+        on_failed: what a row whose generated text failed gets for the features that text
+            produced: ``mask`` (missing: zeros + indicator), ``flag`` (kept, plus a
+            ``<status>__failed`` column), ``drop`` (row removed) or ``keep``.
     """
 
     columns: tuple[str, ...] | None = None
@@ -90,8 +107,13 @@ class InjectionSpec:
     max_tokens: int = 32
     token_buckets: int = 4096
     log_counts: bool = True
+    on_failed: OnFailed = "mask"
 
     def __post_init__(self) -> None:
+        if self.on_failed not in ("mask", "flag", "drop", "keep"):
+            raise ValueError(
+                f"InjectionSpec: on_failed={self.on_failed!r}; valid: mask, flag, drop, keep"
+            )
         if self.max_tokens < 1 or self.token_buckets < 2:
             raise ValueError(
                 f"InjectionSpec: max_tokens={self.max_tokens} must be >= 1 and "
@@ -127,7 +149,7 @@ def service_features(store: FeatureStore, service: str | FeatureService) -> list
 
 def _selected(features: Sequence[FeatureRef], spec: InjectionSpec) -> list[FeatureRef]:
     if spec.columns is None:
-        return list(features)
+        return [f for f in features if f.name not in META_COLUMNS]
     known = {f.name for f in features}
     unknown = [c for c in spec.columns if c not in known]
     if unknown:
@@ -207,6 +229,24 @@ def _token_block(values: Sequence[Any], ref: FeatureRef, spec: InjectionSpec) ->
     return out
 
 
+def failed_rows(
+    frame: pd.DataFrame, features: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Status column -> (n,) bool mask of rows whose generated text ``failed``.
+
+    Only status columns present in ``frame`` and vouching for one of ``features`` (default:
+    any) are returned; a null status (rows written before statuses existed) is not failed.
+    """
+    out: dict[str, np.ndarray] = {}
+    for status, covered in STATUS_COLUMNS.items():
+        if status not in frame.columns:
+            continue
+        if features is not None and not set(covered) & set(features):
+            continue
+        out[status] = frame[status].astype(object).eq(FAILED).to_numpy(dtype=bool)
+    return out
+
+
 def to_ranker_data(
     frame: pd.DataFrame,
     features: Sequence[FeatureRef],
@@ -234,6 +274,17 @@ def to_ranker_data(
     absent = [f.name for f in chosen if f.name not in frame.columns]
     if absent:
         raise ValueError(f"feature frame lacks feature column(s) {absent}")
+    failed = failed_rows(frame, [f.name for f in chosen])
+    if spec.on_failed == "drop" and failed:
+        keep = ~np.logical_or.reduce(list(failed.values()))
+        frame = frame.loc[keep].reset_index(drop=True)
+        failed = {k: v[keep] for k, v in failed.items()}
+    # feature -> rows whose value a failed text produced (masked to missing)
+    masked: dict[str, np.ndarray] = {}
+    if spec.on_failed == "mask":
+        for status, rows in failed.items():
+            for name in STATUS_COLUMNS[status]:
+                masked[name] = masked.get(name, np.zeros(len(frame), bool)) | rows
     n = len(frame)
     users = frame["user_id"].astype(str).to_numpy(dtype=object)
     authors = frame["author_id"].astype(str).to_numpy(dtype=object)
@@ -243,6 +294,8 @@ def to_ranker_data(
     token_blocks: list[np.ndarray] = []
     for f in chosen:
         values = frame[f.name].tolist()
+        if f.name in masked:
+            values = [None if m else v for v, m in zip(values, masked[f.name], strict=True)]
         if f.kind == "text":
             if spec.text_tokens:
                 token_blocks.append(_token_block(values, f, spec))
@@ -258,6 +311,10 @@ def to_ranker_data(
             names.append(f.name)
         blocks += [x, missing.astype(np.float32)[:, None]]
         names.append(f.name + MISSING_SUFFIX)
+    if spec.on_failed == "flag" and (spec.dense or spec.text_tokens):
+        for status, rows in failed.items():
+            blocks.append(rows.astype(np.float32)[:, None])
+            names.append(status + FAILED_SUFFIX)
     dense = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), dtype=np.float32)
     labels = None
     if label_column is not None and label_column in frame.columns:
@@ -327,6 +384,7 @@ def take(data: RankerData, rows: np.ndarray) -> RankerData:
 __all__ = [
     "FeatureRef",
     "InjectionSpec",
+    "failed_rows",
     "offline_matrix",
     "online_matrix",
     "service_exists",
