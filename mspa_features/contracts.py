@@ -132,6 +132,14 @@ class Contract:
         vectors: embedding columns whose length must match the configured dimension.
         timestamps: columns holding UTC instants.
         allowed: column -> the only values it may take.
+        vector_groups: columns within whose values every vector of a column has one length
+            (one model version writes one embedding size).
+        built_before: column saying when the newest information a row was built from happened
+            -> the column holding the row's as-of instant; the first must be strictly earlier
+            (a point-in-time rule: a row never carries information from its own future).
+        history: (count column, newest-event column) of the events a row was built from: both
+            zero/null or both set.
+        nonnegative: numeric columns that must be >= 0.
     """
 
     name: str
@@ -144,6 +152,10 @@ class Contract:
     vectors: tuple[str, ...] = ()
     timestamps: tuple[str, ...] = ()
     allowed: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    vector_groups: tuple[str, ...] = ()
+    built_before: dict[str, str] = field(default_factory=dict)
+    history: tuple[str, str] | None = None
+    nonnegative: tuple[str, ...] = ()
 
     registry: ClassVar[dict[str, Contract]] = {}
 
@@ -277,7 +289,13 @@ PREFERENCES = _contract(
     ),
     entity_refs={"user_id": "users"},
     vectors=("pref_emb",),
+    vector_groups=("model_version",),
     timestamps=("event_timestamp", "created_timestamp", "history_last_ts"),
+    # history_last_ts is the newest positive the text was built from: strictly before the
+    # as-of instant, or the snapshot would be served to rows before the events it summarises.
+    built_before={"history_last_ts": "event_timestamp"},
+    history=("history_count", "history_last_ts"),
+    nonnegative=("history_count",),
     allowed={"pref_status": GEN_STATUSES, "pref_decoding": GEN_DECODINGS},
 )
 
@@ -309,6 +327,7 @@ AUTHOR_PROFILES = _contract(
     ),
     entity_refs={"author_id": "authors"},
     vectors=("author_emb",),
+    vector_groups=("model_version",),
     timestamps=("event_timestamp", "created_timestamp"),
     allowed={"author_status": GEN_STATUSES, "author_decoding": GEN_DECODINGS},
 )

@@ -39,6 +39,33 @@ class DataFetchError(MspaError):
 
 
 class ReconciliationError(MspaError):
+class NothingAcceptedError(MspaError):
+    """No row of a required contract was accepted: the load failed although nothing crashed.
+
+    ``counts`` holds, per failed contract, ``(contract, n_input, n_quarantined, top reasons)``;
+    ``results`` (optional) whatever the caller wants to print before failing.
+    """
+
+    def __init__(
+        self,
+        counts: list[tuple[str, int, int, list[str]]],
+        *,
+        quarantine: str | Path | None = None,
+        results: object = None,
+    ):
+        self.counts = counts
+        self.results = results
+        parts = []
+        for contract, n_input, n_quarantined, reasons in counts:
+            why = f"; top reasons: {', '.join(reasons)}" if reasons else ""
+            parts.append(
+                f"no row of contract {contract!r} accepted (input {n_input:,} = accepted 0 + "
+                f"quarantined {n_quarantined:,}{why})"
+            )
+        where = f"; quarantine -> {quarantine}" if quarantine is not None else ""
+        super().__init__("; ".join(parts) + where)
+
+
     """Row counts do not reconcile (input != accepted + quarantined): a bug, never expected."""
 
     def __init__(self, stage: str, n_input: int, n_accepted: int, n_quarantined: int):

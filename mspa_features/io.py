@@ -32,7 +32,10 @@ def read_input(path: str | Path) -> pd.DataFrame:
         raise SchemaError(p, f"unsupported format {suffix!r}; expected one of {READABLE}")
     try:
         if suffix == ".parquet":
-            return pq.read_table(p).to_pandas(types_mapper=None)
+            table = pq.read_table(p)
+            df = table.to_pandas(types_mapper=None)
+            df.attrs["vector_dims"] = declared_vector_dims(table.schema)
+            return df
         sep = "\t" if suffix == ".tsv" else ","
         # dtype=str + keep_default_na=False: no silent coercion; empty cells become "" here and
         # are treated as missing by validation.
@@ -44,6 +47,26 @@ def read_input(path: str | Path) -> pd.DataFrame:
         raise SchemaError(p, f"not a readable parquet file: {e}") from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise SchemaError(p, f"not a readable {suffix[1:].upper()} file: {e}") from e
+
+
+def declared_vector_dims(schema: pa.Schema) -> dict[str, int]:
+    """Column -> the vector length a parquet schema declares for it.
+
+    A ``fixed_size_list<N>`` column declares N; so does field metadata ``vector_length``
+    (Feast's name for it) on a variable-length list.
+    """
+    dims: dict[str, int] = {}
+    for f in schema:
+        if pa.types.is_fixed_size_list(f.type):
+            dims[f.name] = f.type.list_size
+        elif f.metadata and b"vector_length" in f.metadata:
+            try:
+                n = int(f.metadata[b"vector_length"])
+            except ValueError:
+                continue
+            if n > 0:
+                dims[f.name] = n
+    return dims
 
 
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:

@@ -83,6 +83,7 @@ def _timed(timings: dict[str, float], name: str, t0: float) -> None:
 def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[ValidationResult]:
     """Stage 1: obtain the dataset and validate it; writes data/ and quarantine/."""
     from mspa_features.data.ingest import ingest_folder, write_results
+    from mspa_features.validation import require_accepted
 
     if cfg.data.source == "movielens":
         from mspa_features.data import movielens
@@ -102,6 +103,8 @@ def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[Va
         # Synthetic data exercises the multimodal path: authors must carry frames.
         results = ingest_folder(raw, author_modalities=("profile_text", "frames"))
     write_results(results, ws.data(cfg.name), ws.quarantine(cfg.name))
+    # A load that accepted no row of a contract fails here, with the counts, not in a later stage.
+    require_accepted(results, quarantine=ws.quarantine(cfg.name))
     return results
 
 

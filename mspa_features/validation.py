@@ -21,7 +21,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ import pandas as pd
 import pyarrow as pa
 
 from mspa_features.contracts import FRAME, Contract
-from mspa_features.errors import ReconciliationError, SchemaError
+from mspa_features.data import timestamps as ts
+from mspa_features.errors import NothingAcceptedError, ReconciliationError, SchemaError
 from mspa_features.io import write_parquet_atomic
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -44,8 +45,6 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
-# An explicit UTC offset or Z at the end of an ISO-8601 string.
-_OFFSET_RE = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
 _MAX_SHOWN = 60
 
 
@@ -58,6 +57,7 @@ class ValidationResult:
     n_input: int
     accepted: pa.Table
     quarantine: pa.Table
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_accepted(self) -> int:
@@ -85,8 +85,8 @@ def _reason_kind(reason: str) -> str:
 
 
 def _show(v: Any) -> str:
-    if isinstance(v, pd.Timestamp):
-        v = v.isoformat()
+    if isinstance(v, datetime):
+        v = v.isoformat().replace("+00:00", "Z")
     text = repr(v) if not isinstance(v, str) else v
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
@@ -121,13 +121,23 @@ class _Rows:
 
 
 def _clean_timestamps(s: pd.Series, col: str, rows: _Rows, source: str) -> pd.Series:
+    """Per cell: UTC instants in, reasons for naive, unparseable or out-of-range values.
+
+    One rule (:mod:`mspa_features.data.timestamps`) for every input kind, so a parquet
+    timestamp and a CSV text of the same instant get the same verdict.
+    """
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").dt.as_unit("us")
+        us, fits, outside = ts.datetime_column_us(s)
+        for i in np.flatnonzero(outside):
+            rows.add(i, ts.reason(col, _show(_raw_instant(s, i)), (ts.OUT_OF_RANGE, "")))
+        vals = [int(u) if f else None for u, f in zip(us, fits, strict=True)]
+        return ts.us_series(vals, s.index)
     if pd.api.types.is_datetime64_dtype(s.dtype):
         rows.add_mask(
-            s.notna().to_numpy(), lambda i: f"{col}: naive timestamp '{s.iat[i]}' (no UTC offset)"
+            s.notna().to_numpy(),
+            lambda i: ts.reason(col, _show(s.iat[i]), (ts.NAIVE, " (no UTC offset)")),
         )
-        return pd.Series(pd.NaT, index=s.index, dtype="datetime64[us, UTC]")
+        return ts.us_series([None] * len(s), s.index)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         raise SchemaError(
             source,
@@ -135,39 +145,37 @@ def _clean_timestamps(s: pd.Series, col: str, rows: _Rows, source: str) -> pd.Se
             f"offset or tz-aware timestamps (dtype {s.dtype})",
             column=col,
         )
-    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[us, UTC]")
-    is_str = s.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-    if is_str.any():
-        strs = s[is_str].str.strip()
-        has_offset = strs.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool)
-        parsed = pd.to_datetime(
-            strs.where(has_offset), utc=True, errors="coerce", format="ISO8601"
-        ).dt.as_unit("us")
-        # Strings without an offset: parse anyway, only to tell "naive" from "unparseable".
-        naive_ok = pd.to_datetime(strs.where(~has_offset), errors="coerce", format="mixed")
-        idx = np.flatnonzero(is_str)
-        for j, i in enumerate(idx):
-            if has_offset[j]:
-                if pd.isna(parsed.iat[j]):
-                    rows.add(i, f"{col}: unparseable timestamp '{_show(strs.iat[j])}'")
-                else:
-                    out.iat[i] = parsed.iat[j]
-            elif pd.isna(naive_ok.iat[j]):
-                rows.add(i, f"{col}: unparseable timestamp '{_show(strs.iat[j])}'")
-            else:
-                rows.add(i, f"{col}: naive timestamp '{_show(strs.iat[j])}' (no UTC offset)")
-    for i in np.flatnonzero(~is_str):
-        v = s.iat[i]
+    out: list[int | None] = [None] * len(s)
+    for i, v in enumerate(s.tolist()):
         if _is_missing(v):
             continue
-        if isinstance(v, datetime):
-            if v.tzinfo is None:
-                rows.add(i, f"{col}: naive timestamp '{v}' (no UTC offset)")
-            else:
-                out.iat[i] = pd.Timestamp(v).tz_convert("UTC").as_unit("us")
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                rows.add(i, f"{col}: not valid UTF-8 text")
+                continue
+        if isinstance(v, str):
+            if not v.strip():
+                continue  # blank: reported once as a missing value
+            us, problem = ts.parse_text(v)
+        elif isinstance(v, datetime):
+            us, problem = ts.datetime_us(v)
         else:
             rows.add(i, f"{col}: unsupported timestamp value {_show(v)}")
-    return out
+            continue
+        if problem is not None:
+            rows.add(i, ts.reason(col, _show(v), problem))
+        else:
+            out[i] = us
+    return ts.us_series(out, s.index)
+
+
+def _raw_instant(s: pd.Series, i: int) -> str:
+    """A tz-aware cell as ISO text, also beyond the range ``pd.Timestamp`` can print."""
+    unit = s.dtype.unit
+    raw = int(s.dt.tz_convert(None).to_numpy(f"datetime64[{unit}]")[i].view("i8"))
+    return f"{np.datetime64(raw, unit)}Z"
 
 
 def _to_text(v: Any, col: str, i: int, rows: _Rows) -> str | None:
@@ -251,28 +259,105 @@ def _as_list(v: Any, col: str, i: int, rows: _Rows) -> list[Any] | None:
     return None
 
 
-def _clean_vectors(s: pd.Series, col: str, rows: _Rows, dim: int | None) -> list[Any]:
-    out: list[Any] = []
+def _parse_vectors(s: pd.Series, col: str, rows: _Rows) -> list[np.ndarray | None]:
+    """Each cell as a float64 array of any shape; None where missing or already reported.
+
+    Lengths are judged later, per table and model version (:func:`_check_vector_lengths`).
+    """
+    out: list[np.ndarray | None] = []
+    big = float(np.finfo(np.float32).max)
     for i, v in enumerate(s.tolist()):
         items = _as_list(v, col, i, rows)
         if items is None:
             out.append(None)
             continue
         try:
-            arr = np.asarray(items, dtype=np.float32)
-        except (TypeError, ValueError):
-            rows.add(i, f"{col}: not a vector of numbers")
+            arr = np.asarray(items, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            rows.add(
+                i, f"{col}: not a vector of numbers (found {_show(items)}, expected a flat list)"
+            )
             out.append(None)
             continue
-        if arr.ndim != 1 or (dim is not None and arr.shape[0] != dim):
-            rows.add(i, f"{col}: wrong dimension {arr.shape} (expected {dim})")
-            out.append(None)
-        elif not np.isfinite(arr).all():
+        if arr.ndim == 1 and arr.size and not np.isfinite(arr).all():
             rows.add(i, f"{col}: not finite (NaN/inf in vector)")
+            out.append(None)
+        elif arr.ndim == 1 and arr.size and (np.abs(arr) > big).any():
+            rows.add(i, f"{col}: not finite (a value beyond float32's range)")
             out.append(None)
         else:
             out.append(arr)
     return out
+
+
+def _check_vector_lengths(
+    col: str,
+    arrays: list[np.ndarray | None],
+    groups: list[tuple[Any, ...]],
+    group_cols: Sequence[str],
+    rows: _Rows,
+    *,
+    emb_dim: int | None,
+    declared: int | None,
+) -> tuple[list[np.ndarray | None], list[str]]:
+    """One length per table and model version: configured, else declared, else the most common.
+
+    Returns the float32 vectors (None where rejected) and notes saying which length was used
+    and why, for the output. Empty and nested vectors are never accepted.
+    """
+    notes: list[str] = []
+    expected: dict[tuple[Any, ...], tuple[int | None, str]] = {}
+    if emb_dim is not None:
+        notes.append(f"{col}: length {emb_dim} (configured emb_dim)")
+    elif declared is not None:
+        notes.append(f"{col}: length {declared} (declared by the file's schema)")
+    for g in dict.fromkeys(groups):
+        if emb_dim is not None:
+            expected[g] = (emb_dim, "configured emb_dim")
+            continue
+        if declared is not None:
+            expected[g] = (declared, "declared by the file's schema")
+            continue
+        lengths = [
+            a.shape[0]
+            for a, gg in zip(arrays, groups, strict=True)
+            if gg == g and a is not None and a.ndim == 1 and a.size
+        ]
+        if not lengths:
+            expected[g] = (None, "")
+            continue
+        counts = Counter(lengths)  # insertion order = first seen: ties go to the first row
+        length, k = counts.most_common(1)[0]
+        tie = sum(1 for c in counts.values() if c == k) > 1
+        where = ", ".join(f"{c}={_show(v)}" for c, v in zip(group_cols, g, strict=True))
+        src = f"the most common length{' for ' + where if where else ''}"
+        expected[g] = (length, src)
+        notes.append(
+            f"{col}: length {length}{' for ' + where if where else ''} (inferred: {k} of "
+            f"{len(lengths)} vectors{'; a tie, the first row decides' if tie else ''}; give "
+            "emb_dim to require one)"
+        )
+    out: list[np.ndarray | None] = []
+    for i, (a, g) in enumerate(zip(arrays, groups, strict=True)):
+        if a is None:
+            out.append(None)
+            continue
+        length, src = expected[g]
+        want = f"expected length {length}: {src}" if length is not None else "expected numbers"
+        if a.ndim != 1:
+            flat = f" of length {length}: {src}" if length is not None else " of numbers"
+            rows.add(
+                i, f"{col}: nested vector (found shape {a.shape}, expected a flat vector{flat})"
+            )
+        elif a.size == 0:
+            rows.add(i, f"{col}: empty vector (found length 0, {want})")
+        elif length is not None and a.shape[0] != length:
+            rows.add(i, f"{col}: wrong dimension (found length {a.shape[0]}, {want})")
+        else:
+            out.append(a.astype(np.float32))
+            continue
+        out.append(None)
+    return out, notes
 
 
 def _clean_text_lists(s: pd.Series, col: str, rows: _Rows) -> list[list[str]]:
@@ -395,6 +480,9 @@ def validate(
     required_modalities: Sequence[str] = (),
     image_root: str | Path | None = None,
     check_images: bool = True,
+    row_reasons: Mapping[int, Sequence[str]] | None = None,
+    raw_records: pd.DataFrame | None = None,
+    declared_dims: Mapping[str, int] | None = None,
 ) -> ValidationResult:
     """Split ``df`` into rows that satisfy ``contract`` and quarantined rows with reasons.
 
@@ -404,14 +492,24 @@ def validate(
         source: a name for the input (file path), carried into errors and quarantine rows.
         known_ids: entity contract name -> the ids that exist; references to other ids are
             quarantined as unknown. Entities absent from the mapping are not checked.
-        emb_dim: the required length of every vector column.
+        emb_dim: the required length of every vector column. Without it, every vector of one
+            column and model version must have one length: the one the file declares
+            (``declared_dims``, or ``df.attrs["vector_dims"]`` set by
+            :func:`~mspa_features.io.read_input`), else the most common one; the length used
+            is stated in :attr:`ValidationResult.notes`.
         required_modalities: columns that must be non-empty (text non-blank, lists non-empty),
             e.g. ``("profile_text", "frames")`` for a multimodal composer.
         image_root: directory that relative frame paths resolve against.
         check_images: decode every frame to prove it is an image.
+        row_reasons: row position -> reasons found before validation (a converter's per-row
+            problems, such as an epoch value out of range); those rows are quarantined.
+        raw_records: the rows as the source file holds them (same length as ``df``), kept in
+            the quarantine instead of ``df``'s converted values.
+        declared_dims: vector column -> the length the source declares.
 
     Raises:
         SchemaError: a required column is missing, or a column cannot hold the contract's type.
+        ValueError: ``emb_dim`` is not a positive integer, or ``raw_records`` has another length.
         ReconciliationError: counts do not add up (a bug).
     """
     missing = [c for c in contract.required if c not in df.columns]
@@ -425,14 +523,24 @@ def validate(
     for m in required_modalities:
         if m not in contract.columns:
             raise SchemaError(source, f"unknown modality for {contract.name!r}", column=m)
+    if emb_dim is not None and (
+        isinstance(emb_dim, bool) or int(emb_dim) != emb_dim or emb_dim < 1
+    ):
+        raise ValueError(f"emb_dim must be a positive integer, got {emb_dim!r}")
+    if raw_records is not None and len(raw_records) != len(df):
+        raise ValueError(f"raw_records has {len(raw_records)} rows, df has {len(df)}")
+    declared = dict(declared_dims if declared_dims is not None else df.attrs.get("vector_dims", {}))
     df = df.reset_index(drop=True)
     n = len(df)
     rows = _Rows(n)
+    for i, reasons in (row_reasons or {}).items():
+        for r in reasons:
+            rows.add(int(i), r)
     root = Path(image_root) if image_root is not None else None
 
     clean: dict[str, Any] = {}
-    for field in contract.schema:
-        col, typ = field.name, field.type
+    for fld in contract.schema:
+        col, typ = fld.name, fld.type
         # An absent optional column is all-missing: lists become [] and scalars null below.
         s = df[col] if col in df.columns else pd.Series([None] * n, dtype=object)
         if col in contract.timestamps:
@@ -444,7 +552,7 @@ def validate(
         elif pa.types.is_floating(typ):
             clean[col] = _clean_numbers(s, col, rows, integer=None, finite=col in contract.finite)
         elif col in contract.vectors:
-            clean[col] = _clean_vectors(s, col, rows, emb_dim)
+            clean[col] = _parse_vectors(s, col, rows)
         elif pa.types.is_list(typ) and typ.value_type == FRAME:
             clean[col] = _clean_frames(s, col, rows, root, check_images)
         elif pa.types.is_list(typ) and pa.types.is_string(typ.value_type):
@@ -458,11 +566,25 @@ def validate(
         c = clean[col]
         return c.iat[i] if isinstance(c, pd.Series) else c[i]
 
+    notes: list[str] = []
+    for col in contract.vectors:
+        groups = [tuple(value(g, i) for g in contract.vector_groups) for i in range(n)]
+        clean[col], col_notes = _check_vector_lengths(
+            col,
+            clean[col],
+            groups,
+            contract.vector_groups,
+            rows,
+            emb_dim=emb_dim,
+            declared=declared.get(col),
+        )
+        notes += col_notes
+
     # Missing required values, once per cell, only where no other reason already covers it.
     for col in contract.required:
         for i in range(n):
             v = value(col, i)
-            if (v is None or v is pd.NaT or (isinstance(v, str) and not v.strip())) and not any(
+            if (_is_missing(v) or (isinstance(v, str) and not v.strip())) and not any(
                 r.startswith(f"{col}") for r in rows.reasons[i]
             ):
                 rows.add(i, f"{col}: missing required value")
@@ -475,6 +597,12 @@ def validate(
             v = value(col, i)
             if v is not None and v not in allowed:
                 rows.add(i, f"{col}: must be one of {list(allowed)}, got {_show(v)}")
+    for col in contract.nonnegative:
+        for i in range(n):
+            v = value(col, i)
+            if v is not None and v < 0:
+                rows.add(i, f"{col}: must not be negative, got {_show(v)}")
+    _check_point_in_time(contract, value, n, rows)
     for col, entity in contract.entity_refs.items():
         if known_ids is None or entity not in known_ids:
             continue
@@ -502,24 +630,25 @@ def validate(
 
     ok = rows.ok()
     accepted_cols = []
-    for field in contract.schema:
-        c = clean[field.name]
+    for fld in contract.schema:
+        c = clean[fld.name]
         if isinstance(c, pd.Series):
-            accepted_cols.append(pa.array(c[ok], type=field.type))
+            accepted_cols.append(pa.array(c[ok], type=fld.type))
         else:
             sel = [c[i] for i in np.flatnonzero(ok)]
-            accepted_cols.append(pa.array(sel, type=field.type))
+            accepted_cols.append(pa.array(sel, type=fld.type))
     accepted = pa.Table.from_arrays(accepted_cols, schema=contract.schema)
 
     bad = np.flatnonzero(~ok)
-    raw_records = df.iloc[bad].to_dict(orient="records") if len(bad) else []
+    raw = raw_records.reset_index(drop=True) if raw_records is not None else df
+    records = raw.iloc[bad].to_dict(orient="records") if len(bad) else []
     quarantine = pa.Table.from_pydict(
         {
             "contract": [contract.name] * len(bad),
             "source": [str(source)] * len(bad),
             "row_number": [int(i) for i in bad],
             "reason": ["; ".join(rows.reasons[i]) for i in bad],
-            "record": [_record_json(r) for r in raw_records],
+            "record": [_record_json(r) for r in records],
         },
         schema=QUARANTINE_SCHEMA,
     )
@@ -531,4 +660,68 @@ def validate(
         n_input=n,
         accepted=accepted,
         quarantine=quarantine,
+        notes=notes,
     )
+
+
+def _check_point_in_time(
+    contract: Contract, value: Callable[[str, int], Any], n: int, rows: _Rows
+) -> None:
+    """Rows may only carry information from before their as-of instant.
+
+    ``contract.built_before`` maps a column that says when the newest information a row was
+    built from happened to the column holding the row's as-of instant; the first must be
+    strictly earlier. ``contract.history`` pairs a count of events with the newest of them:
+    both zero/null or both set.
+    """
+    for col, as_of in contract.built_before.items():
+        for i in range(n):
+            k, t = value(col, i), value(as_of, i)
+            if _is_missing(k) or _is_missing(t) or k < t:
+                continue
+            rows.add(
+                i,
+                f"{col}: point-in-time violation ('{_show(k)}' is not before {as_of} "
+                f"'{_show(t)}': the row would carry information from its own future)",
+            )
+    if contract.history is not None:
+        count_col, last_col = contract.history
+        for i in range(n):
+            c, last = value(count_col, i), value(last_col, i)
+            if c is None:
+                continue
+            if c > 0 and _is_missing(last):
+                rows.add(i, f"{last_col}: missing although {count_col} is {c}")
+            elif c == 0 and not _is_missing(last):
+                rows.add(i, f"{last_col}: set ('{_show(last)}') although {count_col} is 0")
+
+
+def require_accepted(
+    results: Sequence[ValidationResult],
+    *,
+    required: Sequence[str] | None = None,
+    quarantine: str | Path | None = None,
+) -> None:
+    """Fail a load in which no row of a required contract was accepted.
+
+    Args:
+        results: the validation results of one load.
+        required: contract names that must keep at least one row (default: every result's).
+        quarantine: where the quarantined rows went, for the message.
+
+    Raises:
+        NothingAcceptedError: naming each such contract with its counts and top reasons.
+    """
+    need = set(required) if required is not None else {r.contract for r in results}
+    failed = [
+        (
+            r.contract,
+            r.n_input,
+            r.n_quarantined,
+            [f"{k} ({v:,})" for k, v in r.reason_counts().most_common(3)],
+        )
+        for r in results
+        if r.contract in need and r.n_accepted == 0
+    ]
+    if failed:
+        raise NothingAcceptedError(failed, quarantine=quarantine, results=list(results))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from mspa_features.contracts import AUTHORS, INTERACTIONS, USERS
+from mspa_features.data import timestamps as ts
 from mspa_features.errors import DataFetchError, SchemaError
 from mspa_features.validation import ValidationResult, validate
 
@@ -45,12 +46,11 @@ ZIP_REGIONS = {
 
 def zip_to_region(zip_code: str | None) -> str | None:
     """Map a ZIP code to a US region; letters first (Canadian postal codes) map to "non-us"."""
-    if not zip_code:
+    if not zip_code or not zip_code.strip():
         return None
     z = zip_code.strip()
-    if z[:1].isdigit():
-        return ZIP_REGIONS[z[0]]
-    return "non-us"
+    # Only ASCII digits are ZIP codes (str.isdigit() is also true for other scripts' digits).
+    return ZIP_REGIONS.get(z[0], "non-us")
 
 
 def fetch(raw_dir: str | Path, *, force: bool = False) -> Path:
@@ -103,13 +103,25 @@ def read_atomic_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
     return df.replace({"": None})
 
 
-def _epoch_to_utc(s: pd.Series) -> pd.Series:
-    """Unix seconds -> UTC timestamps; cells that are not numbers stay as text for validation."""
-    secs = pd.to_numeric(s, errors="coerce")
-    ts = pd.to_datetime(secs, unit="s", utc=True).dt.as_unit("us")
-    if secs.notna().all():
-        return ts
-    return ts.astype(object).where(secs.notna(), s)
+def _epoch_to_utc(s: pd.Series, col: str) -> tuple[pd.Series, dict[int, list[str]]]:
+    """Unix seconds -> UTC timestamps, one cell at a time.
+
+    A cell that is not a usable epoch (text, NaN/inf, milliseconds, beyond the supported range)
+    becomes null with a reason naming the value for its row: one bad cell quarantines one row,
+    never the whole file.
+    """
+    out: list[int | None] = []
+    reasons: dict[int, list[str]] = {}
+    for i, v in enumerate(s.tolist()):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            out.append(None)  # reported by validation as a missing required value
+            continue
+        us, problem = ts.epoch_seconds_us(v)
+        if problem is not None:
+            shown = v if len(str(v)) <= 60 else str(v)[:60] + "..."
+            reasons[i] = [ts.reason(col, str(shown), problem)]
+        out.append(us)
+    return ts.us_series(out, s.index), reasons
 
 
 @dataclass
@@ -150,31 +162,30 @@ def convert(ml_dir: str | Path, *, positive_threshold: float = 4.0) -> MovieLens
     )
     users = validate(users_df, USERS, source=str(d / "ml-100k.user"))
 
-    inter_ts = _epoch_to_utc(inter["timestamp"])
-    first_seen = (
-        pd.DataFrame(
-            {"item_id": inter["item_id"], "ts": pd.to_numeric(inter["timestamp"], errors="coerce")}
-        )
-        .dropna()
-        .groupby("item_id")["ts"]
-        .min()
-    )
-    start = first_seen.min() if len(first_seen) else 0.0
-    item_first = pd.to_numeric(items["item_id"].map(first_seen), errors="coerce").fillna(start)
+    inter_ts, ts_reasons = _epoch_to_utc(inter["timestamp"], "event_timestamp")
+    # A movie enters the system at its first valid rating; one without any starts with the data.
+    valid_ts = inter_ts.notna()
+    first_seen = inter_ts[valid_ts].groupby(inter["item_id"][valid_ts]).min()
+    start = first_seen.min() if len(first_seen) else pd.Timestamp(0, unit="s", tz="UTC")
+    item_first = items["item_id"].map(first_seen).fillna(start).astype("datetime64[us, UTC]")
 
-    def profile(row: pd.Series) -> str | None:
-        title = row["movie_title"]
+    def profile(title: str | None, year: str | None, genre_text: str | None) -> str | None:
         if not title:
             return None
-        year = f" ({row['release_year']})" if row["release_year"] else ""
-        genres = (row["class"] or "").split()
+        year = f" ({year})" if year else ""
+        genres = (genre_text or "").split()
         return f"{title}{year}. Genres: {', '.join(genres) or 'unknown'}."
 
     authors_df = pd.DataFrame(
         {
             "author_id": items["item_id"],
-            "event_timestamp": pd.to_datetime(item_first, unit="s", utc=True).dt.as_unit("us"),
-            "profile_text": items.apply(profile, axis=1),
+            "event_timestamp": item_first,
+            "profile_text": [
+                profile(t, y, g)
+                for t, y, g in zip(
+                    items["movie_title"], items["release_year"], items["class"], strict=True
+                )
+            ],
             "attributes": [
                 {"genres": "|".join((g or "").split()), "release_year": y or ""}
                 for g, y in zip(items["class"], items["release_year"], strict=True)
@@ -200,6 +211,11 @@ def convert(ml_dir: str | Path, *, positive_threshold: float = 4.0) -> MovieLens
         "authors": set(authors.accepted.column("author_id").to_pylist()),
     }
     interactions = validate(
-        inter_df, INTERACTIONS, source=str(d / "ml-100k.inter"), known_ids=known
+        inter_df,
+        INTERACTIONS,
+        source=str(d / "ml-100k.inter"),
+        known_ids=known,
+        row_reasons=ts_reasons,
+        raw_records=inter,
     )
     return MovieLensData(users=users, authors=authors, interactions=interactions)

@@ -193,8 +193,8 @@ def test_vectors_wrong_dimension_and_nan():
             "user_id": ["u1", "u2", "u1"],
             "event_timestamp": [ts, ts, "2026-01-02T00:00:00Z"],
             "created_timestamp": [ts] * 3,
-            "history_count": [1, 2, 3],
-            "history_last_ts": [None, ts, ts],
+            "history_count": [0, 2, 3],
+            "history_last_ts": [None, "2025-12-31T00:00:00Z", ts],
             "pref_text": ["a", "b", "c"],
             "pref_emb": [np.ones(4), np.ones(3), np.array([1, np.nan, 0, 0])],
             "model_version": ["m"] * 3,
@@ -203,8 +203,10 @@ def test_vectors_wrong_dimension_and_nan():
     )
     res = validate(df, PREFERENCES, source="p", emb_dim=4, known_ids=KNOWN)
     reasons = _reasons(res)
-    assert "pref_emb: wrong dimension (3,) (expected 4)" in reasons[1]
-    assert "pref_emb: not finite" in reasons[2]
+    assert reasons[1] == (
+        "pref_emb: wrong dimension (found length 3, expected length 4: configured emb_dim)"
+    )
+    assert reasons[2] == "pref_emb: not finite (NaN/inf in vector)"
     assert res.accepted.column("pref_emb").to_pylist() == [[1.0] * 4]
 
 
