@@ -137,6 +137,38 @@ class FeaturesConfig(_Strict):
         description="composers to backfill; llm composes every snapshot with the LLM (slow on CPU)",
     )
     show_users: int = Field(1, ge=0, description="users whose online features are printed")
+    sample: FeatureSampleConfig | None = Field(
+        None,
+        description="backfill sample.feature_sets only for a seeded user/author sample "
+        "(null: every feature set over all the data)",
+    )
+
+    @model_validator(mode="after")
+    def _sampled_sets_are_backfilled(self) -> FeaturesConfig:
+        if self.sample is not None:
+            extra = [fs for fs in self.sample.feature_sets if fs not in self.feature_sets]
+            if extra:
+                raise ValueError(f"sample.feature_sets {extra} are not in feature_sets")
+        return self
+
+
+class FeatureSampleConfig(_Strict):
+    """A seeded sample the costly feature sets are backfilled for (both feature sets are then
+    compared on exactly its impressions: same users, same authors)."""
+
+    feature_sets: list[Literal["template", "llm"]] = Field(
+        ["llm"], min_length=1, description="feature sets backfilled for the sample only"
+    )
+    users: int = Field(
+        16,
+        ge=2,
+        description="users drawn among those with a positive before the ablation's split and "
+        "an impression in its evaluation window",
+    )
+    authors: int = Field(
+        160, ge=2, description="authors drawn among the sampled users' impressions"
+    )
+    seed: int | None = Field(None, description="sample seed (null: the run's seed)")
 
 
 class AblationStageConfig(_Strict):
@@ -150,6 +182,11 @@ class AblationStageConfig(_Strict):
     )
     lis: bool = Field(True, description="build the leak sets and add LIS variants")
     horizons: list[int] = Field([7, 30], min_length=1, description="LIS leak horizons (days)")
+    compare: list[Literal["template", "llm"]] = Field(
+        [],
+        description="feature sets whose AIS variants run side by side in a second ablation "
+        "(on features.sample's impressions when a sample is configured)",
+    )
 
 
 class RunConfig(_Strict):
@@ -170,6 +207,9 @@ class RunConfig(_Strict):
     def _ablation_needs_features(self) -> RunConfig:
         if self.ablation.enabled and self.ablation.config is None:
             raise ValueError("ablation.enabled needs ablation.config (an ablation YAML)")
+        missing = [fs for fs in self.ablation.compare if fs not in self.features.feature_sets]
+        if missing:
+            raise ValueError(f"ablation.compare names {missing}, not in features.feature_sets")
         if self.ablation.enabled and not self.features.enabled:
             raise ValueError(
                 "ablation.enabled needs features.enabled: the ranker reads the backfilled "

@@ -195,9 +195,48 @@ def feature_range(inter: pd.DataFrame) -> tuple[Any, Any]:
     return ts.min().date(), ts.max().date() + timedelta(days=1)
 
 
+def draw_sample(cfg: RunConfig, inter: pd.DataFrame) -> dict[str, Any] | None:
+    """The seeded user/author sample of ``features.sample`` (None when none is configured).
+
+    Users are drawn uniformly (seed ``sample.seed``, else the run's) among those with a
+    positive before the ablation's split ``T`` and an interaction in its evaluation window
+    (every user without an ablation stage); authors uniformly among the interactions of the
+    drawn users. Both lists are sorted; the same data and seed give the same sample.
+
+    Returns:
+        ``{"users": [...], "authors": [...], "eligible_users": n, "seed": s}``.
+    """
+    sample = cfg.features.sample
+    if sample is None:
+        return None
+    seed = cfg.seed if sample.seed is None else sample.seed
+    ts = pd.to_datetime(inter["event_timestamp"], utc=True)
+    users = inter["user_id"].astype(str)
+    if cfg.ablation.enabled and cfg.ablation.config is not None:
+        from ranker_hooks.ablation import load_ablation_config
+
+        split = load_ablation_config(cfg.ablation.config).split
+        before = (ts < split.split_at) & (inter["label"] == 1)
+        in_window = (ts >= split.split_at) & (ts < split.eval_end)
+        eligible = sorted(set(users[before]) & set(users[in_window]))
+    else:
+        eligible = sorted(set(users[inter["label"] == 1]))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(eligible, min(sample.users, len(eligible)), replace=False))
+    seen = sorted(set(inter.loc[users.isin(set(chosen)), "author_id"].astype(str)))
+    authors = sorted(rng.choice(seen, min(sample.authors, len(seen)), replace=False))
+    return {
+        "users": [str(u) for u in chosen],
+        "authors": [str(a) for a in authors],
+        "eligible_users": len(eligible),
+        "seed": seed,
+    }
+
+
 def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
-    """Stage 5: backfill every configured feature set over the data's span, then register
-    and materialize them; returns reconciled counts and what was registered."""
+    """Stage 5: backfill every configured feature set over the data's span (the sampled ones
+    for ``features.sample`` only), then register and materialize them; returns reconciled
+    counts, the sample and what was registered."""
     from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
     from mspa_features.data.ingest import load_accepted
     from mspa_features.registry import register
@@ -205,11 +244,18 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
     inter = load_accepted(ws.data(cfg.name), "interactions")
     start, end = feature_range(inter)
     out: dict[str, Any] = {"start": str(start), "end": str(end), "cadence": cfg.features.cadence}
+    sample = draw_sample(cfg, inter)
+    out["sample"] = sample
+    sampled = set(cfg.features.sample.feature_sets) if cfg.features.sample else set()
+    out["sampled_sets"] = sorted(sampled)
     backfills: dict[str, Any] = {}
     spark = None
     try:
         for fs in cfg.features.feature_sets:
-            bf = BackfillConfig(cadence=cfg.features.cadence, composer=fs)
+            limit: dict[str, Any] = {}
+            if sample is not None and fs in sampled:
+                limit = {"users": sample["users"], "authors": sample["authors"]}
+            bf = BackfillConfig(cadence=cfg.features.cadence, composer=fs, **limit)
             spark = spark or build_spark_session(bf)
             counts = run_backfill(cfg, bf, start, end, spark=spark)
             backfills[fs] = {entity: c.as_dict() for entity, c in counts.items()}
@@ -281,17 +327,31 @@ def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, A
     return shown
 
 
-def run_ablation_stage(cfg: RunConfig, progress: Any = None) -> dict[str, Any]:
-    """Stage 7: AIS variants (and LIS variants with their leak sets) on this run's features.
+def run_ablation_stage(
+    cfg: RunConfig, progress: Any = None, sample: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Stage 7: AIS variants (and LIS variants with their leak sets) on this run's features,
+    then, with ``ablation.compare``, the feature-set comparison (:func:`run_comparison`).
 
-    Returns the results JSON rows, the LIS verdicts (when LIS ran), where they were written and
-    the MLflow parent run.
+    A feature set backfilled only for ``sample`` is left out of the whole-data ablation (its
+    ``llm_text`` variant runs in the comparison, on the sample's impressions).
+
+    Returns the results JSON rows, the LIS verdicts (when LIS ran), where they were written,
+    the MLflow parent run and, under ``compare``, the comparison.
     """
     from ranker_hooks.ablation import load_ablation_config, run_ablation
 
     assert cfg.ablation.config is not None  # RunConfig validates it when the stage is enabled
     acfg = load_ablation_config(cfg.ablation.config)
     out: dict[str, Any] = {"config": str(cfg.ablation.config)}
+    sampled = set(cfg.features.sample.feature_sets) if cfg.features.sample else set()
+    pre_notes: list[str] = []
+    if acfg.llm_feature_set in sampled and "llm_text" in acfg.variants:
+        acfg = acfg.model_copy(update={"variants": [v for v in acfg.variants if v != "llm_text"]})
+        pre_notes.append(
+            f"llm_text runs in the feature-set comparison: feature set "
+            f"'{acfg.llm_feature_set}' is backfilled for the sample only"
+        )
     if cfg.ablation.lis:
         from ranker_hooks.lis_ablation import run_lis
 
@@ -300,6 +360,8 @@ def run_ablation_stage(cfg: RunConfig, progress: Any = None) -> dict[str, Any]:
     else:
         result = run_ablation(cfg, acfg, progress=progress)
         notes = list(result.notes)
+    if result.tracking_error:  # results and reports are on disk; one line says how to log them
+        notes = [*notes, result.tracking_error]
     out.update(
         run_name=result.run_name,
         results_path=str(result.results_path),
@@ -308,9 +370,69 @@ def run_ablation_stage(cfg: RunConfig, progress: Any = None) -> dict[str, Any]:
         window=result.window,
         seeds=result.seeds,
         variants=[dataclasses.asdict(v) for v in result.variants],
-        notes=notes,
+        notes=pre_notes + notes,
     )
+    if cfg.ablation.compare:
+        out["compare"] = run_comparison(cfg, acfg, sample, progress)
     return out
+
+
+#: The AIS variants compared per feature set (``all`` of the llm set is ``llm_text``).
+COMPARED_VARIANTS = ("preference", "author", "cosine", "all", "llm_text", "text_tokens")
+
+
+def run_comparison(
+    cfg: RunConfig, acfg: Any, sample: dict[str, Any] | None, progress: Any = None
+) -> dict[str, Any]:
+    """The AIS variants of every ``ablation.compare`` feature set side by side, against one
+    baseline, on one set of impressions: the sample's (its users' interactions with its
+    authors) when ``features.sample`` is set, else every impression.
+
+    Returns:
+        ``run_name``, ``results_path``, ``mlflow_parent_run_id``, ``window``, ``seeds``,
+        ``sample`` (users, authors, n_train, n_test), ``feature_sets``, ``variants`` (rows with
+        ``feature_set``) and ``notes``.
+    """
+    from ranker_hooks.ablation import run_ablation
+
+    sets = list(cfg.ablation.compare)
+    first, others = sets[0], sets[1:]
+    variants = ["baseline"] + [
+        v for v in COMPARED_VARIANTS if v in acfg.variants or v == "llm_text"
+    ]
+    if acfg.llm_feature_set not in sets:
+        variants.remove("llm_text")
+    update: dict[str, Any] = {
+        "name": f"{acfg.name}-compare",
+        "feature_set": first,
+        "compare_feature_sets": others,
+        "variants": variants,
+    }
+    if sample is not None:
+        update.update(users=sample["users"], authors=sample["authors"])
+    ccfg = acfg.model_copy(update=update)
+    result = run_ablation(cfg, ccfg, progress=progress)
+    rows = [dataclasses.asdict(v) for v in result.variants]
+    return {
+        "run_name": result.run_name,
+        "results_path": str(result.results_path),
+        "mlflow_parent_run_id": result.parent_run_id,
+        "window": result.window,
+        "seeds": result.seeds,
+        "feature_sets": sets,
+        "sample": None
+        if sample is None
+        else {
+            "users": len(sample["users"]),
+            "authors": len(sample["authors"]),
+            "eligible_users": sample["eligible_users"],
+            "seed": sample["seed"],
+        },
+        "n_train": rows[0]["n_train"] if rows else 0,
+        "n_test": rows[0]["n_test"] if rows else 0,
+        "variants": rows,
+        "notes": list(result.notes),
+    }
 
 
 def check_stage_inputs(cfg: RunConfig) -> None:
@@ -385,7 +507,7 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
             + " variants, tracked in MLflow"
         )
         t0 = time.perf_counter()
-        ablation = run_ablation_stage(cfg, step_progress)
+        ablation = run_ablation_stage(cfg, step_progress, sample=(features or {}).get("sample"))
         _timed(timings, "ablation", t0)
 
     inter = next(r for r in results if r.contract == "interactions").accepted
@@ -419,10 +541,12 @@ __all__ = [
     "build_eval_sets",
     "build_features",
     "check_stage_inputs",
+    "draw_sample",
     "evaluate_baselines",
     "feature_range",
     "prepare_data",
     "run",
     "run_ablation_stage",
+    "run_comparison",
     "serving_preview",
 ]

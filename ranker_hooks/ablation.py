@@ -8,12 +8,14 @@ GAUC, logloss and WPAUC are computed on them, and the delta AUC against the base
 a paired cluster bootstrap over users (:func:`mspa_features.metrics.paired_bootstrap`).
 Per-seed AUCs are kept too (``auc_seeds``) to show the seed noise.
 
-Everything is logged to MLflow (one parent run, one nested run per variant) and written to
-``<workspace>/results/ablation/<run>/results.json`` with a comparison table and a plot.
+Everything is written to ``<workspace>/results/ablation/<run>/results.json`` with a
+comparison table and a plot, then logged to MLflow from that folder (one parent run, one nested
+run per variant; :mod:`ranker_hooks.tracking`): an unreachable store costs no training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import time
@@ -96,6 +98,24 @@ class AblationConfig(_Strict):
     variants: list[str] = Field(
         default_factory=lambda: list(BUILTIN_VARIANTS),
         description=f"built-in variants to run, from {list(BUILTIN_VARIANTS)}",
+    )
+    compare_feature_sets: list[str] = Field(
+        default_factory=list,
+        description=(
+            "more feature sets whose AIS variants run beside feature_set's, named "
+            "<variant>@<set> (the 'all' row of llm_feature_set is the llm_text variant)"
+        ),
+    )
+    users: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="only these users' impressions, for training and evaluation (a user "
+        "sample every compared feature set covers; null: every user)",
+    )
+    authors: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="only impressions of these authors (the sample's authors; null: all)",
     )
     split: TemporalSplit
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -193,6 +213,7 @@ class VariantResult:
     service: str = ""
     feature_refs: list[str] = field(default_factory=list)
     model_version: str = ""
+    feature_set: str = ""
     description: str = ""
     auc_seeds: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -217,6 +238,9 @@ class AblationResult:
     seeds: list[int]
     notes: list[str] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    # One line when the MLflow store could not be written (results.json and the reports are
+    # on disk all the same; ``mspa runs log <folder>`` logs them later without training).
+    tracking_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -384,8 +408,10 @@ def resolve_variants(
         names.insert(0, "baseline")
     out: list[Variant] = []
     notes: list[str] = []
-    for name in names:
-        v = builtin_variant(name, cfg.feature_set, cfg.llm_feature_set, spec)
+    for name, fs in _variant_names(cfg, names):
+        v = builtin_variant(name, fs, cfg.llm_feature_set, spec)
+        if fs != cfg.feature_set:
+            v = dataclasses.replace(v, name=f"{name}@{fs}", description=f"{v.description} ({fs})")
         if not service_exists(store, v.service):
             if name == "llm_text":
                 notes.append(
@@ -394,8 +420,8 @@ def resolve_variants(
                 )
                 continue
             raise AblationError(
-                f"variant {name!r}: feature service {v.service!r} is not registered; run "
-                f"`mspa backfill` and `mspa register` for feature set {cfg.feature_set!r}"
+                f"variant {v.name!r}: feature service {v.service!r} is not registered; run "
+                f"`mspa backfill` and `mspa register` for feature set {fs!r}"
             )
         out.append(v)
     out += list(extra)
@@ -406,6 +432,28 @@ def resolve_variants(
         seen.add(v.name)
     out.sort(key=lambda v: v.kind != "baseline")
     return out, notes
+
+
+def _variant_names(cfg: AblationConfig, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(built-in name, feature set) pairs: the configured variants on ``feature_set``, then
+    each AIS variant again on every ``compare_feature_sets`` entry. ``all`` on
+    ``llm_feature_set`` is not repeated when ``llm_text`` (the same service and columns) runs."""
+    pairs = [(n, cfg.feature_set) for n in names]
+    for fs in cfg.compare_feature_sets:
+        if fs == cfg.feature_set:
+            continue
+        for n in names:
+            if n in ("baseline", "llm_text"):
+                continue
+            if n == "all" and fs == cfg.llm_feature_set and "llm_text" in names:
+                continue
+            pairs.append((n, fs))
+    return pairs
+
+
+def variant_feature_set(v: Variant) -> str:
+    """The feature set a variant reads (the ``__<set>`` suffix of its service)."""
+    return v.service.rsplit("__", 1)[-1] if "__" in v.service else ""
 
 
 def default_tracking_uri(run_cfg: RunConfig) -> str:
@@ -455,6 +503,14 @@ def run_ablation(
     interactions = load_interactions(
         Workspace(run_cfg.workspace).data(run_cfg.name) / "interactions.parquet"
     )
+    # Cold authors (first seen at or after T) are defined on every user's interactions.
+    cold_ids = cold_author_ids(interactions, cfg.split.split_at)
+    if cfg.users is not None:
+        interactions = interactions[interactions["user_id"].isin(set(cfg.users))]
+        interactions = interactions.reset_index(drop=True)
+    if cfg.authors is not None:
+        interactions = interactions[interactions["author_id"].isin(set(cfg.authors))]
+        interactions = interactions.reset_index(drop=True)
     train_rows, test_rows = split_interactions(interactions, cfg.split)
     if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
         train_rows = train_rows.iloc[-cfg.max_train_rows :].reset_index(drop=True)
@@ -464,7 +520,6 @@ def run_ablation(
     for v in variants:
         uses[v.service] = uses.get(v.service, 0) + 1
     frames = _Frames(store, rows, uses, cfg.read_chunk_rows)
-    cold_ids = cold_author_ids(interactions, cfg.split.split_at)
 
     run_name = run_name or f"{cfg.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out_dir = Workspace(run_cfg.workspace).results / "ablation" / run_name
@@ -559,6 +614,7 @@ def run_ablation(
                 service=v.service,
                 feature_refs=refs,
                 model_version=str(svc.tags.get("model_version", "")),
+                feature_set="" if v.kind == "baseline" else variant_feature_set(v),
                 description=v.description,
                 auc_seeds=[float(x) for x in seed_aucs],
                 seconds=time.perf_counter() - t0,
@@ -595,4 +651,5 @@ __all__ = [
     "ranker_class",
     "resolve_variants",
     "run_ablation",
+    "variant_feature_set",
 ]

@@ -40,6 +40,13 @@ def features_table(features: dict[str, Any]) -> Table:
         f"{len(reg['views'])} views, {len(reg['services'])} services; materialized rows: "
         + ", ".join(f"{v} {n:,}" for v, n in reg["materialized_rows"].items())
     )
+    s = features.get("sample")
+    if s:
+        sets = ", ".join(features.get("sampled_sets", [])) or "sampled sets"
+        t.caption += (
+            f"; {sets}: seeded sample (seed {s['seed']}) of {len(s['users'])} users "
+            f"(of {s['eligible_users']} eligible) and {len(s['authors'])} authors"
+        )
     return t
 
 
@@ -81,6 +88,52 @@ def ablation_table(ab: dict[str, Any]) -> Table:
         t.caption = (
             f"{n['n_train']:,} training rows, {n['n_test']:,} test rows; * leaked on purpose "
             "(LIS: the upper bound a kind of preference data can reach)"
+        )
+    return t
+
+
+def comparison_table(cmp: dict[str, Any]) -> Table:
+    """AIS variants per feature set side by side (delta AUC vs one baseline, 95% CI), on the
+    comparison's impressions; fits 80 columns for two feature sets."""
+    from rich import box
+    from rich.table import Table
+
+    s = cmp.get("sample")
+    where = (
+        f"a seeded sample of {s['users']} users (of {s['eligible_users']} eligible) x "
+        f"{s['authors']} authors"
+        if s
+        else "every impression"
+    )
+    t = Table(
+        title=f"Feature sets side by side on {where}: delta AUC vs baseline, 95% paired "
+        "bootstrap CI over users",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    sets = cmp["feature_sets"]
+    t.add_column("variant", no_wrap=True)
+    for fs in sets:
+        t.add_column(fs, justify="right", no_wrap=True)
+    cells: dict[str, dict[str, str]] = {}
+    base = None
+    for v in cmp["variants"]:
+        if v["kind"] == "baseline":
+            base = v
+            continue
+        name = v["name"].split("@")[0]
+        name = "all" if name == "llm_text" else name
+        cells.setdefault(name, {})[v["feature_set"]] = (
+            f"{v['delta_auc']:+.4f} [{v['delta_auc_ci_low']:+.4f},{v['delta_auc_ci_high']:+.4f}]"
+        )
+    for name, by_fs in cells.items():
+        t.add_row(name, *(by_fs.get(fs, "") for fs in sets))
+    if base is not None:
+        t.caption = (
+            f"baseline AUC {base['auc']:.4f}; {cmp['n_train']:,} training and "
+            f"{cmp['n_test']:,} test impressions, the same for every row; the llm 'all' row is "
+            "the llm_text variant"
         )
     return t
 
@@ -196,6 +249,10 @@ def run(
     )
     if summary.composer_eval:
         console.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
+        console.print(
+            f"composer stage: {summary.timings_s.get('composers', 0.0):.1f} s",
+            highlight=False,
+        )
     if summary.features:
         console.print(features_table(summary.features))
     for preview in summary.serving or []:
@@ -206,6 +263,12 @@ def run(
             console.print(f"  - {line}", highlight=False)
         for note in summary.ablation["notes"]:
             console.print(f"[yellow]note:[/] {note}")
+        cmp = summary.ablation.get("compare")
+        if cmp:
+            console.print(comparison_table(cmp))
+            for note in cmp["notes"]:
+                console.print(f"[yellow]note:[/] {note}")
+            console.print(f"comparison -> {cmp['results_path']}", highlight=False)
         console.print(
             f"ablation -> {summary.ablation['results_path']}; MLflow parent run "
             f"{summary.ablation['mlflow_parent_run_id']} ({summary.ablation['tracking_uri']}); "

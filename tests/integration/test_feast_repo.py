@@ -61,6 +61,23 @@ def pref_text(fs: str, u: int, k: int) -> str:
     return f"{fs}:u{u}@s{k}"
 
 
+def pref_status(fs: str, u: int, k: int) -> str:
+    """llm: user u1's latest snapshot failed to parse, u2's earlier ones were repaired."""
+    if fs != "llm":
+        return "ok"
+    if u == 1 and k == len(SNAPS) - 1:
+        return "failed"
+    return "repaired" if u == 2 and k < len(SNAPS) - 1 else "ok"
+
+
+def author_status(fs: str, a: int) -> str:
+    return "failed" if fs == "llm" and a == 2 else "ok"
+
+
+def decoding(fs: str) -> str:
+    return "constrained" if fs == "llm" else "none"
+
+
 def write_prefs(root: Path, fs: str, k: int, snap: datetime) -> None:
     rows = [
         {
@@ -73,6 +90,8 @@ def write_prefs(root: Path, fs: str, k: int, snap: datetime) -> None:
             "pref_emb": pref_emb(fs, u, k).tolist(),
             "model_version": SETS[fs][0],
             "prompt_hash": "h0",
+            "pref_status": pref_status(fs, u, k),
+            "pref_decoding": decoding(fs),
         }
         for u in range(len(USERS))
     ]
@@ -94,6 +113,8 @@ def write_feature_set(root: Path, fs: str) -> None:
             "author_emb": author_emb(fs, a).tolist(),
             "model_version": SETS[fs][0],
             "prompt_hash": "h0",
+            "author_status": author_status(fs, a),
+            "author_decoding": decoding(fs),
         }
         for a in range(len(AUTHORS))
     ]
@@ -196,8 +217,19 @@ def test_feature_services_refs_and_tags(sqlite_run) -> None:
         "author_profiles__template",
         "user_author_cosine__template",
     )
-    pref_refs = [f"{p}:pref_emb", f"{p}:pref_text", f"{p}:history_count"]
-    author_refs = [f"{a}:author_emb", f"{a}:author_text"]
+    pref_refs = [
+        f"{p}:pref_emb",
+        f"{p}:pref_text",
+        f"{p}:history_count",
+        f"{p}:pref_status",
+        f"{p}:pref_decoding",
+    ]
+    author_refs = [
+        f"{a}:author_emb",
+        f"{a}:author_text",
+        f"{a}:author_status",
+        f"{a}:author_decoding",
+    ]
     assert services["baseline__template"].feature_refs == []
     assert services["with_preference__template"].feature_refs == pref_refs
     assert services["with_author__template"].feature_refs == author_refs
@@ -331,6 +363,73 @@ def test_two_feature_sets_side_by_side(sqlite_run) -> None:
         k = expected_snapshot(row.event_timestamp.to_pydatetime())
         if k is not None:
             assert row.pref_text == pref_text("llm", int(row.user_id[1:]), k)
+
+
+def test_status_columns_through_feast_historical_and_online(sqlite_run) -> None:
+    """Each row's generation status comes back from both reads, point in time, and the
+    ranker side masks, flags or drops a failed row instead of serving it as if good."""
+    from mspa_features.feature_reads import historical_features, online_features
+    from ranker_hooks.inject import InjectionSpec, offline_matrix, online_matrix
+
+    _, _, store = sqlite_run
+    last = len(SNAPS) - 1
+    ent = entity_frame()
+    hist = historical_features(store, "all__llm", ent)
+    n_failed = 0
+    for row in hist.itertuples(index=False):
+        k = expected_snapshot(row.event_timestamp.to_pydatetime())
+        u, a = int(row.user_id[1:]), int(row.author_id[1:])
+        if k is None:
+            assert pd.isna(row.pref_status) and pd.isna(row.pref_decoding)
+        else:
+            assert row.pref_status == pref_status("llm", u, k)
+            assert row.pref_decoding == "constrained"
+            n_failed += row.pref_status == "failed"
+        if row.author_emb is None:  # before the author's profile, or past the TTL
+            assert pd.isna(row.author_status)
+        else:
+            assert row.author_status == author_status("llm", a)
+    assert n_failed > 0 and (hist["pref_status"] == "repaired").any()
+    tmpl = historical_features(store, "with_author__template", ent)
+    assert set(tmpl["author_status"].dropna()) == {"ok"}
+    assert set(tmpl["author_decoding"].dropna()) == {"none"}
+
+    pairs = [("u1", "a0"), ("u0", "a2"), ("u0", "a0")]
+    online = online_features(store, "all__llm", pairs)
+    assert list(online["pref_status"]) == ["failed", "ok", "ok"]
+    assert list(online["author_status"]) == ["ok", "failed", "ok"]
+    assert list(online["pref_decoding"]) == ["constrained"] * 3
+    assert online.loc[0, "pref_text"] == pref_text("llm", 1, last)  # the raw text is kept
+
+    cols = ("pref_emb", "history_count", "author_emb", "pref_author_cosine")
+    masked = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols))
+    names = masked.dense_names
+    miss = {c: masked.dense[:, names.index(f"{c}__missing")] for c in cols}
+    assert list(miss["pref_emb"]) == [1.0, 0.0, 0.0]  # the failed preference is not served
+    assert list(miss["author_emb"]) == [0.0, 1.0, 0.0]
+    assert list(miss["pref_author_cosine"]) == [1.0, 1.0, 0.0]
+    assert list(miss["history_count"]) == [0.0, 0.0, 0.0]  # a count, not generated text
+    emb = masked.dense[:, [i for i, n in enumerate(names) if n.startswith("pref_emb[")]]
+    assert not emb[0].any() and emb[1].any()
+
+    flagged = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols, on_failed="flag"))
+    fn = flagged.dense_names
+    assert list(flagged.dense[:, fn.index("pref_status__failed")]) == [1.0, 0.0, 0.0]
+    assert list(flagged.dense[:, fn.index("author_status__failed")]) == [0.0, 1.0, 0.0]
+    assert list(flagged.dense[:, fn.index("pref_emb__missing")]) == [0.0, 0.0, 0.0]
+
+    dropped = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols, on_failed="drop"))
+    assert list(dropped.user_ids) == ["u0"] and list(dropped.author_ids) == ["a0"]
+
+    # Training reads apply the same rule: offline rows with a failed status are masked too.
+    off = offline_matrix(store, "all__llm", ent, InjectionSpec(columns=cols))
+    on_names = off.dense_names
+    failed_pref = (hist["pref_status"] == "failed").to_numpy()
+    assert (off.dense[failed_pref, on_names.index("pref_emb__missing")] == 1.0).all()
+    failed_author = (hist["author_status"] == "failed").to_numpy()
+    assert (off.dense[failed_author, on_names.index("author_emb__missing")] == 1.0).all()
+    ok_rows = ~failed_author & hist["author_emb"].notna().to_numpy()
+    assert (off.dense[ok_rows, on_names.index("author_emb__missing")] == 0.0).all()
 
 
 def test_reads_accept_feature_refs(sqlite_run) -> None:
