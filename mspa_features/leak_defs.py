@@ -120,12 +120,17 @@ def write_leak_set(
     window_start: Any,
     window_end: Any,
     name: str | None = None,
+    schema: Any = None,
 ) -> LeakSet:
     """Write ``frame`` as leak set ``name`` under ``root`` (replacing a previous one).
 
+    Args:
+        schema: the table's ``pyarrow.Schema``; an empty frame keeps its column types only with
+            it. Without it every column must have a type pandas can tell (not all-null).
+
     Raises:
-        LeakBuildError: unknown kind or key, a bad name, a missing column, or a row whose
-            key or timestamp is null (named by row number).
+        LeakBuildError: unknown kind or key, a bad name, a missing column, a row whose key or
+            timestamp is null (named by row number), or a column whose type cannot be told.
     """
     import pyarrow as pa
 
@@ -150,8 +155,27 @@ def write_leak_set(
     if len(frame.columns) <= 4:
         raise LeakBuildError(where, "frame holds no feature column")
 
+    if schema is None and frame.empty:
+        # pandas types the columns of an empty frame as float64: the key would be written as a
+        # float, which Feast cannot join with the string ids of every other table.
+        raise LeakBuildError(where, "frame is empty: pass its schema to keep the column types")
     folder = Path(root) / name
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    try:
+        table = pa.Table.from_pandas(
+            frame.reset_index(drop=True), schema=schema, preserve_index=False
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
+        raise LeakBuildError(where, f"frame does not fit the schema: {e}") from e
+    untyped = [f.name for f in table.schema if pa.types.is_null(f.type)]
+    if untyped:
+        # An empty or all-null column would be written as type null, and read back as float
+        # by Feast's offline store: not comparable with the string keys it joins on.
+        raise LeakBuildError(
+            where, "has no type (empty or all null): pass the schema", field=untyped[0]
+        )
+    key_type = table.schema.field(key).type
+    if not (pa.types.is_string(key_type) or pa.types.is_large_string(key_type)):
+        raise LeakBuildError(where, f"must hold string ids, got {key_type}", field=key)
     write_parquet_atomic(table, folder / ROWS / "part-00000.parquet")
     leak = LeakSet(
         name=name,
@@ -350,6 +374,8 @@ def register_leaks(
     if materialize:
         end = end or datetime.now(UTC)
         for name, leak in sets.items():
+            if leak.rows == 0:
+                continue  # nothing to load; the view is registered with its schema all the same
             start = utc_timestamp(pd.read_parquet(leak.path / ROWS)["event_timestamp"].min())
             store.materialize(
                 start_date=start.to_pydatetime(), end_date=end, feature_views=[leak_view_name(name)]

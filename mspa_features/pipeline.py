@@ -110,7 +110,7 @@ def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[Va
 
 def build_eval_sets(cfg: RunConfig, ws: Workspace) -> tuple[Any, pd.DataFrame]:
     """Stage 2: U2A questions and A2A triples, saved under datasets/<name>/."""
-    from mspa_features.data.eval_datasets import build_a2a, build_u2a
+    from mspa_features.data.eval_datasets import build_a2a, build_u2a, save_a2a
     from mspa_features.data.ingest import load_accepted
 
     data = ws.data(cfg.name)
@@ -129,8 +129,7 @@ def build_eval_sets(cfg: RunConfig, ws: Workspace) -> tuple[Any, pd.DataFrame]:
     a2a = build_a2a(
         authors, num_triples=cfg.a2a.num_triples, seed=cfg.seed, min_margin=cfg.a2a.min_margin
     )
-    out.mkdir(parents=True, exist_ok=True)
-    a2a.to_parquet(out / "a2a.parquet", index=False)
+    save_a2a(a2a, out)  # typed even when there is no triple
     return u2a, a2a
 
 

@@ -53,6 +53,8 @@ from mspa_features.contracts import TS
 from mspa_features.errors import ReconciliationError, SchemaError
 
 __all__ = [
+    "A2A_FILE",
+    "A2A_SCHEMA",
     "SPLITS",
     "U2ADataset",
     "a2a_alignment",
@@ -60,10 +62,22 @@ __all__ = [
     "build_a2a",
     "build_u2a",
     "jaccard",
+    "save_a2a",
 ]
 
 SPLITS = ("train", "val", "test")
 U2A_FILE = "u2a.parquet"
+A2A_FILE = "a2a.parquet"
+#: The A2A triples table: anchor a1, its closer author a2, the farther a3, and the similarities.
+A2A_SCHEMA = pa.schema(
+    [
+        pa.field("a1", pa.string()),
+        pa.field("a2", pa.string()),
+        pa.field("a3", pa.string()),
+        pa.field("sim_12", pa.float64()),
+        pa.field("sim_13", pa.float64()),
+    ]
+)
 _REPORT_META_KEY = b"mspa.u2a.report"
 _LETTERS = np.array(list(string.ascii_uppercase))
 _INTERACTION_COLUMNS = ("user_id", "author_id", "event_timestamp", "label")
@@ -521,3 +535,14 @@ def a2a_alignment(
 
     e1, e2, e3 = unit_rows("a1"), unit_rows("a2"), unit_rows("a3")
     return a2a_alignment_rate((e1 * e2).sum(axis=1), (e1 * e3).sum(axis=1))
+
+
+def save_a2a(triples: pd.DataFrame, directory: str | Path) -> Path:
+    """Write ``<directory>/a2a.parquet`` with :data:`A2A_SCHEMA`, also when there is no triple
+    (an empty frame would otherwise be written with untyped columns)."""
+    from mspa_features.io import write_parquet_atomic
+
+    table = pa.Table.from_pandas(
+        triples[A2A_SCHEMA.names].reset_index(drop=True), schema=A2A_SCHEMA, preserve_index=False
+    )
+    return write_parquet_atomic(table, Path(directory) / A2A_FILE)

@@ -26,8 +26,12 @@ from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import LeakBuildError
 from mspa_features.leak_defs import LEAK_KINDS, LeakSet, leaks_root, utc_timestamp, write_leak_set
 from ranker_hooks.base import Ranker, RankerData
+from ranker_hooks.leaks.future_id import FRAME_SCHEMA as FUTURE_SCHEMA
 from ranker_hooks.leaks.future_id import future_id_frame, future_id_swap
+from ranker_hooks.leaks.next_positive import frame_schema as next_schema
 from ranker_hooks.leaks.next_positive import next_positive
+from ranker_hooks.leaks.similar_items import empty_frame as empty_similar
+from ranker_hooks.leaks.similar_items import frame_schema as similar_schema
 from ranker_hooks.leaks.similar_items import similar_items
 from ranker_hooks.leaks.windows import checked_interactions, in_window
 
@@ -59,6 +63,7 @@ class LeakBuildReport:
     train_rows: int
     m_t_stats: dict[str, float]
     leak_sets: dict[str, LeakSet] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -87,8 +92,12 @@ def build_leak_sets(
         interactions: the interactions contract frame (default the run's accepted table).
         workdir: where save/load copies go during the swap.
 
+    A horizon whose window holds nothing is not an error: its sets are written empty (with
+    their schemas) or, for future IDs, with M_T's own table, and :attr:`LeakBuildReport.notes`
+    says so.
+
     Raises:
-        LeakBuildError: bad interactions, an unknown kind, or an empty window.
+        LeakBuildError: bad interactions, an unknown kind, or M_T's window lacks a label.
     """
     t0 = time.perf_counter()
     unknown = [x for x in kinds if x not in LEAK_KINDS]
@@ -121,21 +130,43 @@ def build_leak_sets(
     for n in horizons:
         end = T + timedelta(days=int(n))
         window = {"horizon_days": int(n), "window_start": T, "window_end": end}
+        future = in_window(df, T, end)
         if "future_id" in kinds:
-            future = in_window(df, T, end)
             if future.empty:
-                raise LeakBuildError("build_leak_sets", f"no interaction in [{T}, {end})")
+                report.notes.append(
+                    f"future_id_n{n}: no interaction in [{T}, {end}): M_T+{n}d is M_T, "
+                    "nothing leaks"
+                )
             swap = future_id_swap(
                 m_t, ids_only(future), int(n), T=T.to_pydatetime(), workdir=workdir
             )
             frame = future_id_frame(
-                swap, visible_from=first, knowledge_ts=future["event_timestamp"].max()
+                swap,
+                visible_from=first,
+                knowledge_ts=future["event_timestamp"].max() if len(future) else T,
             )
-            leak = write_leak_set(root, frame, kind="future_id", key="author_id", **window)
+            leak = write_leak_set(
+                root, frame, kind="future_id", key="author_id", schema=FUTURE_SCHEMA, **window
+            )
             report.leak_sets[leak.name] = leak
         if "similar_items" in kinds:
-            frame = similar_items(df, start=T, end=end, k=k, embeddings=table_t)
-            leak = write_leak_set(root, frame, kind="similar_items", key="author_id", **window)
+            if (future["label"] == 1).any():
+                frame = similar_items(df, start=T, end=end, k=k, embeddings=table_t)
+            else:
+                frame = empty_similar(embeddings=True)
+            if frame.empty:
+                report.notes.append(
+                    f"similar_items_n{n}: no author has a co-engaged neighbour in [{T}, {end}) "
+                    "(written empty, with its schema)"
+                )
+            leak = write_leak_set(
+                root,
+                frame,
+                kind="similar_items",
+                key="author_id",
+                schema=similar_schema(embeddings=True),
+                **window,
+            )
             report.leak_sets[leak.name] = leak
         if "next_positive" in kinds:
             frame = next_positive(df, horizon_days=int(n), embeddings=table_t)
@@ -147,6 +178,7 @@ def build_leak_sets(
                 key="user_id",
                 window_start=first,
                 window_end=df["event_timestamp"].max() + pd.Timedelta(microseconds=1),
+                schema=next_schema(embeddings=True),
             )
             report.leak_sets[leak.name] = leak
     report.seconds = time.perf_counter() - t0

@@ -16,13 +16,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from mspa_features.contracts import TS
 from mspa_features.errors import LeakBuildError
 from mspa_features.leak_defs import to_us, utc_timestamp
 from ranker_hooks.base import IdEmbeddings, IdKind, Ranker, RankerData
 
 LEAK_KIND = "future_id"
 FEATURE = "future_author_id_emb"
+#: The arrow schema of a future-id leak table, the same whether it has rows or not.
+FRAME_SCHEMA = pa.schema(
+    [
+        pa.field("author_id", pa.string()),
+        pa.field("event_timestamp", TS),
+        pa.field("created_timestamp", TS),
+        pa.field(FEATURE, pa.list_(pa.float32())),
+        pa.field("knowledge_ts", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +146,11 @@ def future_id_swap(
                 f"{type(ranker_T).__name__}.save/load did not reproduce the {kind} table; "
                 "M_{T+n} would not continue M_T",
             )
-        stats = future.fit(train_through_T_plus_n, warm_start=True)
+        if len(train_through_T_plus_n.labels) == 0:
+            # Nothing happened in [T, T+n): M_{T+n} is M_T and nothing leaks (said, not an error).
+            stats: dict[str, float] = {"rows": 0.0}
+        else:
+            stats = future.fit(train_through_T_plus_n, warm_start=True)
         table = future.export_id_embeddings(kind)
         swapped = _copy(ranker_T, tmp_path / "swapped")
         swapped.load_id_embeddings(table)
@@ -168,7 +184,7 @@ def future_id_frame(
     n = len(swap.table.ids)
     return pd.DataFrame(
         {
-            "author_id": [str(a) for a in swap.table.ids],
+            "author_id": pd.Series([str(a) for a in swap.table.ids], dtype=object),
             "event_timestamp": [ts] * n,
             "created_timestamp": [ts] * n,
             FEATURE: [row.astype(np.float32).tolist() for row in swap.table.matrix],
@@ -179,6 +195,7 @@ def future_id_frame(
 
 __all__ = [
     "FEATURE",
+    "FRAME_SCHEMA",
     "LEAK_KIND",
     "FutureIdSwap",
     "check_window",

@@ -13,13 +13,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from mspa_features.contracts import TS
 from mspa_features.errors import LeakBuildError
 from ranker_hooks.base import IdEmbeddings
 from ranker_hooks.leaks.windows import checked_interactions, in_window
 
 LEAK_KIND = "next_positive"
 NEXT_ID, NEXT_IN_S, NEXT_EMB = "next_positive_author_id", "next_positive_in_s", "next_positive_emb"
+
+
+def frame_schema(*, embeddings: bool) -> pa.Schema:
+    """The arrow schema of a next-positive leak table, the same whether it has rows or not."""
+    fields = [
+        pa.field("user_id", pa.string()),
+        pa.field("event_timestamp", TS),
+        pa.field("created_timestamp", TS),
+        pa.field(NEXT_ID, pa.string()),
+        pa.field(NEXT_IN_S, pa.int64()),
+    ]
+    if embeddings:
+        fields.append(pa.field(NEXT_EMB, pa.list_(pa.float32())))
+    return pa.schema([*fields, pa.field("knowledge_ts", pa.int64())])
 
 
 def next_positive(
@@ -99,4 +115,4 @@ def next_positive(
     return frame
 
 
-__all__ = ["LEAK_KIND", "NEXT_EMB", "NEXT_ID", "NEXT_IN_S", "next_positive"]
+__all__ = ["LEAK_KIND", "NEXT_EMB", "NEXT_ID", "NEXT_IN_S", "frame_schema", "next_positive"]

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from mspa_features.contracts import TS
 from mspa_features.errors import LeakBuildError
 from mspa_features.leak_defs import to_us, utc_timestamp
 from ranker_hooks.base import IdEmbeddings
@@ -21,6 +23,25 @@ from ranker_hooks.leaks.windows import checked_interactions, in_window
 
 LEAK_KIND = "similar_items"
 IDS, SCORES, MEAN_EMB = "similar_author_ids", "similar_author_scores", "similar_author_mean_emb"
+
+
+def frame_schema(*, embeddings: bool) -> pa.Schema:
+    """The arrow schema of a similar-items leak table, the same whether it has rows or not."""
+    fields = [
+        pa.field("author_id", pa.string()),
+        pa.field("event_timestamp", TS),
+        pa.field("created_timestamp", TS),
+        pa.field(IDS, pa.list_(pa.string())),
+        pa.field(SCORES, pa.list_(pa.float32())),
+    ]
+    if embeddings:
+        fields.append(pa.field(MEAN_EMB, pa.list_(pa.float32())))
+    return pa.schema([*fields, pa.field("knowledge_ts", pa.int64())])
+
+
+def empty_frame(*, embeddings: bool) -> pd.DataFrame:
+    """No rows, the leak table's columns (write it with :func:`frame_schema`)."""
+    return frame_schema(embeddings=embeddings).empty_table().to_pandas()
 
 
 def similar_items(
@@ -109,7 +130,7 @@ def similar_items(
     n = len(out_authors)
     frame = pd.DataFrame(
         {
-            "author_id": out_authors,
+            "author_id": pd.Series(out_authors, dtype=object),
             "event_timestamp": pd.Series([visible] * n, dtype="datetime64[us, UTC]"),
             "created_timestamp": pd.Series([visible] * n, dtype="datetime64[us, UTC]"),
             IDS: out_ids,
@@ -122,4 +143,12 @@ def similar_items(
     return frame
 
 
-__all__ = ["IDS", "LEAK_KIND", "MEAN_EMB", "SCORES", "similar_items"]
+__all__ = [
+    "IDS",
+    "LEAK_KIND",
+    "MEAN_EMB",
+    "SCORES",
+    "empty_frame",
+    "frame_schema",
+    "similar_items",
+]

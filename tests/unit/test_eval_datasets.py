@@ -421,3 +421,17 @@ def test_a2a_alignment_on_attribute_one_hot_embeddings() -> None:
     assert a2a_alignment(triples, {a: np.ones(3) for a in tok}) == 0.0
     with pytest.raises(ValueError):
         a2a_alignment(triples.iloc[:0], emb)
+
+
+def test_an_empty_a2a_set_is_written_with_its_schema(tmp_path):
+    """Issue 14 item 9: fewer than three authors give no triple; the file keeps its types."""
+    import pyarrow.parquet as pq
+
+    from mspa_features.data.eval_datasets import A2A_SCHEMA, build_a2a, save_a2a
+
+    authors = pd.DataFrame({"author_id": ["a1", "a2"], "attributes": [{}, {}]})
+    triples = build_a2a(authors, num_triples=5, seed=0)
+    assert triples.empty
+    path = save_a2a(triples, tmp_path)
+    assert pq.read_schema(path).remove_metadata() == A2A_SCHEMA
+    assert pq.read_table(path).num_rows == 0

@@ -75,3 +75,109 @@ def test_build_refuses_unknown_kinds_and_empty_windows(tmp_path: Path) -> None:
         build_leak_sets(cfg, split_at=T, kinds=("nope",), interactions=interactions())
     with pytest.raises(LeakBuildError, match="needs both labels"):
         build_leak_sets(cfg, split_at=T0, make_ranker=NumpyMF, interactions=interactions())
+
+
+def _leak_schema(root: Path, name: str):
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(root / name / "rows" / "part-00000.parquet")
+
+
+@pytest.mark.parametrize(
+    ("keep", "what"),
+    [
+        # nothing at all after T: every window is empty
+        (lambda df: df["event_timestamp"] < T, "no interaction after T"),
+        # interactions after T, but no positive: no co-engagement, no next positive
+        (lambda df: (df["event_timestamp"] < T) | (df["label"] == 0), "no positive after T"),
+        # one positive per user after T: positives, but no author shares a user
+        (
+            lambda df: (
+                (df["event_timestamp"] < T)
+                | ((df["label"] == 1) & ~df.duplicated("user_id") & ~df.duplicated("author_id"))
+            ),
+            "no co-engaged pair after T",
+        ),
+    ],
+)
+def test_empty_windows_write_typed_sets_and_say_so(tmp_path: Path, keep, what) -> None:
+    """Issue 14 item 9: an empty leak set keeps its schema (string keys, list columns)."""
+    import pyarrow as pa
+
+    cfg = RunConfig(name="toy", workspace=tmp_path / "ws", data=DataConfig(source="movielens"))
+    df = interactions()
+    df = df.sort_values("event_timestamp").reset_index(drop=True)
+    df = df[keep(df)].reset_index(drop=True)
+    rep = build_leak_sets(
+        cfg, split_at=T, horizons=(7,), make_ranker=lambda: NumpyMF(epochs=2), interactions=df
+    )
+    root = Workspace(cfg.workspace).features("toy") / "leaks"
+    assert rep.leak_sets["similar_items_n7"].rows == 0, what
+    sim = _leak_schema(root, "similar_items_n7")
+    assert sim.field("author_id").type == pa.string()
+    assert sim.field("similar_author_ids").type == pa.list_(pa.string())
+    assert sim.field("similar_author_scores").type == pa.list_(pa.float32())
+    assert sim.field("similar_author_mean_emb").type == pa.list_(pa.float32())
+    assert sim.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert any(n.startswith("similar_items_n7: no author has a co-engaged") for n in rep.notes)
+    fut = _leak_schema(root, "future_id_n7")
+    assert fut.field("author_id").type == pa.string()
+    assert fut.field("future_author_id_emb").type == pa.list_(pa.float32())
+    nxt = _leak_schema(root, "next_positive_n7")
+    assert nxt.field("next_positive_author_id").type == pa.string()
+    assert nxt.field("next_positive_emb").type == pa.list_(pa.float32())
+
+
+def test_no_interaction_in_the_window_leaves_m_t_unchanged(tmp_path: Path) -> None:
+    cfg = RunConfig(name="toy", workspace=tmp_path / "ws", data=DataConfig(source="movielens"))
+    df = interactions()
+    df = df[df["event_timestamp"] < T].reset_index(drop=True)
+    made: list[NumpyMF] = []
+
+    def make() -> NumpyMF:
+        made.append(NumpyMF(epochs=2))
+        return made[-1]
+
+    rep = build_leak_sets(cfg, split_at=T, horizons=(7,), make_ranker=make, interactions=df)
+    root = Workspace(cfg.workspace).features("toy") / "leaks"
+    fut = pd.read_parquet(root / "future_id_n7" / "rows")
+    table = made[0].export_id_embeddings("author")
+    rows = dict(zip(fut["author_id"], fut["future_author_id_emb"], strict=True))
+    for aid, vec in zip(table.ids, table.matrix, strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(rows[str(aid)], np.float32), vec.astype(np.float32)
+        )
+    assert (fut["knowledge_ts"] == int(T.timestamp() * 1e6)).all()
+    assert any("future_id_n7: no interaction in" in n for n in rep.notes)
+
+
+def test_write_leak_set_refuses_an_untyped_empty_frame(tmp_path: Path) -> None:
+    from mspa_features.leak_defs import write_leak_set
+
+    frame = pd.DataFrame(
+        {
+            "author_id": [],
+            "event_timestamp": pd.Series([], dtype="datetime64[us, UTC]"),
+            "created_timestamp": pd.Series([], dtype="datetime64[us, UTC]"),
+            "similar_author_ids": [],
+            "knowledge_ts": pd.Series([], dtype="int64"),
+        }
+    )
+    args = {"kind": "similar_items", "horizon_days": 7, "key": "author_id"}
+    window = {"window_start": T, "window_end": T}
+    with pytest.raises(LeakBuildError, match="frame is empty: pass its schema"):
+        write_leak_set(tmp_path, frame, **args, **window)
+    one = pd.DataFrame(
+        {
+            "author_id": [1.0],
+            "event_timestamp": pd.Series([T], dtype="datetime64[us, UTC]"),
+            "created_timestamp": pd.Series([T], dtype="datetime64[us, UTC]"),
+            "similar_author_ids": [None],
+            "knowledge_ts": [0],
+        }
+    )
+    with pytest.raises(LeakBuildError, match="field 'similar_author_ids'.*no type"):
+        write_leak_set(tmp_path, one, **args, **window)
+    one["similar_author_ids"] = [["a2"]]
+    with pytest.raises(LeakBuildError, match="field 'author_id'.*must hold string ids, got double"):
+        write_leak_set(tmp_path, one, **args, **window)
