@@ -30,6 +30,22 @@ def _backend_model(name: str | Path) -> str:
     return str(name)
 
 
+def backend_type_for(model: str | Path) -> str:
+    """The generation backend that keeps a policy's architecture: ``transformers-vl`` for a
+    checkpoint folder whose ``config.json`` ``model_type`` is a vision-language model the VLM
+    backend serves (frames reach it as images), else ``transformers`` (text-only)."""
+    from mspa_features.generation.vlm import MODEL_CLASSES
+
+    config = Path(str(model)) / "config.json"
+    if not config.is_file():
+        return "transformers"
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, OSError):
+        return "transformers"
+    return "transformers-vl" if model_type in MODEL_CLASSES else "transformers"
+
+
 def evaluate_model(
     cfg: AlignConfig,
     run_cfg: RunConfig,
@@ -52,7 +68,7 @@ def evaluate_model(
     e = cfg.eval
     backend = load_backend(
         BackendConfig(
-            type="transformers",
+            type=backend_type_for(model),
             model=_backend_model(model),
             batch_size=e.batch_size,
             threads=cfg.grpo.torch_threads,

@@ -238,13 +238,12 @@ def write_compose_config(run_cfg: RunConfig, ckpt: Path, *, batch_size: int = 8)
     """
     import yaml
 
+    from mspa_features.align.evaluate import backend_type_for
     from mspa_features.generation.base import BackendConfig
 
-    composer = run_cfg.composer.model_copy(
-        update={
-            "backend": BackendConfig(type="transformers", model=str(ckpt), batch_size=batch_size)
-        }
-    )
+    # A vision-language policy is handed off to the VLM backend: its frames must reach it.
+    backend = BackendConfig(type=backend_type_for(ckpt), model=str(ckpt), batch_size=batch_size)
+    composer = run_cfg.composer.model_copy(update={"backend": backend})
     # The workspace is made absolute: the file lives outside the folder the original is in.
     derived = run_cfg.model_copy(
         update={"composer": composer, "workspace": Workspace(run_cfg.workspace).root}
