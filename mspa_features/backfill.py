@@ -44,7 +44,11 @@ Preference semantics (the point-in-time rules a ranker's training join relies on
 
 Author profiles: one row per author per content snapshot (the ``authors`` contract's
 ``event_timestamp``) whose UTC date falls in ``[start, end]``, in partition ``ds`` = that date,
-``event_timestamp`` = the snapshot's.
+``event_timestamp`` = the snapshot's. The content valid at the range start is never lost: an
+author whose newest snapshot before ``start`` is not replaced exactly at ``start`` gets a row
+in ``ds=start`` with ``event_timestamp = start`` (``created_timestamp`` = the snapshot's
+time), so a range that begins after an author's content still serves it. Counts carry notes
+saying why rows are missing (nothing in range, snapshots left to a later range).
 
 Publishing. Spark writes the computed rows to a staging folder; then, partition by partition,
 the driver sorts them, writes ``.ds=D.tmp-<run>/part-00000.parquet`` next to the partition and
@@ -253,6 +257,8 @@ class BackfillCounts:
         partitions: per-partition counts, in date order.
         path: the entity's output folder.
         seconds: wall time of the backfill (session start excluded).
+        notes: why rows one might expect are not there (nothing in range, content carried
+            over to the range start), for the output.
     """
 
     entity: str
@@ -263,6 +269,7 @@ class BackfillCounts:
     reasons: dict[str, int] = field(default_factory=dict)
     path: str = ""
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         """Raises ReconciliationError unless requested == written + quarantined."""
@@ -280,6 +287,7 @@ class BackfillCounts:
             "reasons": dict(self.reasons),
             "path": self.path,
             "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
         }
 
 
@@ -643,11 +651,18 @@ def _preference_udf(spec_json: str, batches: Iterator[pa.RecordBatch]) -> Iterat
         yield from _compose_preference_batch(w, pending).to_batches()
 
 
-def _compose_author_batch(w: _Worker, keys: list[tuple[str, int]]) -> pa.Table:
+def _compose_author_batch(w: _Worker, keys: list[tuple[str, int, int]]) -> pa.Table:
+    """Profiles for (author_id, content snapshot us, valid-from us) keys.
+
+    A row is valid from its valid-from instant: the snapshot's own time, or the range start
+    for content carried over from before it; ``created_timestamp`` is the snapshot's time.
+    """
     from mspa_features.features import compose_author_rows
 
-    authors = [w.authors.get(aid, ts) for aid, ts in keys]
-    missing = [k for k, a in zip(keys, authors, strict=True) if a is None]
+    valid_from = [v for _, _, v in keys]
+    keys2 = [(aid, ts) for aid, ts, _ in keys]
+    authors = [w.authors.get(aid, ts) for aid, ts in keys2]
+    missing = [k for k, a in zip(keys2, authors, strict=True) if a is None]
     if missing:  # Spark and the worker read the same file: a mismatch is a bug
         raise ReconciliationError(
             f"author snapshots not found in worker: {missing[:3]}",
@@ -666,15 +681,19 @@ def _compose_author_batch(w: _Worker, keys: list[tuple[str, int]]) -> pa.Table:
         "created_timestamp",
         out.table.column("event_timestamp"),
     )
+    ts_type = AUTHORS.schema.field("event_timestamp").type
+    table = table.set_column(
+        table.schema.get_field_index("event_timestamp"),
+        "event_timestamp",
+        pa.array([valid_from[i] for i in ok], pa.int64()).cast(ts_type),
+    )
     schema = _OUT_SCHEMAS[AUTHOR_PROFILES.name]
-    day = [a.event_timestamp.astimezone(UTC).strftime("%Y-%m-%d") for a in recs]
+    day = [_dt(v).strftime("%Y-%m-%d") for v in valid_from]
     rows = _with_extras(table, [day[i] for i in ok], schema, kind="row", reasons=None, records=None)
     q_keys = pa.table(
         {
             "author_id": pa.array([recs[i].author_id for i in bad], pa.string()),
-            "event_timestamp": pa.array(
-                [recs[i].event_timestamp for i in bad], AUTHORS.schema.field("event_timestamp").type
-            ),
+            "event_timestamp": pa.array([valid_from[i] for i in bad], pa.int64()).cast(ts_type),
         }
     )
     q = _with_extras(
@@ -701,11 +720,12 @@ def _compose_author_batch(w: _Worker, keys: list[tuple[str, int]]) -> pa.Table:
 def _author_udf(spec_json: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: (author_id, event_timestamp) keys -> author profile rows + quarantine."""
     w = _worker(spec_json)
-    pending: list[tuple[str, int]] = []
+    pending: list[tuple[str, int, int]] = []
     for b in batches:
         aids = b.column("author_id").to_pylist()
         ts = b.column("event_timestamp").cast(pa.int64()).to_pylist()
-        pending += list(zip(aids, ts, strict=True))
+        valid = b.column("valid_from").cast(pa.int64()).to_pylist()
+        pending += list(zip(aids, ts, valid, strict=True))
         while len(pending) >= _FLUSH_ROWS:
             yield from _compose_author_batch(w, pending[:_FLUSH_ROWS]).to_batches()
             pending = pending[_FLUSH_ROWS:]
@@ -1141,6 +1161,17 @@ def backfill_preferences(
             )
         finally:
             _drop_staging(staging)
+    if not dates:
+        counts.notes.append(
+            f"no {bf.cadence} snapshot instant in [{start}, {end}]"
+            + (" (weekly snapshots are on Mondays)" if bf.cadence == "weekly" else "")
+        )
+    elif counts.requested == 0:
+        counts.notes.append(
+            f"no user has a new positive before any snapshot instant of [{start}, {end}] (each "
+            f"window is the {bf.cadence} period before it): nothing to recompute; snapshots "
+            "written by earlier ranges stay valid within the TTL"
+        )
     counts.seconds = time.perf_counter() - t0
     return counts
 
@@ -1154,7 +1185,8 @@ def backfill_authors(
     *,
     progress: Progress | None = None,
 ) -> BackfillCounts:
-    """Author profiles for every author content snapshot whose UTC date is in ``[start, end]``.
+    """Author profiles for every author content snapshot whose UTC date is in ``[start, end]``,
+    plus the content valid at ``start`` (carried over, as of ``start``).
 
     Every day of the range is a partition (cadence does not apply: snapshots are events).
     Arguments and errors as :func:`backfill_preferences`.
@@ -1172,28 +1204,40 @@ def backfill_authors(
         _prepare_output(root, entity)
         staging = root / STAGING_DIR / f"{entity}-{run_id}"
         try:
-            snaps = (
-                session.read.parquet(str(_input_path(cfg, "authors")))
-                .select("author_id", "event_timestamp")
-                .where(
-                    (F.col("event_timestamp") >= F.expr(_sql_ts(lo)))
-                    & (F.col("event_timestamp") < F.expr(_sql_ts(hi)))
-                )
+            every = session.read.parquet(str(_input_path(cfg, "authors"))).select(
+                "author_id", "event_timestamp"
             )
             if bf.authors is not None:
-                snaps = snaps.where(F.col("author_id").isin(list(bf.authors)))
-            snaps = snaps.persist()
+                every = every.where(F.col("author_id").isin(list(bf.authors)))
+            ts_col, lo_sql = F.col("event_timestamp"), F.expr(_sql_ts(lo))
+            in_range = every.where((ts_col >= lo_sql) & (ts_col < F.expr(_sql_ts(hi))))
+            # The content valid at the range start: each author's newest snapshot before it
+            # (unless one starts exactly then), written as of the start, so a range that
+            # begins after an author's content still serves that content from its first day.
+            carried = (
+                every.where(ts_col < lo_sql)
+                .groupBy("author_id")
+                .agg(F.max("event_timestamp").alias("event_timestamp"))
+                .join(every.where(ts_col == lo_sql).select("author_id"), "author_id", "left_anti")
+            )
+            snaps = (
+                in_range.withColumn("valid_from", F.col("event_timestamp"))
+                .unionByName(carried.withColumn("valid_from", lo_sql))
+                .persist()
+            )
             with _spark_progress(spark, f"{entity}: snapshots in range", progress):
                 requested = {
                     r["ds"]: int(r["count"])
-                    for r in snaps.groupBy(
-                        F.date_format("event_timestamp", "yyyy-MM-dd").alias("ds")
-                    )
+                    for r in snaps.groupBy(F.date_format("valid_from", "yyyy-MM-dd").alias("ds"))
                     .count()
                     .collect()
                 }
+                n_carried = carried.count()
+                n_after = every.where(ts_col >= F.expr(_sql_ts(hi))).count()
+                n_authors = every.select("author_id").distinct().count()
             out = (
-                snaps.repartition(n_parts, "author_id")
+                snaps.select("author_id", "event_timestamp", "valid_from")
+                .repartition(n_parts, "author_id")
                 .sortWithinPartitions("author_id", "event_timestamp")
                 .mapInArrow(
                     functools.partial(_author_udf, _spec(cfg, bf, entity, spark)),
@@ -1216,8 +1260,33 @@ def backfill_authors(
             )
         finally:
             _drop_staging(staging)
+    counts.notes = _author_notes(
+        start, end, requested=counts.requested, carried=n_carried, after=n_after, total=n_authors
+    )
     counts.seconds = time.perf_counter() - t0
     return counts
+
+
+def _author_notes(
+    start: date, end: date, *, requested: int, carried: int, after: int, total: int
+) -> list[str]:
+    """Why author profiles are (or are not) in ``[start, end]``, in words for the output."""
+    notes = []
+    if carried:
+        notes.append(
+            f"{carried:,} author(s) whose content predates {start} written as of {start} "
+            "(their newest snapshot before the range: the content valid at its start)"
+        )
+    if total == 0:
+        notes.append("no author in the authors table (after any sample): nothing to write")
+    elif requested == 0:
+        notes.append(
+            f"no author content snapshot valid in [{start}, {end}]: all {total:,} author(s) "
+            f"first appear after {end}"
+        )
+    elif after:
+        notes.append(f"{after:,} author snapshot(s) after {end} are left to a later range")
+    return notes
 
 
 def run_backfill(

@@ -101,6 +101,9 @@ def backfill(
     finally:
         spark.stop()
     console.print(_counts_table(counts, f"backfill {cfg.name} [{first} .. {last}] ({cadence})"))
+    for name, c in counts.items():  # why rows one might expect are not there
+        for note in c.notes:
+            console.print(f"  note ({name}): {note}", highlight=False)
     console.print(
         f"Spark session start: {started:.1f}s; output -> {feature_set_dir(cfg, bf)}",
         highlight=False,

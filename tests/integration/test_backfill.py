@@ -190,18 +190,24 @@ def test_author_profiles_one_row_per_snapshot_in_range(clean, ml_data):
         (authors["event_timestamp"] >= lo)
         & (authors["event_timestamp"] < hi + pd.Timedelta(days=1))
     ]
-    assert sorted(zip(rows["author_id"], rows["event_timestamp"], strict=True)) == sorted(
-        zip(
-            in_range["author_id"],
-            [t.to_pydatetime() for t in in_range["event_timestamp"]],
-            strict=True,
-        )
-    )
-    assert rows["created_timestamp"] == rows["event_timestamp"]
+    # authors whose (only) snapshot predates the range: their content, as of the range start
+    before = authors[authors["event_timestamp"] < lo].groupby("author_id")["event_timestamp"].max()
+    before = before[~before.index.isin(authors.loc[authors["event_timestamp"] == lo, "author_id"])]
+    expected = [
+        (a, t.to_pydatetime(), t.to_pydatetime())
+        for a, t in zip(in_range["author_id"], in_range["event_timestamp"], strict=True)
+    ] + [(a, lo.to_pydatetime(), t.to_pydatetime()) for a, t in before.items()]
+    assert len(before) > 0 and len(in_range) > 0
+    assert sorted(
+        zip(rows["author_id"], rows["event_timestamp"], rows["created_timestamp"], strict=True)
+    ) == sorted(expected)
     assert rows["ds"] == [t.strftime("%Y-%m-%d") for t in rows["event_timestamp"]]
     assert all(t.strip() for t in rows["author_text"])
     c = counts["author_profiles"]
-    assert c.requested == len(in_range) == c.written + c.quarantined
+    assert c.requested == len(expected) == c.written + c.quarantined
+    assert c.notes[0].startswith(
+        f"{len(before):,} author(s) whose content predates {AUTHORS_START}"
+    )
     assert len(c.partitions) == (END - AUTHORS_START).days + 1
     part = pq.read_table(_root(cfg) / "author_profiles" / f"ds={END}" / B.PART_FILE)
     assert part.schema == AUTHOR_PROFILES.schema
@@ -305,13 +311,71 @@ def test_weekly_quarantine_and_point_in_time_author_content(spark, tmp_path):
     assert q.column("row_number").to_pylist() == [1]  # u2 ranks after u1 among the requests
 
     auth = counts["author_profiles"]
-    assert (auth.requested, auth.written, auth.quarantined) == (3, 2, 1)
+    # a1's first snapshot (01-01) is the content valid at the range start: written as of 01-06
+    assert (auth.requested, auth.written, auth.quarantined) == (4, 3, 1)
     assert auth.reasons == {"author has no text or frames": 1}
     assert len(auth.partitions) == 11  # every day of the range, weekly or not
     a = B.read_partitions(root / "author_profiles").to_pydict()
     assert list(zip(a["author_id"], a["ds"], strict=True)) == [
+        ("a1", "2024-01-06"),
         ("a1", "2024-01-09"),
         ("a2", "2024-01-10"),
+    ]
+    assert a["created_timestamp"][0] == datetime(2024, 1, 1, tzinfo=UTC)
+    assert a["event_timestamp"][0] == datetime(2024, 1, 6, tzinfo=UTC)
+
+
+def test_a_range_after_all_content_writes_the_content_valid_at_its_start(spark, tmp_path):
+    """Issue 14 item 9: a range that starts after every author's content still has profiles
+    (as of its start), and the counts say why rows are or are not there."""
+    cfg = _tiny_workspace(tmp_path)
+    bf = B.BackfillConfig(cadence="daily")
+    counts = B.run_backfill(cfg, bf, date(2024, 2, 1), date(2024, 2, 3), spark=spark)
+    auth = counts["author_profiles"]
+    # a1 (newest: 01-09 "Singer A v2"), a2 (01-10) and a3 (blank: quarantined), as of 02-01
+    assert (auth.requested, auth.written, auth.quarantined) == (3, 2, 1)
+    a = B.read_partitions(B.feature_set_dir(cfg, bf) / "author_profiles").to_pydict()
+    assert a["author_id"] == ["a1", "a2"] and a["ds"] == ["2024-02-01", "2024-02-01"]
+    assert a["event_timestamp"] == [datetime(2024, 2, 1, tzinfo=UTC)] * 2
+    assert a["created_timestamp"] == [
+        datetime(2024, 1, 9, tzinfo=UTC),
+        datetime(2024, 1, 10, tzinfo=UTC),
+    ]
+    assert "v2" in a["author_text"][0]
+    assert auth.notes == [
+        (
+            "3 author(s) whose content predates 2024-02-01 written as of 2024-02-01 (their newest "
+            "snapshot before the range: the content valid at its start)"
+        )
+    ]
+    prefs = counts["preferences"]
+    assert prefs.requested == prefs.written == 0
+    assert prefs.notes == [
+        (
+            "no user has a new positive before any snapshot instant of [2024-02-01, 2024-02-03] "
+            "(each window is the daily period before it): nothing to recompute; snapshots written "
+            "by earlier ranges stay valid within the TTL"
+        )
+    ]
+
+
+def test_a_range_before_all_content_says_why_it_is_empty(spark, tmp_path):
+    cfg = _tiny_workspace(tmp_path)
+    bf = B.BackfillConfig(cadence="weekly")
+    counts = B.run_backfill(
+        cfg, bf, date(2023, 12, 1), date(2023, 12, 3), spark=spark, entities=("authors", "users")
+    )
+    auth = counts["author_profiles"]
+    assert (auth.requested, auth.written, auth.quarantined) == (0, 0, 0)
+    assert auth.notes == [
+        (
+            "no author content snapshot valid in [2023-12-01, 2023-12-03]: all 3 author(s) first "
+            "appear after 2023-12-03"
+        )
+    ]
+    # 2023-12-01..03 holds no Monday
+    assert counts["preferences"].notes == [
+        "no weekly snapshot instant in [2023-12-01, 2023-12-03] (weekly snapshots are on Mondays)"
     ]
 
 
