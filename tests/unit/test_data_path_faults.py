@@ -21,6 +21,7 @@ from mspa_features.validation import require_accepted, validate
 
 KNOWN = {"users": {"u1", "u2", "u3"}, "authors": {"a1", "a2", "a3"}}
 RANGE = f"outside the supported range {SUPPORTED_RANGE}"
+UNPARSE = "unparseable timestamp"
 
 
 def _reasons(res) -> dict[int, str]:
@@ -216,10 +217,10 @@ def _write_ml(folder, ratings: list[str]) -> None:
             f"event_timestamp: {RANGE} '881251949000000' (unix seconds; microseconds?)",
         ),
         ("1e400", f"event_timestamp: {RANGE} '1e400' (unix seconds)"),
-        ("inf", "event_timestamp: not a finite unix timestamp 'inf'"),
-        ("nan", "event_timestamp: not a finite unix timestamp 'nan'"),
-        ("-inf", "event_timestamp: not a finite unix timestamp '-inf'"),
-        ("12:00", "event_timestamp: not a unix timestamp '12:00'"),
+        ("inf", f"event_timestamp: {UNPARSE} 'inf' (not a finite number of unix seconds)"),
+        ("nan", f"event_timestamp: {UNPARSE} 'nan' (not a finite number of unix seconds)"),
+        ("-inf", f"event_timestamp: {UNPARSE} '-inf' (not a finite number of unix seconds)"),
+        ("12:00", f"event_timestamp: {UNPARSE} '12:00' (expected unix seconds)"),
     ],
 )
 def test_movielens_bad_timestamp_quarantines_one_row(tmp_path, bad, reason):
@@ -485,3 +486,26 @@ def test_counts_reconcile_with_every_kind_of_bad_timestamp():
     reasons = _reasons(res)
     assert reasons[4] == reasons[6] == "event_timestamp: missing required value"
     assert reasons[5] == "event_timestamp: unsupported timestamp value 5"
+
+
+def test_the_data_stage_of_a_run_fails_when_a_contract_accepts_nothing(tmp_path, monkeypatch):
+    """Item 10 in ``mspa run``: the data stage fails (counts in the message), files written."""
+    from mspa_features.config import DataConfig, RunConfig, Workspace
+    from mspa_features.pipeline import prepare_data
+
+    ml = tmp_path / "raw" / "ml-100k"
+    _write_ml(ml, ["1\t10\t5\t881251949000", "2\t20\t3\tsoon"])  # every rating is bad
+    monkeypatch.setattr(movielens, "fetch", lambda raw_dir, **_: ml)
+    cfg = RunConfig(name="ml", workspace=tmp_path / "ws", data=DataConfig(source="movielens"))
+    ws = Workspace(cfg.workspace)
+    with pytest.raises(NothingAcceptedError) as e:
+        prepare_data(cfg, ws)
+    msg = str(e.value)
+    assert msg.startswith(
+        "no row of contract 'interactions' accepted (input 2 = accepted 0 + quarantined 2; top "
+        "reasons: event_timestamp: outside the supported range (1), event_timestamp: "
+        "unparseable timestamp (1))"
+    )
+    assert msg.endswith(f"quarantine -> {ws.quarantine('ml')}")
+    assert [r.n_accepted for r in e.value.results] == [3, 3, 0]
+    assert (ws.quarantine("ml") / "interactions.parquet").is_file()
