@@ -164,26 +164,26 @@ def datetime_column_us(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def epoch_seconds_us(v: Any) -> tuple[int | None, Problem | None]:
     """Unix seconds (number or numeric text) -> (UTC microseconds, None) or (None, problem)."""
     if isinstance(v, (bool, np.bool_)):
-        return None, ("not a unix timestamp", "")
+        return None, (UNPARSEABLE, " (expected unix seconds)")
     try:
         dec = Decimal(v.strip()) if isinstance(v, str) else Decimal(str(v))
     except (InvalidOperation, ValueError):
-        return None, ("not a unix timestamp", "")
+        return None, (UNPARSEABLE, " (expected unix seconds)")
     if not dec.is_finite():
-        return None, ("not a finite unix timestamp", "")
+        return None, (UNPARSEABLE, " (not a finite number of unix seconds)")
     if abs(dec) >= 10**20:  # far beyond any unit's range; avoids building a huge integer
-        return None, (OUT_OF_RANGE, " (unix seconds)")
+        return None, (OUT_OF_RANGE, " (read as unix seconds)")
     us = int(dec * 1_000_000)
     if not in_range(us):
         hint = next(
             (
-                f"; {unit}?"
+                f": in {unit}?"
                 for unit, f in (("milliseconds", 1000), ("microseconds", 10**6))
                 if in_range(us // f)
             ),
             "",
         )
-        return None, (OUT_OF_RANGE, f" (unix seconds{hint})")
+        return None, (OUT_OF_RANGE, f" (read as unix seconds{hint})")
     return us, None
 
 

@@ -26,9 +26,7 @@ def _mspa(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_fetch_movielens_with_a_millisecond_timestamp_quarantines_that_row(
-    movielens_raw, tmp_path
-):
+def test_fetch_movielens_with_a_millisecond_timestamp_quarantines_that_row(movielens_raw, tmp_path):
     raw = tmp_path / "ws" / "raw" / "ml-100k"
     raw.mkdir(parents=True)
     for f in movielens.FILES:
@@ -46,15 +44,13 @@ def test_fetch_movielens_with_a_millisecond_timestamp_quarantines_that_row(
     (reason,) = pq.read_table(q).column("reason").to_pylist()
     assert reason == (
         "event_timestamp: outside the supported range [1677-09-22T00:00:00Z, "
-        "2262-04-11T00:00:00Z) '881251949000' (unix seconds; milliseconds?)"
+        "2262-04-11T00:00:00Z) '881251949000' (read as unix seconds: in milliseconds?)"
     )
 
 
 def test_validate_exits_non_zero_when_nothing_is_accepted_and_prints_counts(tmp_path):
     (tmp_path / "a.csv").write_text(
-        "author_id,event_timestamp,profile_text\n"
-        "a1,2026-01-01T00:00:00,x\n"
-        "a2,not a time,y\n"
+        "author_id,event_timestamp,profile_text\na1,2026-01-01T00:00:00,x\na2,not a time,y\n"
     )
     proc = _mspa("data", "validate", "authors", "a.csv", "--out", "v", cwd=tmp_path)
     out = proc.stdout + proc.stderr

@@ -210,13 +210,13 @@ def _write_ml(folder, ratings: list[str]) -> None:
     [
         (
             "881251949000",
-            f"event_timestamp: {RANGE} '881251949000' (unix seconds; milliseconds?)",
+            f"event_timestamp: {RANGE} '881251949000' (read as unix seconds: in milliseconds?)",
         ),
         (
             "881251949000000",
-            f"event_timestamp: {RANGE} '881251949000000' (unix seconds; microseconds?)",
+            f"event_timestamp: {RANGE} '881251949000000' (read as unix seconds: in microseconds?)",
         ),
-        ("1e400", f"event_timestamp: {RANGE} '1e400' (unix seconds)"),
+        ("1e400", f"event_timestamp: {RANGE} '1e400' (read as unix seconds)"),
         ("inf", f"event_timestamp: {UNPARSE} 'inf' (not a finite number of unix seconds)"),
         ("nan", f"event_timestamp: {UNPARSE} 'nan' (not a finite number of unix seconds)"),
         ("-inf", f"event_timestamp: {UNPARSE} '-inf' (not a finite number of unix seconds)"),
