@@ -254,6 +254,10 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
             limit: dict[str, Any] = {}
             if sample is not None and fs in sampled:
                 limit = {"users": sample["users"], "authors": sample["authors"]}
+            if fs == "llm":
+                # One compose task: one model in memory, using every core, batching all the
+                # due snapshots in one llama.cpp context (two tasks would oversubscribe 2 cores).
+                limit["partitions"] = 1
             bf = BackfillConfig(cadence=cfg.features.cadence, composer=fs, **limit)
             spark = spark or build_spark_session(bf)
             counts = run_backfill(cfg, bf, start, end, spark=spark)
