@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,16 +38,59 @@ def read_input(path: str | Path) -> pd.DataFrame:
             df.attrs["vector_dims"] = declared_vector_dims(table.schema)
             return df
         sep = "\t" if suffix == ".tsv" else ","
-        # dtype=str + keep_default_na=False: no silent coercion; empty cells become "" here and
-        # are treated as missing by validation.
-        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding_errors="strict")
-        return df.replace({"": None})
+        return read_delimited(p, sep)
     except UnicodeDecodeError as e:
         raise SchemaError(p, f"not valid UTF-8 text ({e.reason} at byte {e.start})") from e
     except (pa.ArrowInvalid, pa.ArrowException) as e:
         raise SchemaError(p, f"not a readable parquet file: {e}") from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise SchemaError(p, f"not a readable {suffix[1:].upper()} file: {e}") from e
+
+
+_MALFORMED = "\x00mspa-malformed-line\x00"
+
+
+def read_delimited(path: Path, sep: str, *, quoting: int = 0) -> pd.DataFrame:
+    """Read a CSV/TSV file as text; a line with too many fields quarantines only that row.
+
+    Such rows come back all null, with ``df.attrs["row_reasons"]`` = ``{row: ["row: malformed
+    line ..."]}`` (which :func:`~mspa_features.validation.validate` picks up), so one broken
+    line never fails the whole file. Empty cells become None (missing for validation).
+    """
+    # dtype=str + keep_default_na=False: no silent coercion.
+    kw: dict = {
+        "sep": sep,
+        "dtype": str,
+        "keep_default_na": False,
+        "quoting": quoting,
+        "encoding_errors": "strict",
+    }
+    try:
+        df = pd.read_csv(path, **kw)
+        return df.replace({"": None})
+    except pd.errors.ParserError:
+        pass  # a malformed line: read again, keeping every other line
+    ncols = len(pd.read_csv(path, nrows=0, **kw).columns)
+    bad: list[list[str]] = []
+
+    def on_bad(fields: list[str]) -> list[str]:
+        bad.append(fields)
+        return [f"{_MALFORMED}{len(bad) - 1}"] + [""] * (ncols - 1)
+
+    df = pd.read_csv(path, engine="python", on_bad_lines=on_bad, **kw)
+    first = df.iloc[:, 0].astype(str)
+    reasons: dict[int, list[str]] = {}
+    for i in np.flatnonzero(first.str.startswith(_MALFORMED).to_numpy()):
+        fields = bad[int(first.iat[i].removeprefix(_MALFORMED))]
+        line = sep.join(fields)
+        shown = line if len(line) <= 80 else line[:80] + "..."
+        reasons[int(i)] = [
+            f"row: malformed line ({len(fields)} fields, expected {ncols}) '{shown}'"
+        ]
+        df.iloc[i, :] = ""
+    df = df.replace({"": None})
+    df.attrs["row_reasons"] = reasons
+    return df
 
 
 def declared_vector_dims(schema: pa.Schema) -> dict[str, int]:

@@ -533,7 +533,11 @@ def validate(
     df = df.reset_index(drop=True)
     n = len(df)
     rows = _Rows(n)
-    for i, reasons in (row_reasons or {}).items():
+    if row_reasons is None:
+        row_reasons = df.attrs.get("row_reasons") or {}
+    # A row the reader could not split into fields is reported once, as a whole.
+    whole_row = {int(i) for i, rs in row_reasons.items() if any(r.startswith("row:") for r in rs)}
+    for i, reasons in row_reasons.items():
         for r in reasons:
             rows.add(int(i), r)
     root = Path(image_root) if image_root is not None else None
@@ -583,6 +587,8 @@ def validate(
     # Missing required values, once per cell, only where no other reason already covers it.
     for col in contract.required:
         for i in range(n):
+            if i in whole_row:
+                continue
             v = value(col, i)
             if (_is_missing(v) or (isinstance(v, str) and not v.strip())) and not any(
                 r.startswith(f"{col}") for r in rows.reasons[i]
@@ -590,6 +596,8 @@ def validate(
                 rows.add(i, f"{col}: missing required value")
     for m in required_modalities:
         for i in range(n):
+            if i in whole_row:
+                continue
             if not _nonempty(value(m, i)) and not any(r.startswith(m) for r in rows.reasons[i]):
                 rows.add(i, f"{m}: missing required modality")
     for col, allowed in contract.allowed.items():

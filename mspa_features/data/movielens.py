@@ -23,6 +23,7 @@ import pandas as pd
 from mspa_features.contracts import AUTHORS, INTERACTIONS, USERS
 from mspa_features.data import timestamps as ts
 from mspa_features.errors import DataFetchError, SchemaError
+from mspa_features.io import read_delimited
 from mspa_features.validation import ValidationResult, validate
 
 RECBOLE_SPEC = "recbole==1.2.1"
@@ -91,7 +92,8 @@ def read_atomic_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
         SchemaError: the file is unreadable or an expected column is missing.
     """
     try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+        # a line with too many fields quarantines its row (df.attrs["row_reasons"])
+        df = read_delimited(path, "\t", quoting=3)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise SchemaError(path, f"not a readable RecBole atomic file: {e}") from e
     df.columns = [c.split(":")[0] for c in df.columns]
@@ -100,7 +102,7 @@ def read_atomic_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
             raise SchemaError(
                 path, f"missing column (file has: {', '.join(df.columns)})", column=col
             )
-    return df.replace({"": None})
+    return df
 
 
 def _epoch_to_utc(s: pd.Series, col: str) -> tuple[pd.Series, dict[int, list[str]]]:
@@ -160,7 +162,12 @@ def convert(ml_dir: str | Path, *, positive_threshold: float = 4.0) -> MovieLens
             "region": users_raw["zip_code"].map(zip_to_region),
         }
     )
-    users = validate(users_df, USERS, source=str(d / "ml-100k.user"))
+    users = validate(
+        users_df,
+        USERS,
+        source=str(d / "ml-100k.user"),
+        row_reasons=users_raw.attrs.get("row_reasons"),
+    )
 
     inter_ts, ts_reasons = _epoch_to_utc(inter["timestamp"], "event_timestamp")
     # A movie enters the system at its first valid rating; one without any starts with the data.
@@ -192,7 +199,12 @@ def convert(ml_dir: str | Path, *, positive_threshold: float = 4.0) -> MovieLens
             ],
         }
     )
-    authors = validate(authors_df, AUTHORS, source=str(d / "ml-100k.item"))
+    authors = validate(
+        authors_df,
+        AUTHORS,
+        source=str(d / "ml-100k.item"),
+        row_reasons=items.attrs.get("row_reasons"),
+    )
 
     rating = pd.to_numeric(inter["rating"], errors="coerce")
     inter_df = pd.DataFrame(
@@ -215,7 +227,10 @@ def convert(ml_dir: str | Path, *, positive_threshold: float = 4.0) -> MovieLens
         INTERACTIONS,
         source=str(d / "ml-100k.inter"),
         known_ids=known,
-        row_reasons=ts_reasons,
+        row_reasons={
+            i: inter.attrs.get("row_reasons", {}).get(i, []) + ts_reasons.get(i, [])
+            for i in set(ts_reasons) | set(inter.attrs.get("row_reasons", {}))
+        },
         raw_records=inter,
     )
     return MovieLensData(users=users, authors=authors, interactions=interactions)

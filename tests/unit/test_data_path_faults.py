@@ -509,3 +509,29 @@ def test_the_data_stage_of_a_run_fails_when_a_contract_accepts_nothing(tmp_path,
     assert msg.endswith(f"quarantine -> {ws.quarantine('ml')}")
     assert [r.n_accepted for r in e.value.results] == [3, 3, 0]
     assert (ws.quarantine("ml") / "interactions.parquet").is_file()
+
+
+def test_a_line_with_too_many_fields_quarantines_only_its_row(tmp_path):
+    """Item 1: a broken line in a CSV is one quarantined row, not a failed file."""
+    (tmp_path / "i.csv").write_text(
+        "user_id,author_id,event_timestamp,action,value,label\n"
+        "u1,a1,2026-01-01T00:00:00Z,tip,1,1\n"
+        "u2,a2,2026-01-01T00:00:00Z,tip,1,1,extra\n"
+        "u3,a3,2026-01-02T00:00:00Z,tip,2,0\n"
+    )
+    res = validate(read_input(tmp_path / "i.csv"), INTERACTIONS, source="i.csv", known_ids=KNOWN)
+    assert (res.n_input, res.n_accepted, res.n_quarantined) == (3, 2, 1)
+    assert _reasons(res) == {
+        1: "row: malformed line (7 fields, expected 6) 'u2,a2,2026-01-01T00:00:00Z,tip,1,1,extra'"
+    }
+    assert res.accepted.column("user_id").to_pylist() == ["u1", "u3"]
+
+
+def test_movielens_line_with_an_extra_tab_quarantines_only_its_row(tmp_path):
+    ml = tmp_path / "ml-100k"
+    _write_ml(ml, ["1\t10\t5\t881250949", "2\t20\t3\t881251000\t9", "1\t20\t4\t881251100"])
+    inter = movielens.convert(ml).interactions
+    assert (inter.n_input, inter.n_accepted, inter.n_quarantined) == (3, 2, 1)
+    assert _reasons(inter) == {
+        1: "row: malformed line (5 fields, expected 4) '2\t20\t3\t881251000\t9'"
+    }
