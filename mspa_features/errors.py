@@ -182,3 +182,15 @@ class TfraWorkerError(MspaError):
         self.command, self.returncode, self.stderr = command, returncode, stderr
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         super().__init__(f"TFRA worker {command!r} failed with exit status {returncode}:\n{tail}")
+
+
+class EntityNotFoundError(MspaError):
+    """An entity has no value of a feature in the online store (never materialized, or
+    expired); names the entity, the feature and the feature set."""
+
+    def __init__(self, entity: str, entity_id: str, feature: str, feature_set: str, hint: str):
+        self.entity, self.entity_id, self.feature = entity, entity_id, feature
+        self.feature_set = feature_set
+        super().__init__(
+            f"{entity} {entity_id!r} has no {feature} online in feature set {feature_set!r}: {hint}"
+        )

@@ -13,6 +13,7 @@ from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
 from mspa_features.cli import eval as eval_cmd
 from mspa_features.cli import lis as lis_cmd
+from mspa_features.cli import nearest as nearest_cmd
 from mspa_features.cli import register as register_cmd
 from mspa_features.cli import run as run_cmd
 from mspa_features.cli.common import console
@@ -32,6 +33,7 @@ app.command("run")(run_cmd.run)
 app.command("backfill")(backfill_cmd.backfill)
 app.command("align")(align_cmd.align)
 register_cmd.install(app)
+nearest_cmd.install(register_cmd.features_app)
 ablate_cmd.install(app)
 lis_cmd.install(app)
 
