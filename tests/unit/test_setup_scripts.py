@@ -375,7 +375,7 @@ def test_setup_sh_on_a_fresh_machine_runs_every_cold_step_once(sb: Sandbox) -> N
     calls = sb.calls()
     py = [c for c in calls if c.startswith("python") and "--version" not in c]
     venv = repo / ".venv"
-    assert py[0] == f"python -m venv --clear .venv"
+    assert py[0] == "python -m venv --clear .venv"
     assert "python -m pip install -q torch==2.13.0" in py
     assert any(c.startswith("python -m pip wheel -q --no-cache-dir --no-deps "
                             "llama-cpp-python==0.3.36") for c in py)
