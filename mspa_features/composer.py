@@ -330,6 +330,16 @@ class LLMComposer(Composer):
         supports = bool(getattr(self.backend, "supports_schema", False))
         return "constrained" if self.structured and supports else "free"
 
+    def answer_schema(self, prompt: Prompt) -> dict | None:
+        """The schema decoding is constrained to for ``prompt`` (None: free-form): the prompt's
+        answer schema with every free string bounded so the answer closes within
+        ``gen.max_new_tokens`` (:func:`~mspa_features.generation.structured.bound_strings`)."""
+        if self.decoding != "constrained":
+            return None
+        from mspa_features.generation.structured import bound_strings
+
+        return bound_strings(prompt.answer_schema, self.gen.max_new_tokens)
+
     @property
     def model_version(self) -> str:
         return self.backend.model_version
@@ -382,7 +392,7 @@ class LLMComposer(Composer):
         todo = [(j, k) for j, k in zip(jobs, keys, strict=True) if k not in cached]
         if todo:
             convs = [prompt.messages(images=j[2], **{j[4]: j[1]}) for j, _ in todo]
-            gens = self.backend.generate(convs, self.gen)
+            gens = self.backend.generate(convs, self.gen, schema=self.answer_schema(prompt))
             self.stats.generated += len(gens)
             self.stats.generated_tokens += sum(g.n_generated_tokens for g in gens)
             new = [

@@ -97,6 +97,13 @@ class ComposerConfig(_Strict):
             "config's folder)"
         ),
     )
+    structured: bool = Field(
+        True,
+        description=(
+            "constrain decoding to each prompt's answer schema (llama.cpp grammar, llguidance "
+            "on transformers, vLLM structured outputs); false measures the free-form model"
+        ),
+    )
 
 
 class EvalConfig(_Strict):

@@ -20,6 +20,11 @@ class ConfigError(MspaError):
         super().__init__(f"invalid config {self.path}:\n  - {joined}")
 
 
+class SchemaConstraintError(MspaError, ValueError):
+    """An answer schema that decoding cannot be constrained to (not an object schema, a
+    property a converter does not handle, a schema list of the wrong length)."""
+
+
 class SchemaError(MspaError):
     """An input file is malformed as a whole (wrong format, missing or mistyped column).
 

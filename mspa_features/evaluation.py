@@ -31,7 +31,8 @@ from mspa_features.composer import JSON_STOP, Composer, UserHistory, close_json
 from mspa_features.contracts import Author
 from mspa_features.features import compose_author_rows, compose_preference_rows
 from mspa_features.generation.base import GenerationBackend, GenerationConfig
-from mspa_features.parsing import ParseStats, parse_answer, parse_letter
+from mspa_features.generation.structured import bound_strings, letter_schema
+from mspa_features.parsing import ParseStats, answer_letter, parse_answer
 from mspa_features.prompts import RECOMMEND, Prompt, render_candidates
 
 
@@ -100,14 +101,22 @@ def recommend_letters(
     *,
     prompt: Prompt = RECOMMEND,
     answers: list[dict[str, Any]] | None = None,
+    constrained: bool = False,
 ) -> list[int]:
     """Ask the model to pick a lettered candidate; -1 where no valid letter came back.
+
+    The letter is read by :func:`mspa_features.parsing.answer_letter`, the rule the GRPO
+    accuracy reward reads too: only an unambiguous letter counts, never one inside prose.
 
     Args:
         prompt: the recommendation prompt of the run's prompt set.
         answers: when given, one dict per answer is appended: ``pick`` (the index or -1),
             ``status`` (ok/repaired/failed), ``reason`` (the ``Recommendation Reason`` field,
-            "" when absent) and ``error``.
+            "" when absent), ``error`` and ``decoding`` (``constrained``/``free``, as the
+            backend reports it).
+        constrained: constrain decoding to the prompt's answer schema with ``Answer`` narrowed
+            to the question's letters (free strings bounded to fit ``gen.max_new_tokens``);
+            honoured when the backend ``supports_schema``.
     """
     convs = [
         prompt.messages(preference=p, candidates=render_candidates(c))
@@ -115,11 +124,17 @@ def recommend_letters(
     ]
     if not gen.stop:
         gen = dataclasses.replace(gen, stop=JSON_STOP)
-    outs = backend.generate(convs, gen)
+    schemas = None
+    if constrained and getattr(backend, "supports_schema", False):
+        base = bound_strings(prompt.answer_schema, gen.max_new_tokens)
+        by_m: dict[int, dict[str, Any]] = {}
+        schemas = [by_m.setdefault(len(c), letter_schema(base, len(c))) for c in candidate_texts]
+    outs = backend.generate(convs, gen, schema=schemas)
     letters = []
     for o, cands in zip(outs, candidate_texts, strict=True):
-        r = stats.add(parse_answer(close_json(o.text, o.finish_reason), prompt.answer_keys))
-        letters.append(parse_letter(r, len(cands)))
+        text = close_json(o.text, o.finish_reason)
+        r = stats.add(parse_answer(text, prompt.answer_keys))
+        letters.append(answer_letter(text, len(cands), parsed=r))
         if answers is not None:
             answers.append(
                 {
@@ -127,6 +142,7 @@ def recommend_letters(
                     "status": r.status,
                     "reason": r.get("Recommendation Reason"),
                     "error": r.error,
+                    "decoding": "constrained" if o.constrained else "free",
                 }
             )
     return letters
@@ -155,8 +171,10 @@ def evaluate_composer(
 
     ``authors`` supplies the users' histories; ``pool`` (default: all of them) is the authors
     described and ranked. A candidate or A2A triple outside the pool counts as a miss.
-    ``rec_prompt`` is the recommendation prompt of the run's prompt set; ``decoding``
-    (``constrained``/``free``) is recorded with every answer in ``ComposerEval.answers``.
+    ``rec_prompt`` is the recommendation prompt of the run's prompt set. ``decoding``
+    ``constrained`` constrains every answer to that prompt's schema with ``Answer`` narrowed to
+    the question's letters (when the recommender supports it); each row of
+    ``ComposerEval.answers`` records how its answer was decoded.
     """
     import time
 
@@ -239,6 +257,7 @@ def evaluate_composer(
                 gen_stats,
                 prompt=rec_prompt,
                 answers=answers,
+                constrained=decoding == "constrained",
             )
             for j, a in enumerate(answers):
                 g, i = divmod(j, len(p_text))
@@ -247,10 +266,9 @@ def evaluate_composer(
                         "user_id": str(test["user_id"].iat[i]),
                         "m": m,
                         "generation": g,
-                        **a,
+                        **a,  # its "decoding" is what the backend did
                         "truth": int(truth[i]),
                         "correct": a["pick"] == int(truth[i]),
-                        "decoding": decoding,
                     }
                 )
             picks_g = np.array(letters).reshape(generations, len(p_text))

@@ -163,11 +163,66 @@ def parse_answer(text: Any, required: Sequence[str] = ()) -> ParseResult:
     return ParseResult(data, status)
 
 
-def parse_letter(result: ParseResult, n_candidates: int, key: str = "Answer") -> int:
-    """The 0-based candidate index named by the answer letter, or -1 when there is none."""
-    raw = result.get(key).strip().strip(".()[]\"' ").upper()
-    m = re.match(r"^([A-Z])\b", raw)
-    if not m:
+# An unambiguous answer letter: the letter alone, optionally bracketed and/or followed by a dot
+# ("B", "B.", "(B)", "[B]", "B)"); or a list marker (an uppercase letter in brackets or followed
+# by ".", ")" or ":") followed by the candidate's text ("(C) Die Hard", "C. Die Hard"). Prose
+# never counts: "I think B" and "A good fit is B" start with a word, not a marker.
+_LETTER_ALONE = re.compile(r"^[\(\[]?\s*([A-Za-z])\s*[\)\]]?\s*\.?$")
+_LETTER_MARKER = re.compile(r"^(?:[\(\[]([A-Z])[\)\]]|([A-Z])[.):])\s+\S")
+# A label in front of the letter: "Answer: B", "answer = (B)"
+_LABEL = re.compile(r"^(?:the\s+)?answer\s*[:=]\s*", re.IGNORECASE)
+_QUOTES = "\"'`*"
+
+
+def letter_index(value: Any, n_candidates: int) -> int:
+    """The 0-based candidate index an answer value names unambiguously, or -1.
+
+    Counts: ``B``, ``b``, ``B.``, ``(B)``, ``[B]``, ``B)``, ``"B"``, ``**B**``, ``Answer: B``,
+    and a list marker followed by the candidate's text (``(C) Die Hard``, ``C. Die Hard``).
+    Does not count: prose (``I think B``, ``A good fit is B``, ``Option B``), several letters
+    (``A or B``), a letter outside the m candidates. The one rule behind Acc@m and the GRPO
+    accuracy and similarity rewards.
+    """
+    if not isinstance(value, str):
         return -1
-    idx = ord(m.group(1)) - ord("A")
+    v = value.strip().strip(_QUOTES).strip()
+    v = _LABEL.sub("", v, count=1).strip().strip(_QUOTES).strip()
+    m = _LETTER_ALONE.match(v)
+    letter = m.group(1).upper() if m else None
+    if letter is None:
+        m = _LETTER_MARKER.match(v)
+        letter = (m.group(1) or m.group(2)) if m else None
+    if letter is None:
+        return -1
+    idx = ord(letter) - ord("A")
     return idx if 0 <= idx < n_candidates else -1
+
+
+def answer_letter(
+    text: Any, n_candidates: int, *, key: str = "Answer", parsed: ParseResult | None = None
+) -> int:
+    """The candidate index a whole answer names, or -1: from the ``key`` value when the text
+    holds one (``{"Answer": "B"}``, or ``Answer: B`` found by the parser's key extraction),
+    otherwise from the whole text when it holds no JSON object (``B``, ``(B)``); never from prose.
+
+    Args:
+        text: the model's output.
+        n_candidates: m; letters past the m-th do not count.
+        key: the answer field.
+        parsed: ``parse_answer(text, ...)`` when the caller already has it (its ``key`` is used).
+    """
+    if not isinstance(text, str):
+        return -1
+    if parsed is None or key not in parsed.data:
+        parsed = parse_answer(text, (key,))
+    if key in parsed.data:
+        return letter_index(parsed.data[key], n_candidates)
+    if "{" in text:  # a JSON answer without the field names no letter
+        return -1
+    return letter_index(text, n_candidates)
+
+
+def parse_letter(result: ParseResult, n_candidates: int, key: str = "Answer") -> int:
+    """The 0-based candidate index named by ``result``'s answer field, or -1 (see
+    :func:`letter_index`)."""
+    return letter_index(result.get(key), n_candidates)

@@ -118,6 +118,13 @@ class GRPOSettings(_Strict):
     vllm_server_port: int = Field(8000, ge=1, le=65535)
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0)
     vllm_tensor_parallel_size: int = Field(1, ge=1)
+    vllm_structured_outputs: bool = Field(
+        True,
+        description="with use_vllm: constrain rollouts to the recommendation answer schema "
+        "(Answer: one of the m letters; free strings bounded to fit max_completion_length) "
+        "through TRL's vllm_structured_outputs_regex. TRL constrains rollouts only on vLLM: on "
+        "CPU they stay free-form",
+    )
     save_steps: int | None = Field(None, ge=1, description="intermediate checkpoints (None: end)")
 
     @model_validator(mode="after")
@@ -207,6 +214,22 @@ class AlignConfig(_Strict):
             )
         return self
 
+    def rollout_regex(self) -> str | None:
+        """The regex TRL's vLLM rollouts are constrained to (None: free-form rollouts).
+
+        The recommendation prompt's answer schema with ``Answer`` narrowed to the
+        ``data.num_candidates`` letters and every free string bounded so the answer closes
+        within ``grpo.max_completion_length``; :func:`~mspa_features.generation.structured.
+        schema_regex` writes it in ``json.dumps``'s layout, which the format reward parses.
+        """
+        if not (self.grpo.use_vllm and self.grpo.vllm_structured_outputs):
+            return None
+        from mspa_features.generation.structured import bound_strings, letter_schema, schema_regex
+        from mspa_features.prompts import RECOMMEND
+
+        schema = letter_schema(RECOMMEND.answer_schema, self.data.num_candidates)
+        return schema_regex(bound_strings(schema, self.grpo.max_completion_length))
+
     def trl_kwargs(self, output_dir: Path) -> dict[str, Any]:
         """Keyword arguments of ``trl.GRPOConfig`` (built in the trainer: TRL is heavy)."""
         g = self.grpo
@@ -243,6 +266,9 @@ class AlignConfig(_Strict):
             )
             if g.vllm_mode == "server":
                 kw.update(vllm_server_host=g.vllm_server_host, vllm_server_port=g.vllm_server_port)
+            regex = self.rollout_regex()
+            if regex is not None:
+                kw["vllm_structured_outputs_regex"] = regex
         return kw
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mspa_features.errors import ConfigError
+from mspa_features.generation.structured import SchemaLike
 
 # short name -> "module:Class"
 BACKENDS: dict[str, str] = {
@@ -58,12 +59,33 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class Generation:
-    """One output: the text (without the prompt), token counts, and why it stopped."""
+    """One output: the text (without the prompt), token counts, why it stopped, and whether
+    decoding was constrained to an answer schema (``constrained``: every token was masked by the
+    schema's grammar, so a ``stop`` finish means the text is a complete answer of that schema).
+    """
 
     text: str
     n_prompt_tokens: int
     n_generated_tokens: int
     finish_reason: Literal["stop", "length"]
+    constrained: bool = False
+
+
+def sequence_seed(seed: int, index: int) -> int:
+    """The sampling seed of conversation ``index`` in a call seeded with ``seed``.
+
+    Every backend samples conversation ``i`` of a ``generate`` call with its own seed, so the m
+    copies of one question (Acc@m's generations) are independent draws, and a conversation's
+    sample never depends on which others share its batch. A SeedSequence hash (not ``seed + i``)
+    keeps calls seeded 0 and 1 from sharing streams at shifted positions.
+
+    Returns:
+        An int in [0, 2**31): what torch, numpy and vLLM all accept.
+    """
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
 
 
 class BackendConfig(BaseModel):
@@ -80,10 +102,19 @@ class BackendConfig(BaseModel):
 
 
 class GenerationBackend(ABC):
-    """Chat conversations in, texts out: batched, seeded, bounded, stopping at end-of-turn."""
+    """Chat conversations in, texts out: batched, seeded, bounded, stopping at end-of-turn, and
+    constrained to an answer schema while decoding when one is given.
+
+    Sampling (``temperature > 0``): conversation ``i`` of a call draws from its own stream seeded
+    with :func:`sequence_seed` ``(cfg.seed, i)``. Structured outputs: ``schema`` is a JSON schema
+    (or pydantic model) for every conversation, or one per conversation (None: free-form); see
+    :mod:`mspa_features.generation.structured`. Backends that cannot constrain decoding leave
+    ``supports_schema`` False and return ``constrained=False``.
+    """
 
     name: ClassVar[str]
     supports_images: ClassVar[bool] = False
+    supports_schema: ClassVar[bool] = False
 
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -95,9 +126,23 @@ class GenerationBackend(ABC):
 
     @abstractmethod
     def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        cfg: GenerationConfig,
+        *,
+        schema: SchemaLike | Sequence[SchemaLike | None] | None = None,
     ) -> list[Generation]:
-        """Generate one continuation per conversation, in input order."""
+        """Generate one continuation per conversation, in input order.
+
+        Args:
+            conversations: chat messages per conversation.
+            cfg: decoding settings (shared by all conversations; seeds differ per position).
+            schema: answer schema(s) decoding is constrained to (see the class docstring).
+
+        Raises:
+            SchemaConstraintError: a schema the backend cannot convert, or a list of schemas
+                whose length differs from ``conversations``.
+        """
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
@@ -168,4 +213,5 @@ __all__ = [
     "GenerationConfig",
     "file_fingerprint",
     "load_backend",
+    "sequence_seed",
 ]

@@ -5,6 +5,12 @@ The embedded SmolLM2-135M-Instruct ships as GGUF; transformers dequantises it to
 (~40 s). The dequantised model is saved once to a local cache (``MSPA_MODEL_CACHE``, default
 ``~/.cache/mspa-features/models``) so later loads take seconds. Batches are left-padded, as
 decoder-only generation requires.
+
+Structured outputs: with ``schema=`` each row's tokens are masked by its own llguidance matcher
+(:class:`~mspa_features.generation.structured.GrammarMaskProcessor`). Sampling: each row draws
+from its own generator seeded with ``sequence_seed(cfg.seed, i)``
+(:class:`~mspa_features.generation.structured.SeededSampler`), so a conversation's sample does
+not depend on its batch, and the m copies of one question are independent draws.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from mspa_features.generation.base import (
     GenerationBackend,
     GenerationConfig,
     file_fingerprint,
+    sequence_seed,
+)
+from mspa_features.generation.structured import (
+    LLGuidanceGrammars,
+    SchemaLike,
+    SeededSampler,
+    schemas_for,
 )
 from mspa_features.models import SMOLLM2, smollm2_gguf
 
@@ -64,6 +77,7 @@ class TransformersBackend(GenerationBackend):
     """HF transformers ``generate`` on CPU (or any device torch has), batched and left-padded."""
 
     name = "transformers"
+    supports_schema = True
 
     def __init__(self, config: BackendConfig):
         super().__init__(config)
@@ -92,6 +106,14 @@ class TransformersBackend(GenerationBackend):
                 stop_ids.add(tid)
         self._stop_ids = sorted(i for i in stop_ids if i is not None)
         self._version = f"transformers:{Path(config.model).name}:{fp}"
+        self._grammars: LLGuidanceGrammars | None = None
+
+    def grammars(self) -> LLGuidanceGrammars:
+        """The llguidance grammars for this tokenizer (built on first use, ~1 s)."""
+        if self._grammars is None:
+            vocab = self.model.config.get_text_config().vocab_size
+            self._grammars = LLGuidanceGrammars(self.tokenizer, vocab, self._stop_ids)
+        return self._grammars
 
     @property
     def model_version(self) -> str:
@@ -106,28 +128,47 @@ class TransformersBackend(GenerationBackend):
         return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
     def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        cfg: GenerationConfig,
+        *,
+        schema: SchemaLike | Sequence[SchemaLike | None] | None = None,
     ) -> list[Generation]:
+        """Generate one continuation per conversation, ``config.batch_size`` per forward batch.
+
+        Raises:
+            SchemaConstraintError: llguidance refuses a schema, or a schema list's length is not
+                the number of conversations.
+        """
         import torch
+        from transformers import LogitsProcessorList
 
         self._check_images(conversations)
+        schemas = schemas_for(schema, len(conversations))
         out: list[Generation] = []
         bs = self.config.batch_size
         for start in range(0, len(conversations), bs):
             chunk = [self.render(c) for c in conversations[start : start + bs]]
+            rows = schemas[start : start + bs]
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-            # Seed per batch so a conversation's sample does not depend on earlier batches.
-            torch.manual_seed(cfg.seed + start)
+            processors = LogitsProcessorList()
+            if any(s is not None for s in rows):
+                processors.append(self.grammars().processor(rows))
+            if cfg.temperature > 0:
+                seeds = [sequence_seed(cfg.seed, start + j) for j in range(len(chunk))]
+                processors.append(SeededSampler(seeds, cfg.temperature, cfg.top_p))
+            # Always greedy over the processed scores: the seeded sampler (when sampling) has
+            # already left one token per row. The model's default sampling settings are off.
             kwargs: dict[str, Any] = {
                 "max_new_tokens": cfg.max_new_tokens,
                 "eos_token_id": self._stop_ids,
                 "pad_token_id": self.tokenizer.pad_token_id,
-                "do_sample": cfg.temperature > 0,
+                "do_sample": False,
+                "temperature": None,
+                "top_p": None,
+                "top_k": None,
+                "logits_processor": processors,
             }
-            if cfg.temperature > 0:
-                kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
-            else:  # silence the model's default sampling settings under greedy decoding
-                kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.inference_mode():
                 seqs = self.model.generate(**enc, **kwargs)
             new = seqs[:, enc["input_ids"].shape[1] :]  # (batch, new_tokens)
@@ -147,6 +188,7 @@ class TransformersBackend(GenerationBackend):
                         n_prompt_tokens=n_prompt,
                         n_generated_tokens=len(ids) + (1 if finish == "stop" else 0),
                         finish_reason="stop" if stopped else finish,
+                        constrained=rows[i] is not None,
                     )
                 )
         return out

@@ -9,6 +9,14 @@ when they end their turn and waiting ones take their slot (continuous batching).
 Identical prompts in one call (the same question asked with several random streams, as Acc@m's
 generations do) are prefilled once: the other copies take a copy of its KV stream.
 
+Structured outputs: with ``schema=`` each sequence gets its own llama.cpp grammar sampler
+(``llama_sampler_init_grammar`` on the GBNF that llama.cpp's JSON-schema converter writes), so
+the sequences of one batch advance their grammars independently. The chosen token is checked
+against the grammar first (one-token apply) and the whole vocabulary is masked only when it is
+rejected: greedy output is exactly the argmax of the masked logits, and sampling draws exactly
+from the masked distribution (a rejected draw is redrawn from it), as llama.cpp's own common
+sampler does.
+
 Greedy decoding is batch-invariant: a conversation gets exactly the same tokens whether it is
 decoded alone or among others (``tests/unit/test_llamacpp_backend.py`` checks it). Three things
 make that hold, each found by measuring logits (differences up to ~1.0 otherwise):
@@ -39,7 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mspa_features import models
-from mspa_features.errors import ConfigError, MissingExtraError
+from mspa_features.errors import ConfigError, MissingExtraError, SchemaConstraintError
 from mspa_features.generation.base import (
     BackendConfig,
     ChatMessage,
@@ -47,7 +55,9 @@ from mspa_features.generation.base import (
     GenerationBackend,
     GenerationConfig,
     file_fingerprint,
+    sequence_seed,
 )
+from mspa_features.generation.structured import SchemaLike, schema_key, schemas_for
 
 # Used when a GGUF carries no chat template (SmolLM2's does, and it is this ChatML).
 CHATML_TEMPLATE = (
@@ -105,6 +115,7 @@ class _Slot:
     prompt: list[int]
     max_new: int
     rng: np.random.Generator | None
+    grammar: int | None = None  # llama_sampler pointer (address) of the answer's grammar
     seq: int = -1  # llama.cpp sequence id (= KV stream) while in flight
     n_fed: int = 0  # tokens already in the KV cache
     out: list[int] = field(default_factory=list)
@@ -140,6 +151,7 @@ class LlamaCppBackend(GenerationBackend):
     """
 
     name: ClassVar[str] = "llamacpp"
+    supports_schema: ClassVar[bool] = True
 
     def __init__(self, config: BackendConfig):
         super().__init__(config)
@@ -189,6 +201,12 @@ class LlamaCppBackend(GenerationBackend):
         self._mem = ll.llama_get_memory(self._ctx)
         self._n_batch = n_batch
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
+        self._gbnf: dict[str, str] = {}  # schema key -> GBNF
+        # One llama_token_data per vocabulary entry: the whole-vocabulary grammar mask.
+        self._cand = (ll.llama_token_data * self.n_vocab)()
+        self._cand_np = np.ctypeslib.as_array(self._cand)  # structured view: id, logit, p
+        self._cand_np["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        self._one = (ll.llama_token_data * 1)()
 
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -216,37 +234,86 @@ class LlamaCppBackend(GenerationBackend):
         return self._formatter(messages=messages).prompt
 
     def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        cfg: GenerationConfig,
+        *,
+        schema: SchemaLike | Sequence[SchemaLike | None] | None = None,
     ) -> list[Generation]:
         """Generate one continuation per conversation, in input order.
 
+        Args:
+            conversations: chat messages per conversation.
+            cfg: decoding settings; conversation ``i`` samples with ``sequence_seed(seed, i)``.
+            schema: one answer schema for all, one per conversation (None: free-form), or None.
+
         Raises:
             ValueError: a conversation carries images, or its prompt does not fit ``n_ctx``.
+            SchemaConstraintError: a schema llama.cpp's converter or grammar parser refuses.
         """
         self._check_images(conversations)
         if self._ctx is None:
             raise RuntimeError("LlamaCppBackend is closed")
+        schemas = schemas_for(schema, len(conversations))
         prompts = [self._tokenize(self.apply_chat_template(c), special=True) for c in conversations]
         slots = []
-        for i, prompt in enumerate(prompts):
-            room = self.n_ctx_seq - len(prompt)
-            if room < 1:
-                raise ValueError(
-                    f"conversation {i}: prompt has {len(prompt)} tokens, n_ctx per conversation "
-                    f"is {self.n_ctx_seq} (raise options.n_ctx)"
+        try:
+            for i, prompt in enumerate(prompts):
+                room = self.n_ctx_seq - len(prompt)
+                if room < 1:
+                    raise ValueError(
+                        f"conversation {i}: prompt has {len(prompt)} tokens, n_ctx per "
+                        f"conversation is {self.n_ctx_seq} (raise options.n_ctx)"
+                    )
+                rng = (
+                    np.random.default_rng(sequence_seed(cfg.seed, i))
+                    if cfg.temperature > 0
+                    else None
                 )
-            rng = np.random.default_rng([cfg.seed, i]) if cfg.temperature > 0 else None
-            slots.append(_Slot(i, prompt, min(cfg.max_new_tokens, room), rng))
-        self._run(slots, cfg)
+                grammar = self._grammar(schemas[i]) if schemas[i] is not None else None
+                slots.append(_Slot(i, prompt, min(cfg.max_new_tokens, room), rng, grammar))
+            self._run(slots, cfg)
+        finally:
+            for s in slots:
+                if s.grammar is not None:
+                    self._ll.llama_sampler_free(s.grammar)
         return [
             Generation(
                 text=s.text if s.text is not None else self._detokenize(s.out),
                 n_prompt_tokens=len(s.prompt),
                 n_generated_tokens=len(s.out),
                 finish_reason=s.finish or "length",
+                constrained=s.grammar is not None,
             )
             for s in slots
         ]
+
+    def gbnf(self, schema: SchemaLike) -> str:
+        """The GBNF grammar llama.cpp's JSON-schema converter writes for ``schema`` (cached).
+
+        Raises:
+            SchemaConstraintError: the converter does not handle the schema.
+        """
+        key = schema_key(schema)
+        if key not in self._gbnf:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            try:
+                self._gbnf[key] = json_schema_to_gbnf(key)
+            except (AssertionError, ValueError, KeyError, TypeError, NotImplementedError) as e:
+                raise SchemaConstraintError(
+                    f"llama.cpp cannot convert the answer schema to a grammar: {e}"
+                ) from e
+        return self._gbnf[key]
+
+    def _grammar(self, schema: SchemaLike) -> int:
+        """A fresh grammar sampler (its own parse state) for one sequence."""
+        smpl = self._ll.llama_sampler_init_grammar(self._vocab, self.gbnf(schema).encode(), b"root")
+        if not smpl:
+            raise SchemaConstraintError(
+                "llama.cpp could not parse the grammar of the answer schema"
+            )
+        return smpl
 
     def close(self) -> None:
         ll = getattr(self, "_ll", None)
@@ -394,9 +461,18 @@ class LlamaCppBackend(GenerationBackend):
         ptr = self._ll.llama_get_logits_ith(self._ctx, row)
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # (n_vocab,) view, float32
         tok = int(logits.argmax()) if slot.rng is None else _sample(logits, cfg, slot.rng)
+        if slot.grammar is not None and not self._allowed(slot.grammar, tok, float(logits[tok])):
+            masked = self._mask(slot.grammar, logits)  # (n_vocab,) copy, -inf where rejected
+            if not np.isfinite(masked).any():  # the grammar allows nothing: cannot happen
+                slot.finish = "stop"
+                return
+            tok = int(masked.argmax()) if slot.rng is None else _sample(masked, cfg, slot.rng)
         if self._ll.llama_vocab_is_eog(self._vocab, tok):
             slot.finish = "stop"  # end of turn: the token is not part of the output
             return
+        if slot.grammar is not None:
+            # Only ever a token the grammar allows: llama.cpp aborts on anything else.
+            self._ll.llama_sampler_accept(slot.grammar, tok)
         slot.out.append(tok)
         if cfg.stop:
             text = self._detokenize(slot.out)
@@ -406,6 +482,28 @@ class LlamaCppBackend(GenerationBackend):
                 return
         if len(slot.out) >= slot.max_new:
             slot.finish = "length"
+
+    def _allowed(self, grammar: int, tok: int, logit: float) -> bool:
+        """Whether the grammar allows ``tok`` next (a one-token apply: microseconds)."""
+        one = self._one
+        one[0].id, one[0].logit, one[0].p = tok, logit, 0.0
+        arr = self._ll.llama_token_data_array(one, 1, -1, False)
+        self._ll.llama_sampler_apply(grammar, ctypes.byref(arr))
+        return bool(np.isfinite(one[0].logit))
+
+    def _mask(self, grammar: int, logits: np.ndarray) -> np.ndarray:
+        """``logits`` with every token the grammar rejects set to -inf (a copy)."""
+        cand = self._cand_np
+        cand["id"] = np.arange(self.n_vocab, dtype=np.int32)  # a sampler may reorder
+        cand["logit"] = logits
+        cand["p"] = 0.0
+        arr = self._ll.llama_token_data_array(self._cand, self.n_vocab, -1, False)
+        self._ll.llama_sampler_apply(grammar, ctypes.byref(arr))
+        n = int(arr.size)
+        view = cand if n == self.n_vocab else np.ctypeslib.as_array(arr.data, shape=(n,))
+        out = np.full(self.n_vocab, -np.inf, dtype=np.float32)
+        out[view["id"]] = view["logit"]
+        return out
 
     def _release(self, decoding: list[_Slot], k: int) -> None:
         """Drop decoding sequence ``k``; the last one moves into its id to keep ids contiguous."""

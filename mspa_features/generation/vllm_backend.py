@@ -3,7 +3,8 @@
 vLLM is the ``gpu`` extra (``pip install 'mspa-features[gpu]'``, vLLM 0.22-0.31, the range TRL
 supports); it is never installed on CPU machines. Importing this module is cheap: vllm and torch
 are imported in :class:`VLLMBackend`'s constructor. :func:`to_vllm_messages` is pure so the
-conversion is unit-tested without vllm.
+conversion is unit-tested without vllm, and so is :func:`sampling_kwargs`, which builds each
+request's sampling parameters (its own seed, its structured-outputs constraint).
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from mspa_features.generation.base import (
     Generation,
     GenerationBackend,
     GenerationConfig,
+    sequence_seed,
+)
+from mspa_features.generation.structured import (
+    SchemaLike,
+    check_schema,
+    schemas_for,
+    vllm_structured_outputs,
 )
 
 # MSPA prompts carry several frames per history; vLLM reserves memory for this many per prompt.
@@ -98,6 +106,32 @@ def to_vllm_messages(conv: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
+def sampling_kwargs(
+    cfg: GenerationConfig, index: int, schema: SchemaLike | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams`` for conversation ``index`` of a call.
+
+    Each request gets its own seed (``sequence_seed(cfg.seed, index)``), so the m copies of one
+    question are independent draws; with ``schema`` the request is constrained to it
+    (``structured_outputs``: the keyword arguments of ``StructuredOutputsParams``, whose JSON
+    schema was checked to compile).
+
+    Raises:
+        SchemaConstraintError: the schema is not an object schema or does not compile.
+    """
+    kw: dict[str, Any] = {
+        "max_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "seed": sequence_seed(cfg.seed, index),
+        "stop": list(cfg.stop) or None,
+    }
+    if schema is not None:
+        check_schema(schema)
+        kw["structured_outputs"] = vllm_structured_outputs(schema)
+    return kw
+
+
 def _limit_mm(value: Any) -> dict[str, int]:
     if value is None:
         return {"image": DEFAULT_IMAGES_PER_PROMPT}
@@ -122,8 +156,9 @@ class VLLMBackend(GenerationBackend):
     ``enforce_eager``, ``mm_processor_kwargs``. vLLM schedules its own batches, so
     ``config.batch_size`` and ``config.threads`` are not used.
 
-    Every request is sampled with ``cfg.seed``, so a conversation's output does not depend on
-    which other conversations share the call.
+    Conversation ``i`` is sampled with its own seed ``sequence_seed(cfg.seed, i)``, so its
+    output does not depend on which other conversations share the call and the m copies of one
+    question differ. With ``schema=`` each request carries vLLM's structured-outputs parameters.
 
     Raises:
         ConfigError: unknown option keys or bad values.
@@ -133,6 +168,7 @@ class VLLMBackend(GenerationBackend):
 
     name: ClassVar[str] = "vllm"
     supports_images: ClassVar[bool] = True
+    supports_schema: ClassVar[bool] = True
 
     def __init__(self, config: BackendConfig):
         super().__init__(config)
@@ -171,29 +207,41 @@ class VLLMBackend(GenerationBackend):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.get_tokenizer().encode(text, add_special_tokens=False))
 
-    def sampling_params(self, cfg: GenerationConfig) -> Any:
-        """vLLM ``SamplingParams`` for ``cfg`` (temperature 0 is greedy in vLLM)."""
-        return self._vllm.SamplingParams(
-            max_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            seed=cfg.seed,
-            stop=list(cfg.stop) or None,
-        )
+    def sampling_params(
+        self, cfg: GenerationConfig, schemas: Sequence[SchemaLike | None] | None = None
+    ) -> list[Any]:
+        """One vLLM ``SamplingParams`` per conversation (see :func:`sampling_kwargs`;
+        temperature 0 is greedy in vLLM). ``schemas`` defaults to one free-form request."""
+        out = []
+        for i, schema in enumerate(schemas if schemas is not None else [None]):
+            kw = sampling_kwargs(cfg, i, schema)
+            if "structured_outputs" in kw:
+                from vllm.sampling_params import StructuredOutputsParams
+
+                kw["structured_outputs"] = StructuredOutputsParams(**kw["structured_outputs"])
+            out.append(self._vllm.SamplingParams(**kw))
+        return out
 
     def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        cfg: GenerationConfig,
+        *,
+        schema: SchemaLike | Sequence[SchemaLike | None] | None = None,
     ) -> list[Generation]:
         """All conversations in one ``LLM.chat`` call; outputs in input order.
 
         Raises:
             ValueError: a conversation has more images than ``limit_mm_per_prompt`` allows, or
                 an image in an unrecognised format (names the conversation and image index).
+            SchemaConstraintError: a schema that does not compile, or a schema list whose length
+                is not the number of conversations.
         """
         if self.llm is None:
             raise RuntimeError(f"{self.name} backend was closed")
         if not conversations:
             return []
+        schemas = schemas_for(schema, len(conversations))
         limit = self.limit_mm_per_prompt.get("image", 0)
         messages = []
         for i, conv in enumerate(conversations):
@@ -208,9 +256,11 @@ class VLLMBackend(GenerationBackend):
             except ValueError as e:
                 raise ValueError(f"conversation {i}: {e}") from e
         outputs = self.llm.chat(
-            messages, self.sampling_params(cfg), use_tqdm=False, add_generation_prompt=True
+            messages, self.sampling_params(cfg, schemas), use_tqdm=False, add_generation_prompt=True
         )
-        return [self._to_generation(o) for o in outputs]
+        return [
+            self._to_generation(o, s is not None) for o, s in zip(outputs, schemas, strict=True)
+        ]
 
     def close(self) -> None:
         import gc
@@ -225,13 +275,14 @@ class VLLMBackend(GenerationBackend):
             pass
 
     @staticmethod
-    def _to_generation(request_output: Any) -> Generation:
+    def _to_generation(request_output: Any, constrained: bool = False) -> Generation:
         completion = request_output.outputs[0]
         return Generation(
             text=completion.text,
             n_prompt_tokens=len(request_output.prompt_token_ids or []),
             n_generated_tokens=len(completion.token_ids),
             finish_reason="length" if completion.finish_reason == "length" else "stop",
+            constrained=constrained,
         )
 
     def _fingerprint(self) -> str:
@@ -243,4 +294,10 @@ class VLLMBackend(GenerationBackend):
         return f"{self.name}:{self.config.model}"
 
 
-__all__ = ["VLLMBackend", "image_data_url", "image_mime_type", "to_vllm_messages"]
+__all__ = [
+    "VLLMBackend",
+    "image_data_url",
+    "image_mime_type",
+    "sampling_kwargs",
+    "to_vllm_messages",
+]

@@ -34,6 +34,13 @@ from mspa_features.generation.base import (
     GenerationBackend,
     GenerationConfig,
     file_fingerprint,
+    sequence_seed,
+)
+from mspa_features.generation.structured import (
+    LLGuidanceGrammars,
+    SchemaLike,
+    SeededSampler,
+    schemas_for,
 )
 
 if TYPE_CHECKING:
@@ -344,10 +351,10 @@ class QwenVLBackend(GenerationBackend):
     (default ``cpu``), ``dtype`` (default ``float32``), ``processor`` (``auto``/``stock``/
     ``builtin``), ``attn_implementation``.
 
-    Decoding: greedy when ``temperature == 0``; otherwise sampling seeded with ``cfg.seed`` per
-    forward batch (the global torch RNG is forked, so callers' RNG state is untouched). Sampled
-    outputs therefore depend on how conversations are grouped into batches; greedy ones do not
-    (up to float round-off from padding).
+    Decoding: greedy when ``temperature == 0``; otherwise conversation ``i`` samples with its own
+    generator seeded ``sequence_seed(cfg.seed, i)`` (the global torch RNG is never touched), so a
+    sample does not depend on how conversations are grouped into batches. With ``schema=`` each
+    row is constrained to its answer schema by an llguidance matcher.
 
     Raises:
         ConfigError: ``model`` is not a local model folder, its ``model_type`` is not a Qwen VL
@@ -356,6 +363,7 @@ class QwenVLBackend(GenerationBackend):
 
     name: ClassVar[str] = "transformers-vl"
     supports_images: ClassVar[bool] = True
+    supports_schema: ClassVar[bool] = True
 
     def __init__(self, config: BackendConfig):
         super().__init__(config)
@@ -404,6 +412,14 @@ class QwenVLBackend(GenerationBackend):
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
         self._version = f"{self.name}:{self.model_type}:{folder_fingerprint(self.folder)}"
+        self._grammars: LLGuidanceGrammars | None = None
+
+    def grammars(self) -> LLGuidanceGrammars:
+        """The llguidance grammars for this tokenizer (built on first use, ~1 s)."""
+        if self._grammars is None:
+            vocab = self.model.config.get_text_config().vocab_size
+            self._grammars = LLGuidanceGrammars(self.tokenizer, vocab, self.eos_token_ids)
+        return self._grammars
 
     # ------------------------------------------------------------------ interface
 
@@ -445,27 +461,43 @@ class QwenVLBackend(GenerationBackend):
         )
 
     def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        cfg: GenerationConfig,
+        *,
+        schema: SchemaLike | Sequence[SchemaLike | None] | None = None,
     ) -> list[Generation]:
         """Batched generation, ``config.batch_size`` conversations per forward batch.
 
         Raises:
             ValueError: an image cannot be decoded; the error names its index.
+            SchemaConstraintError: llguidance refuses a schema, or a schema list's length is not
+                the number of conversations.
         """
         if self.model is None:
             raise RuntimeError(f"{self.name} backend was closed")
+        schemas = schemas_for(schema, len(conversations))
         out: list[Generation] = []
         bs = self.config.batch_size
         for start in range(0, len(conversations), bs):
-            out.extend(self._generate_batch(conversations[start : start + bs], cfg))
+            out.extend(
+                self._generate_batch(
+                    conversations[start : start + bs], cfg, start, schemas[start : start + bs]
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ internals
 
     def _generate_batch(
-        self, conversations: Sequence[Sequence[ChatMessage]], cfg: GenerationConfig
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        cfg: GenerationConfig,
+        start: int,
+        schemas: Sequence[dict[str, Any] | None],
     ) -> list[Generation]:
         import torch
+        from transformers import LogitsProcessorList
 
         inputs = self.prepare_inputs(conversations).to(self.device)
         if "pixel_values" in inputs:
@@ -476,26 +508,31 @@ class QwenVLBackend(GenerationBackend):
             "eos_token_id": self.eos_token_ids,
             "pad_token_id": self.pad_token_id,
         }
-        if cfg.temperature == 0:
-            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            gen_kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+        processors = LogitsProcessorList()
+        if any(s is not None for s in schemas):
+            processors.append(self.grammars().processor(schemas))
+        if cfg.temperature > 0:
+            seeds = [sequence_seed(cfg.seed, start + j) for j in range(len(conversations))]
+            processors.append(SeededSampler(seeds, cfg.temperature, cfg.top_p, device=self.device))
+        # Always greedy over the processed scores: the seeded sampler (when sampling) has
+        # already left one token per row.
+        gen_kwargs.update(
+            do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=processors
+        )
         if cfg.stop:
             gen_kwargs.update(stop_strings=list(cfg.stop), tokenizer=self.tokenizer)
 
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(cfg.seed)
+        with torch.inference_mode():
             sequences = self.model.generate(**inputs, **gen_kwargs)  # (B, prompt_len + new)
 
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         return [
-            self._to_generation(row[prompt_len:].tolist(), int(n), cfg)
-            for row, n in zip(sequences, n_prompt, strict=True)
+            self._to_generation(row[prompt_len:].tolist(), int(n), cfg, s is not None)
+            for row, n, s in zip(sequences, n_prompt, schemas, strict=True)
         ]
 
     def _to_generation(
-        self, new_ids: list[int], n_prompt: int, cfg: GenerationConfig
+        self, new_ids: list[int], n_prompt: int, cfg: GenerationConfig, constrained: bool = False
     ) -> Generation:
         eos_at = next((k for k, t in enumerate(new_ids) if t in self.eos_token_ids), None)
         if eos_at is not None:
@@ -516,6 +553,7 @@ class QwenVLBackend(GenerationBackend):
             n_prompt_tokens=n_prompt,
             n_generated_tokens=n_generated,
             finish_reason=reason,  # type: ignore[arg-type]
+            constrained=constrained,
         )
 
     def _eos_ids(self) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mspa_features.rewards.common import parse_completion, picked_index
+from mspa_features.rewards.common import picked_index
 
 
 class AccuracyReward:
@@ -28,7 +28,7 @@ class AccuracyReward:
     ) -> list[float]:
         out = []
         for c, truth, cands in zip(completions, answer, candidate_ids, strict=True):
-            idx = picked_index(parse_completion(c), len(cands))
+            idx = picked_index(c, len(cands))
             truth_idx = ord(str(truth).strip().upper()[:1] or "?") - ord("A")
             out.append(1.0 if idx >= 0 and idx == truth_idx else 0.0)
         return out

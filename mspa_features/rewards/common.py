@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mspa_features.parsing import ParseResult, parse_answer, parse_letter
+from mspa_features.parsing import ParseResult, answer_letter, parse_answer
 from mspa_features.prompts import RECOMMEND
 
 
@@ -28,9 +28,11 @@ def parse_completion(completion: Any) -> ParseResult:
     return parse_answer(completion_text(completion), RECOMMEND.answer_keys)
 
 
-def picked_index(parsed: ParseResult, n_candidates: int) -> int:
-    """0-based index of the picked candidate; -1 when no valid letter was given.
+def picked_index(completion: Any, n_candidates: int) -> int:
+    """0-based index of the candidate one completion picks; -1 when it names no letter
+    unambiguously (:func:`mspa_features.parsing.answer_letter`, the rule Acc@m reads too).
 
     The letter is read even when another key is missing: accuracy does not depend on format.
     """
-    return parse_letter(parsed, n_candidates)
+    text = completion_text(completion)
+    return answer_letter(text, n_candidates, parsed=parse_completion(completion))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mspa_features.errors import SchemaError
-from mspa_features.rewards.common import parse_completion, picked_index
+from mspa_features.rewards.common import picked_index
 
 
 class SimilarityReward:
@@ -52,7 +52,7 @@ class SimilarityReward:
     ) -> list[float]:
         out = []
         for c, cands, target in zip(completions, candidate_ids, target_author_id, strict=True):
-            idx = picked_index(parse_completion(c), len(cands))
+            idx = picked_index(c, len(cands))
             out.append(self.cosine(cands[idx], target) if idx >= 0 else 0.0)
         return out
 

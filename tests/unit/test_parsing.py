@@ -58,3 +58,103 @@ def test_stats_count_each_status():
     for t in (GOOD, "```" + GOOD + "```", "nope"):
         stats.add(parse_answer(t, KEYS))
     assert stats.as_dict() == {"ok": 1, "repaired": 1, "failed": 1} and stats.total == 3
+
+
+# ----------------------------------------------------------------------------- the letter class
+
+# (whole model output, m, expected index): only an unambiguous letter counts, never prose.
+LETTER_CLASS = [
+    # counted: the letter alone, bracketed, dotted, labelled, or as a JSON field
+    ("B", 4, 1),
+    ("B.", 4, 1),
+    ("(B)", 4, 1),
+    ("[B]", 4, 1),
+    ("B)", 4, 1),
+    ("b", 4, 1),
+    (" B \n", 4, 1),
+    ('"B"', 4, 1),
+    ("**B**", 4, 1),
+    ("Answer: B", 4, 1),
+    ("answer = (B)", 4, 1),
+    ("Answer: B.", 4, 1),
+    ('{"Answer": "B"}', 4, 1),
+    ('{"Answer": "(B)"}', 4, 1),
+    ('{"Answer": "Answer: B"}', 4, 1),
+    ('{"User Preference": "x", "Recommendation Reason": "y", "Answer": "D"}', 4, 3),
+    ('Sure! {"Answer": "C"}', 4, 2),  # a JSON answer inside chatter still names its field
+    ('```json\n{"Answer": "A"}\n```', 4, 0),
+    ('{"Answer": "(C) Die Hard"}', 4, 2),  # a list marker, then the candidate's text
+    ('{"Answer": "C. Die Hard"}', 4, 2),
+    ("J", 10, 9),
+    # not counted: prose, several letters, other fields, out of range, nothing
+    ("I think B", 4, -1),
+    ("A good fit is B", 4, -1),
+    ('{"Answer": "I think B"}', 4, -1),
+    ('"Answer": "I think B"', 4, -1),
+    ("Answer: I think B", 4, -1),
+    ('{"Answer": "A good fit is B"}', 4, -1),
+    ("The answer is B", 4, -1),
+    ("Option B", 4, -1),
+    ("A or B", 4, -1),
+    ("A, B", 4, -1),
+    ('{"Answer": "B or C"}', 4, -1),
+    ('{"Answer": "Because B fits"}', 4, -1),
+    ('{"Recommendation Reason": "B"}', 4, -1),  # a letter in another field is not the answer
+    ("E", 4, -1),  # past the m candidates
+    ('{"Answer": "J"}', 4, -1),
+    ("", 4, -1),
+    ("{}", 4, -1),
+    ('{"Answer": ""}', 4, -1),
+    ("Answer:", 4, -1),
+    ("42", 4, -1),
+]
+
+
+@pytest.mark.parametrize(("text", "m", "expected"), LETTER_CLASS)
+def test_letter_class(text, m, expected):
+    from mspa_features.parsing import answer_letter
+
+    assert answer_letter(text, m) == expected
+
+
+@pytest.mark.parametrize(("text", "m", "expected"), LETTER_CLASS)
+def test_rewards_and_acc_at_m_read_the_same_letter(text, m, expected):
+    """The GRPO accuracy reward and Acc@m's reader agree on every member of the class."""
+    from mspa_features.composer import close_json
+    from mspa_features.evaluation import recommend_letters
+    from mspa_features.generation.base import (
+        BackendConfig,
+        Generation,
+        GenerationBackend,
+        GenerationConfig,
+    )
+    from mspa_features.rewards import AccuracyReward
+
+    class Canned(GenerationBackend):
+        name = "canned"
+
+        @property
+        def model_version(self):
+            return "canned"
+
+        def count_tokens(self, t):
+            return 1
+
+        def generate(self, conversations, cfg, *, schema=None):
+            return [Generation(text, 1, 1, "length") for _ in conversations]
+
+    cands = [f"author {i}" for i in range(m)]
+    (pick,) = recommend_letters(
+        Canned(BackendConfig()), ["p"], [cands], GenerationConfig(), ParseStats()
+    )
+    assert pick == expected
+    truth = "ABCDEFGHIJ"[expected] if expected >= 0 else "A"
+    reward = AccuracyReward()([text], answer=[truth], candidate_ids=[cands])
+    assert reward == [1.0 if expected >= 0 else 0.0]
+    assert close_json(text, "length") == text  # the reader saw the text as the reward did
+
+
+def test_parse_letter_reads_the_field_with_the_same_rule():
+    for value, idx in [("B", 1), ("(C) Die Hard", 2), ("I think B", -1), ("A good fit", -1)]:
+        r = parse_answer(f'{{"Answer": "{value}"}}', ("Answer",))
+        assert parse_letter(r, 4) == idx

@@ -14,9 +14,21 @@ from typing import Any
 
 import pytest
 
-from mspa_features.errors import ConfigError, MissingExtraError, MspaError
-from mspa_features.generation.base import BackendConfig, ChatMessage, GenerationConfig
-from mspa_features.generation.vllm_backend import VLLMBackend, image_mime_type, to_vllm_messages
+from mspa_features.errors import ConfigError, MissingExtraError, MspaError, SchemaConstraintError
+from mspa_features.generation.base import (
+    BackendConfig,
+    ChatMessage,
+    GenerationConfig,
+    sequence_seed,
+)
+from mspa_features.generation.structured import bound_strings, letter_schema
+from mspa_features.generation.vllm_backend import (
+    VLLMBackend,
+    image_mime_type,
+    sampling_kwargs,
+    to_vllm_messages,
+)
+from mspa_features.prompts import RECOMMEND
 
 
 def _image(w: int, h: int, color: str, fmt: str = "PNG") -> bytes:
@@ -119,6 +131,16 @@ class _FakeLLM:
         ]
 
 
+@dataclass
+class _StructuredOutputsParams:
+    """vLLM's field names (0.22-0.31): one constraint of json / regex / choice / grammar."""
+
+    json: Any = None
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+
+
 @pytest.fixture
 def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """A stand-in ``vllm`` module and a CUDA-visible torch: tests the plumbing, not vLLM."""
@@ -127,7 +149,11 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     mod = types.ModuleType("vllm")
     mod.LLM = _FakeLLM  # type: ignore[attr-defined]
     mod.SamplingParams = lambda **kw: dict(kw)  # type: ignore[attr-defined]
+    sp = types.ModuleType("vllm.sampling_params")
+    sp.StructuredOutputsParams = _StructuredOutputsParams  # type: ignore[attr-defined]
+    mod.sampling_params = sp  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", mod)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sp)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     return mod
 
@@ -170,13 +196,17 @@ def test_options_reach_the_engine_and_sampling(fake_vllm: types.ModuleType) -> N
     gens = be.generate([CONV, [ChatMessage("user", "text only")]], cfg)
     (messages, params, kwargs) = be.llm.calls[0]
     assert messages == [to_vllm_messages(CONV), [{"role": "user", "content": "text only"}]]
-    assert params == {
-        "max_tokens": 7,
-        "temperature": 0.7,
-        "top_p": 0.9,
-        "seed": 11,
-        "stop": ["\n\n"],
-    }
+    # one SamplingParams per request, each with its own seed
+    assert params == [
+        {
+            "max_tokens": 7,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "seed": sequence_seed(11, i),
+            "stop": ["\n\n"],
+        }
+        for i in range(2)
+    ]
     assert kwargs["add_generation_prompt"] is True
     assert [g.text for g in gens] == ["out0", "out1"]
     assert [g.finish_reason for g in gens] == ["stop", "length"]
@@ -239,3 +269,46 @@ def test_vllm_generates_on_gpu(tmp_path: Path) -> None:
         assert be.count_tokens("hello world") > 0
     finally:
         be.close()
+
+
+# ----------------------------------------------------------------------------- params (no GPU)
+
+
+def test_each_request_of_a_call_gets_its_own_seed() -> None:
+    cfg = GenerationConfig(max_new_tokens=8, temperature=0.7, seed=3)
+    seeds = [sampling_kwargs(cfg, i)["seed"] for i in range(30)]
+    assert len(set(seeds)) == 30  # the m copies of one question are independent draws
+    assert seeds == [sequence_seed(3, i) for i in range(30)]
+    other = [sampling_kwargs(GenerationConfig(seed=4), i)["seed"] for i in range(30)]
+    assert not set(seeds) & set(other)
+
+
+def test_sampling_kwargs_carry_the_checked_schema() -> None:
+    schema = bound_strings(letter_schema(RECOMMEND.answer_schema, 4), 48)
+    kw = sampling_kwargs(GenerationConfig(max_new_tokens=48), 0, schema)
+    assert kw["structured_outputs"] == {"json": schema}
+    assert kw["max_tokens"] == 48 and kw["temperature"] == 0.0 and kw["stop"] is None
+    assert "structured_outputs" not in sampling_kwargs(GenerationConfig(), 0)
+    bad = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(("}}}
+    with pytest.raises(SchemaConstraintError, match="does not compile"):
+        sampling_kwargs(GenerationConfig(), 0, bad)
+    with pytest.raises(SchemaConstraintError, match="object"):
+        sampling_kwargs(GenerationConfig(), 0, {"type": "string"})
+
+
+def test_schema_reaches_each_request_as_structured_outputs(fake_vllm: types.ModuleType) -> None:
+    be = VLLMBackend(BackendConfig(type="vllm", model="m"))
+    four = letter_schema(RECOMMEND.answer_schema, 4)
+    two = letter_schema(RECOMMEND.answer_schema, 2)
+    convs = [[ChatMessage("user", f"q{i}")] for i in range(3)]
+    gens = be.generate(convs, GenerationConfig(max_new_tokens=9), schema=[four, None, two])
+    (_, params, _) = be.llm.calls[0]
+    assert params[0]["structured_outputs"] == _StructuredOutputsParams(json=four)
+    assert "structured_outputs" not in params[1]
+    assert params[2]["structured_outputs"].json["properties"]["Answer"]["enum"] == ["A", "B"]
+    assert [g.constrained for g in gens] == [True, False, True]
+    be.generate(convs, GenerationConfig(max_new_tokens=9), schema=four)  # one for all
+    (_, params, _) = be.llm.calls[1]
+    assert all(p["structured_outputs"].json == four for p in params)
+    with pytest.raises(SchemaConstraintError, match="2 schemas for 3"):
+        be.generate(convs, GenerationConfig(), schema=[four, two])
