@@ -203,13 +203,14 @@ def register_aligned(
     Raises:
         FeatureRepoError: the set is not built.
     """
-    from mspa_features.registry import open_store
+    from mspa_features.registry import open_store, store_lock
 
     t0 = time.perf_counter()
     aligned = read_aligned_set(cfg, feature_set)
-    store = open_store(cfg, repo_path=repo_path, store_yaml=store_yaml)
-    source_kind = "spark" if store.config.offline_store.type == "spark" else "file"
-    store.apply(build_aligned_definitions(aligned, source_kind=source_kind))
+    with store_lock(cfg, "register aligned set"):
+        store = open_store(cfg, repo_path=repo_path, store_yaml=store_yaml)
+        source_kind = "spark" if store.config.offline_store.type == "spark" else "file"
+        store.apply(build_aligned_definitions(aligned, source_kind=source_kind))
     return {
         "view": aligned_view_name(feature_set),
         "service": aligned_service_name(feature_set),

@@ -104,6 +104,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mspa_features.config import ComposerConfig, RunConfig, Workspace
 from mspa_features.contracts import AUTHOR_PROFILES, AUTHORS, PREFERENCES, Contract
 from mspa_features.errors import MspaError, ReconciliationError, SchemaError
+from mspa_features.names import feature_set_name
 from mspa_features.validation import QUARANTINE_SCHEMA
 
 if TYPE_CHECKING:
@@ -181,14 +182,9 @@ class BackfillConfig(BaseModel):
     @field_validator("feature_set")
     @classmethod
     def _folder_name(cls, v: str | None) -> str | None:
-        if v is not None and (
-            not v.strip() or v in (".", "..") or "/" in v or "\\" in v or v[0] in "._"
-        ):
-            raise ValueError(
-                f"feature_set must be a plain folder name (no '/', not starting with '.' or "
-                f"'_'), got {v!r}"
-            )
-        return v
+        # The folder name becomes part of Feast object names at `mspa register`: checked now,
+        # before Spark spends minutes on a set that could never be registered.
+        return None if v is None else feature_set_name(v, "feature_set")
 
     @property
     def feature_set_name(self) -> str:
@@ -1301,7 +1297,9 @@ def run_backfill(
 ) -> dict[str, BackfillCounts]:
     """Backfill the chosen entities (``users`` -> preferences, ``authors`` -> author_profiles).
 
-    Starts (and stops) a SparkSession from ``bf`` unless one is given.
+    Starts (and stops) a SparkSession from ``bf`` unless one is given. Holds the run's write
+    lock (:func:`mspa_features.registry.store_lock`) throughout: a register of the same run
+    waits for it.
 
     Returns:
         contract name -> counts, each reconciled (requested == written + quarantined).
@@ -1310,20 +1308,24 @@ def run_backfill(
     if unknown:
         raise ValueError(f"unknown entities {unknown}; valid: {', '.join(ENTITIES)}")
     partition_dates(start, end, bf.cadence)  # validate before paying for a session
-    own = spark is None
-    if spark is None:
-        spark = build_spark_session(bf)
-    try:
-        out: dict[str, BackfillCounts] = {}
-        for e in entities:
-            job = backfill_preferences if e == "users" else backfill_authors
-            counts = job(spark, cfg, bf, start, end, progress=progress)
-            counts.check()
-            out[counts.entity] = counts
-        return out
-    finally:
-        if own:
-            spark.stop()
+    from mspa_features.registry import store_lock
+
+    # One writer per run: a `mspa register` of the same run waits while partitions are swapped.
+    with store_lock(cfg, f"backfill {bf.feature_set_name}"):
+        own = spark is None
+        if spark is None:
+            spark = build_spark_session(bf)
+        try:
+            out: dict[str, BackfillCounts] = {}
+            for e in entities:
+                job = backfill_preferences if e == "users" else backfill_authors
+                counts = job(spark, cfg, bf, start, end, progress=progress)
+                counts.check()
+                out[counts.entity] = counts
+            return out
+        finally:
+            if own:
+                spark.stop()
 
 
 def parse_date(value: str) -> date:

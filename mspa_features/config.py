@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mspa_features.data.synthetic import SyntheticConfig
 from mspa_features.encoders import EncoderConfig
 from mspa_features.errors import ConfigError
 from mspa_features.generation.base import BackendConfig
+from mspa_features.names import folder_name
 
 
 class _Strict(BaseModel):
@@ -209,6 +217,11 @@ class RunConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     ablation: AblationStageConfig = Field(default_factory=AblationStageConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return folder_name(v, "run name")
 
     @model_validator(mode="after")
     def _ablation_needs_features(self) -> RunConfig:

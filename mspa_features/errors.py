@@ -39,11 +39,6 @@ class SchemaError(MspaError):
         super().__init__(f"{self.path}{where} {message}")
 
 
-class DataFetchError(MspaError):
-    """A dataset could not be obtained (download or unpack failed)."""
-
-
-class ReconciliationError(MspaError):
 class NothingAcceptedError(MspaError):
     """No row of a required contract was accepted: the load failed although nothing crashed.
 
@@ -71,6 +66,11 @@ class NothingAcceptedError(MspaError):
         super().__init__("; ".join(parts) + where)
 
 
+class DataFetchError(MspaError):
+    """A dataset could not be obtained (download or unpack failed)."""
+
+
+class ReconciliationError(MspaError):
     """Row counts do not reconcile (input != accepted + quarantined): a bug, never expected."""
 
     def __init__(self, stage: str, n_input: int, n_accepted: int, n_quarantined: int):
@@ -187,6 +187,26 @@ class TfraWorkerError(MspaError):
         self.command, self.returncode, self.stderr = command, returncode, stderr
         tail = "\n".join(stderr.strip().splitlines()[-15:])
         super().__init__(f"TFRA worker {command!r} failed with exit status {returncode}:\n{tail}")
+
+
+class WorkspaceBusyError(MspaError):
+    """Another command holds the lock of this run's features and Feast store for too long."""
+
+
+class TrackingError(MspaError):
+    """The MLflow tracking store could not be written; results stay on disk to log later."""
+
+    def __init__(self, tracking_uri: str, reason: str, *, results_path: str | Path | None = None):
+        self.tracking_uri = tracking_uri
+        self.reason = reason
+        self.results_path = None if results_path is None else str(results_path)
+        msg = f"MLflow tracking store {tracking_uri} unreachable: {reason}"
+        if results_path is not None:
+            msg += (
+                f"; results and reports are in {Path(results_path).parent}; log them without "
+                f"training again: mspa runs log {Path(results_path).parent}"
+            )
+        super().__init__(msg)
 
 
 class EntityNotFoundError(MspaError):

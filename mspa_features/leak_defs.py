@@ -351,7 +351,7 @@ def register_leaks(
     Raises:
         FeatureRepoError: no leak set found, or a named one is missing.
     """
-    from mspa_features.registry import open_store
+    from mspa_features.registry import store_lock
 
     t0 = time.perf_counter()
     found = discover_leak_sets(cfg)
@@ -367,6 +367,21 @@ def register_leaks(
         sets = {n: found[n] for n in leak_sets}
     if not sets:
         raise FeatureRepoError(f"no leak set under {leaks_root(cfg)}", feature_sets={})
+    with store_lock(cfg, "register leak sets"):
+        return _apply_leaks(cfg, sets, repo_path, store_yaml, materialize, end, t0)
+
+
+def _apply_leaks(
+    cfg: RunConfig,
+    sets: dict[str, LeakSet],
+    repo_path: Path,
+    store_yaml: Path | None,
+    materialize: bool,
+    end: datetime | None,
+    t0: float,
+) -> LeakRegisterReport:
+    from mspa_features.registry import open_store
+
     store: FeatureStore = open_store(cfg, repo_path=repo_path, store_yaml=store_yaml)
     source_kind = "spark" if store.config.offline_store.type == "spark" else "file"
     store.apply(build_leak_definitions(sets, source_kind=source_kind))

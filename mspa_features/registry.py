@@ -16,6 +16,11 @@ Materialization: a view materialized for the first time starts at its earliest s
 data (Feast's own incremental default, now minus TTL, would silently skip a backfill of old
 history such as MovieLens 1997-98); later runs continue from the previous end
 (``materialize_incremental``). ``incremental=False`` re-materializes the whole window.
+
+Writers take the run's lock (:func:`store_lock`, a ``flock`` on
+``<workspace>/locks/<run>.lock``): a second ``mspa register`` or a backfill of the same run
+waits for the first (up to ``$MSPA_LOCK_TIMEOUT`` seconds) or refuses, naming the holder, so
+two ``feast apply`` never interleave their registry rewrites.
 """
 
 from __future__ import annotations
@@ -417,10 +422,81 @@ def register(
         What was registered (views with tags, services with feature refs) and materialized.
 
     Raises:
-        FeatureRepoError: no feature set found, or a named one has no folder.
+        FeatureRepoError: no feature set found, a named one has no folder, or a name cannot
+            be used in Feast object names (with the Spark offline store or Milvus: not a plain
+            SQL identifier).
         ConfigError: the store yaml is invalid.
         MissingExtraError: the online store's client library is missing.
+        WorkspaceBusyError: another command kept this run's store locked past the timeout
+            (``$MSPA_LOCK_TIMEOUT``); nothing was written.
     """
+    with store_lock(cfg, "register"):
+        return _register(
+            cfg,
+            feature_sets,
+            repo_path=repo_path,
+            store_yaml=store_yaml,
+            incremental=incremental,
+            end=end,
+            start=start,
+            online=online,
+            redis_url=redis_url,
+            ttl=ttl,
+            leaked=leaked,
+            model_versions=model_versions,
+            materialize=materialize,
+        )
+
+
+def store_lock(cfg: RunConfig, purpose: str) -> Any:
+    """The run's write lock (:func:`mspa_features.locking.run_lock`): held by every command
+    that writes its backfill partitions, Feast registry or online store."""
+    import sys
+
+    from mspa_features.locking import run_lock
+
+    argv = " ".join(sys.argv[1:])[:160]
+    return run_lock(cfg.workspace, cfg.name, purpose=f"{purpose} ({argv})" if argv else purpose)
+
+
+def _check_names(sets: Mapping[str, Path], rc: RepoConfig | None = None) -> None:
+    """Every feature set name must be usable in Feast object names (and, for the Spark
+    offline store or Milvus, as a plain SQL identifier).
+
+    Raises:
+        FeatureRepoError: naming the set and the rule, before anything is applied.
+    """
+    from mspa_features.names import check_feature_set_for_store, feature_set_name
+
+    for fs in sets:
+        try:
+            feature_set_name(fs)
+        except ValueError as e:
+            raise FeatureRepoError(str(e)) from None
+        if rc is not None:
+            why = check_feature_set_for_store(
+                fs, offline=str(rc.offline_store.type), online=str(rc.online_store.type)
+            )
+            if why:
+                raise FeatureRepoError(why)
+
+
+def _register(
+    cfg: RunConfig,
+    feature_sets: list[str] | None,
+    *,
+    repo_path: Path,
+    store_yaml: Path | None,
+    incremental: bool,
+    end: datetime | None,
+    start: datetime | None,
+    online: OnlineKind | None,
+    redis_url: str | None,
+    ttl: timedelta,
+    leaked: Mapping[str, bool] | None,
+    model_versions: Mapping[str, str] | None,
+    materialize: bool,
+) -> RegisterReport:
     t0 = time.perf_counter()
     found = discover_feature_sets(cfg)
     if feature_sets is None:
@@ -431,10 +507,12 @@ def register(
                 feature_sets=found,
             )
     else:
+        _check_names(dict.fromkeys(feature_sets, Path()))
         missing = [fs for fs in feature_sets if fs not in found]
         if missing:
             raise FeatureRepoError(f"feature set(s) {missing} not backfilled", feature_sets=found)
         sets = {fs: found[fs] for fs in feature_sets}
+    _check_names(sets)
 
     emb_dim = next(
         (d for fs in sets.values() if (d := _embedding_dim(fs / "preferences", "pref_emb"))), 384
@@ -447,6 +525,7 @@ def register(
         redis_url=redis_url,
         emb_dim=emb_dim,
     )
+    _check_names(sets, rc)
     from feast import FeatureStore
 
     store = FeatureStore(config=rc)

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mspa_features.config import RunConfig, Workspace, load_yaml_model
 from mspa_features.errors import AblationError, ConfigError
+from mspa_features.names import experiment_name, feature_set_name, folder_name, sqlite_uri
 from ranker_hooks.id_alignment import cold_author_ids
 from ranker_hooks.inject import (
     InjectionSpec,
@@ -84,6 +85,11 @@ class MlflowSection(_Strict):
         None, description="default: sqlite:///<workspace>/mlflow.db; any MLflow URI"
     )
     experiment: str = "mspa-ablation"
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, v: str) -> str:
+        return experiment_name(v, "mlflow.experiment")
 
 
 class AblationConfig(_Strict):
@@ -141,6 +147,23 @@ class AblationConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"variants repeat a name: {v}")
         return v
+
+    # Names reach folders, MLflow and Feast object names: a bad one fails at load, named.
+    @field_validator("name")
+    @classmethod
+    def _folder(cls, v: str) -> str:
+        return folder_name(v, "name")
+
+    @field_validator("feature_set", "llm_feature_set")
+    @classmethod
+    def _feature_set(cls, v: str) -> str:
+        return feature_set_name(v)
+
+    @model_validator(mode="after")
+    def _compared_sets(self) -> AblationConfig:
+        for fs in getattr(self, "compare_feature_sets", None) or []:
+            feature_set_name(fs, "compare_feature_sets entry")
+        return self
 
 
 def load_ablation_config(path: str | Path) -> AblationConfig:
@@ -457,8 +480,8 @@ def variant_feature_set(v: Variant) -> str:
 
 
 def default_tracking_uri(run_cfg: RunConfig) -> str:
-    """``sqlite:///<workspace>/mlflow.db``."""
-    return f"sqlite:///{Workspace(run_cfg.workspace).root / 'mlflow.db'}"
+    """``sqlite:///<workspace>/mlflow.db`` (a path holding ``?`` or ``%`` escaped)."""
+    return sqlite_uri(Workspace(run_cfg.workspace).root / "mlflow.db")
 
 
 def run_ablation(

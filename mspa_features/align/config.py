@@ -14,10 +14,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mspa_features.config import load_yaml_model
 from mspa_features.errors import ConfigError
+from mspa_features.names import experiment_name
 from mspa_features.rewards import reward_weights
 
 TINY_RANDOM_LLAMA = "tiny-random-llama"
@@ -155,6 +156,11 @@ class TrackingConfig(_Strict):
 
     mlflow_uri: str | None = Field(None, description="default: sqlite:///<workspace>/mlflow.db")
     experiment: str = "mspa-align"
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, v: str) -> str:
+        return experiment_name(v, "tracking.experiment")
 
 
 class AlignEvalConfig(_Strict):

@@ -30,6 +30,7 @@ from mspa_features.align.config import AlignConfig
 from mspa_features.align.dataset import IMAGES, AlignDataset, build_align_rows
 from mspa_features.config import RunConfig, Workspace, load_config
 from mspa_features.errors import SchemaError
+from mspa_features.names import sqlite_uri
 from mspa_features.rewards import (
     AccuracyReward,
     FormatReward,
@@ -296,7 +297,7 @@ def mlflow_uri(cfg: AlignConfig, run_cfg: RunConfig) -> str:
         return cfg.tracking.mlflow_uri
     ws = Workspace(run_cfg.workspace)
     ws.root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{ws.root / 'mlflow.db'}"
+    return sqlite_uri(ws.root / "mlflow.db")  # a path holding '?' or '%' escaped
 
 
 def train(

@@ -89,7 +89,10 @@ def backfill(
             spark_conf=spark_conf,
         )
     except ValidationError as e:
-        raise typer.BadParameter(str(e)) from e
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        hint = {"feature_set": "--feature-set", "master": "--master"}.get(field, field or None)
+        raise typer.BadParameter(err["msg"].removeprefix("Value error, "), param_hint=hint) from e
 
     t0 = time.perf_counter()
     with console.status(f"starting Spark ({master}) ..."):
