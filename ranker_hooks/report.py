@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def ais_table(result: AblationResult) -> Table:
     if any(v.leaked for v in result.variants):
         caption += "; * LIS: leaked (future) features, an upper bound, not a deployable gain"
     t = Table(
-        title=f"ablation {result.run_name}: train < {result.window['split_at'][:10]} <= "
+        title=f"ablation {escape(result.run_name)}: train < {result.window['split_at'][:10]} <= "
         f"eval < {result.window['eval_end'][:10]}, seeds {result.seeds}",
         title_justify="left",
         caption=caption,
@@ -137,7 +138,7 @@ def ais_table(result: AblationResult) -> Table:
             ci = f"[{v.delta_auc_ci_low:+.4f}, {v.delta_auc_ci_high:+.4f}]"
             p = f"{v.p_value:.3f}"
         t.add_row(
-            f"{v.name}*" if v.leaked else v.name,
+            escape(f"{v.name}*" if v.leaked else v.name),
             f"{v.auc:.4f}",
             f"{v.uauc:.4f}",
             f"{v.gauc:.4f}",
@@ -176,7 +177,8 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
     """Rich rendering of :func:`compare_frames`."""
-    t = Table(title=f"A = {name_a}   B = {name_b}", title_justify="left")
+    # Run names are user text: escaped, or "[x]" in a name would be read as rich markup.
+    t = Table(title=f"A = {escape(name_a)}   B = {escape(name_b)}", title_justify="left")
     heads = ["variant", "kind", "auc A", "auc B", "B - A", "Δauc A", "Δauc B", "p A", "p B"]
     for h in heads:
         # Variant names wrap rather than being cut: they are the row keys.
@@ -193,8 +195,8 @@ def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
 
     for r in frame.itertuples(index=False):
         t.add_row(
-            r.variant,
-            str(r.kind),
+            escape(str(r.variant)),
+            escape(str(r.kind)),
             f(r.auc_a),
             f(r.auc_b),
             f(r.auc_b_minus_a, True),

@@ -1,21 +1,38 @@
 """MLflow logging of ablations: one parent run per ablation, one nested run per variant.
 
+Training and tracking are separate steps. The runner first writes everything to disk
+(``<workspace>/results/ablation/<run>/``: ``results.json``, the comparison CSV/markdown, the
+delta-AUC plot, and the LIS verdicts when LIS ran), then :func:`log_results` logs that folder.
+Everything MLflow receives is read back from ``results.json``, so an ablation whose tracking
+store was unreachable keeps its results and is logged later without training again
+(``mspa runs log <folder>``, or the same ``mspa ablate`` / ``mspa lis`` command rerun).
+
 Parent: params (ablation config, data window, seeds, feature set, run name), tag
-``mspa.kind=ablation``, artifacts (results.json, comparison CSV/markdown, delta-AUC plot, the
-config). Variant runs: params (service, model_version, seeds, window, n_train/n_test), metrics
+``mspa.kind=ablation``, artifacts (every file of the folder and ``ablation_config.json``).
+Variant runs: params (service, model_version, seeds, window, n_train/n_test), metrics
 (auc, uauc, gauc, logloss, wpauc, delta_auc with CI and p-value), tags (``variant``,
 ``variant_kind``, ``leaked``) and the Feast feature references used (``feature_refs.json``).
 :func:`load_ablation` reads an ablation back for ``mspa runs compare``.
+
+User text (run and experiment names) never goes into an MLflow filter string: runs are
+searched by a constant tag filter and matched by name in Python, so any name works (``it's``,
+``bob's ais, v2``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import pandas as pd
 
-from mspa_features.errors import RunNotFoundError
+from mspa_features.errors import RunNotFoundError, TrackingError
 
 if TYPE_CHECKING:
     from mspa_features.config import RunConfig
@@ -40,10 +57,292 @@ COLD_METRICS = (
     "cold_delta_auc_ci_low",
     "cold_delta_auc_ci_high",
 )
+RESULTS = "results.json"
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_ABLATION_FILTER = "tags.`mspa.kind` = 'ablation'"  # constant: no user text in a filter
+
+
+# --------------------------------------------------------------------------- results.json
+
+
+def tracking_fields(
+    cfg: AblationConfig, run_cfg: RunConfig, variant_names: Sequence[str] = ()
+) -> dict[str, Any]:
+    """What ``results.json`` carries beside the results so that it alone can be logged later.
+
+    ``request`` (:func:`request_key`) covers the config, the dataset and the variants beyond
+    the built-ins (LIS, aligned_id): a rerun of ``mspa ablate`` never mistakes an LIS run's
+    pending results for its own.
+    """
+    from ranker_hooks.variants import BUILTIN_VARIANTS
+
+    extra = sorted(n for n in variant_names if n.split("@")[0] not in BUILTIN_VARIANTS)
+    return {
+        "dataset": run_cfg.name,
+        "experiment": cfg.mlflow.experiment,
+        "ablation_config": cfg.model_dump(mode="json"),
+        "request": request_key(cfg, run_cfg, extra_variants=extra),
+    }
+
+
+def request_key(cfg: AblationConfig, run_cfg: RunConfig, **options: Any) -> str:
+    """A hash of what decides an ablation's results (the config less its MLflow section, the
+    dataset and any command options): a rerun with the same key may reuse pending results."""
+    payload = {
+        "ablation": cfg.model_dump(mode="json", exclude={"mlflow"}),
+        "dataset": run_cfg.name,
+        "workspace": str(Path(run_cfg.workspace).resolve()),
+        "options": options,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def read_results(folder: str | Path) -> dict[str, Any]:
+    """``results.json`` of an ablation folder (or the file itself).
+
+    Raises:
+        RunNotFoundError: no readable results.json there.
+    """
+    path = Path(folder)
+    path = path if path.name == RESULTS else path / RESULTS
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunNotFoundError(f"no readable ablation results at {path}: {e}") from e
+    if not isinstance(doc, dict) or "variants" not in doc or "run" not in doc:
+        raise RunNotFoundError(f"{path} is not an ablation results.json (no 'run'/'variants')")
+    return doc
+
+
+def write_results(folder: str | Path, doc: dict[str, Any]) -> Path:
+    """Write ``results.json`` atomically (a reader never sees half a file)."""
+    path = Path(folder) / RESULTS
+    tmp = path.with_name(f".{RESULTS}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def set_request(folder: str | Path, request: str) -> None:
+    """Record which command produced the results in ``folder`` (a rerun's :func:`request_key`)."""
+    write_results(folder, {**read_results(folder), "request": request})
+
+
+def load_result(folder: str | Path) -> AblationResult:
+    """The :class:`~ranker_hooks.ablation.AblationResult` recorded in ``folder``'s results.json
+    (for tables printed without training)."""
+    import dataclasses
+
+    from ranker_hooks.ablation import AblationResult, VariantResult
+
+    path = Path(folder)
+    path = path.parent if path.name == RESULTS else path
+    doc = read_results(path)
+    names = {f.name for f in dataclasses.fields(VariantResult)}
+    return AblationResult(
+        run_name=doc["run"],
+        variants=[
+            VariantResult(**{k: x for k, x in v.items() if k in names}) for v in doc["variants"]
+        ],
+        results_path=path / RESULTS,
+        parent_run_id=doc.get("parent_run_id"),
+        tracking_uri=doc.get("tracking_uri") or "",
+        window=doc.get("window") or {},
+        seeds=list(doc.get("seeds") or []),
+        notes=list(doc.get("notes") or []),
+        tracking_error=doc.get("mlflow_error"),
+    )
+
+
+def is_logged(doc: dict[str, Any]) -> bool:
+    return bool(doc.get("parent_run_id"))
+
+
+def pending_results(
+    results_root: str | Path, request: str | None = None
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Ablation folders under ``results_root`` whose results were never logged to MLflow
+    (newest first), only those of ``request`` (:func:`request_key`) when given."""
+    out = []
+    root = Path(results_root)
+    if not root.is_dir():
+        return []
+    for path in root.glob(f"*/{RESULTS}"):
+        try:
+            doc = read_results(path)
+        except RunNotFoundError:
+            continue
+        if is_logged(doc) or (request is not None and doc.get("request") != request):
+            continue
+        out.append((path.parent, doc))
+    out.sort(key=lambda t: t[0].stat().st_mtime, reverse=True)
+    return out
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+def log_results(folder: str | Path, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Log the ablation in ``folder`` to MLflow from its ``results.json``; no training.
+
+    Creates the parent run and one nested run per variant, logs every file of the folder as an
+    artifact of the parent, then writes the run ids back into ``results.json``. Logging an
+    already logged folder changes nothing (its document is returned as is).
+
+    Args:
+        folder: ``<workspace>/results/ablation/<run>`` (or its results.json).
+        tracking_uri: where to log (default: the ``tracking_uri`` recorded in results.json).
+
+    Returns:
+        The updated results document (``parent_run_id`` and each variant's ``mlflow_run_id``).
+
+    Raises:
+        RunNotFoundError: no results.json in ``folder``.
+        TrackingError: the tracking store cannot be reached or written (one line: the URI and
+            the cause); results.json keeps the error and the folder can be logged again.
+    """
+    folder = Path(folder)
+    folder = folder.parent if folder.name == RESULTS else folder
+    doc = read_results(folder)
+    if is_logged(doc):
+        return doc
+    uri = tracking_uri or doc.get("tracking_uri")
+    if not uri:
+        raise TrackingError("<none>", "no tracking URI given or recorded", results_path=folder)
+    client = None
+    parent_id: str | None = None
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(doc.get("experiment") or "mspa-ablation")
+        exp_id = exp.experiment_id if exp else client.create_experiment(doc["experiment"])
+        parent_id = client.create_run(
+            exp_id,
+            run_name=doc["run"],
+            tags={"mspa.kind": "ablation", "mspa.dataset": str(doc.get("dataset", ""))},
+        ).info.run_id
+        _log_parent(client, parent_id, doc)
+        ids = {v["name"]: _log_variant(client, exp_id, parent_id, doc, v) for v in doc["variants"]}
+        logged = {
+            **doc,
+            "parent_run_id": parent_id,
+            "tracking_uri": uri,
+            "mlflow_error": None,
+            "variants": [{**v, "mlflow_run_id": ids[v["name"]]} for v in doc["variants"]],
+        }
+        write_results(folder, logged)
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name[0] != "."):
+            client.log_artifact(parent_id, str(path))
+        client.set_terminated(parent_id, "FINISHED")
+        return logged
+    except Exception as e:  # any failure to reach or write the store: keep results, one line
+        reason = _reason(e)
+        if client is not None and parent_id is not None:
+            # A half-logged parent must not pass for a finished ablation (best effort: the
+            # store is what failed).
+            with contextlib.suppress(Exception):
+                client.set_terminated(parent_id, "FAILED")
+        write_results(folder, {**doc, "parent_run_id": None, "mlflow_error": reason})
+        raise TrackingError(uri, reason, results_path=folder / RESULTS) from e
+
+
+def _log_parent(client: Any, run_id: str, doc: dict[str, Any]) -> None:
+    import mlflow
+
+    acfg = doc.get("ablation_config") or {}
+    ranker = acfg.get("ranker") or {}
+    params = {
+        "run_name": doc["run"],
+        "dataset": doc.get("dataset", ""),
+        "feature_set": acfg.get("feature_set", ""),
+        "llm_feature_set": acfg.get("llm_feature_set", ""),
+        "variants": ",".join(acfg.get("variants", [])),
+        "seeds": ",".join(str(s) for s in doc.get("seeds", [])),
+        "ranker": ranker.get("type", ""),
+        "ranker_params": json.dumps(ranker.get("params", {}), sort_keys=True),
+        "n_boot": (acfg.get("bootstrap") or {}).get("n_boot", ""),
+        "max_train_rows": acfg.get("max_train_rows"),
+        **{f"window.{k}": v for k, v in doc.get("window", {}).items()},
+    }
+    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
+    client.log_dict(run_id, acfg, "ablation_config.json")
+    if doc.get("seconds") is not None:
+        client.log_metric(run_id, "seconds", float(doc["seconds"]))
+    client.log_metric(run_id, "n_variants", float(len(doc["variants"])))
+    if doc.get("notes"):
+        client.set_tag(run_id, "notes", " | ".join(doc["notes"])[:5000])
+
+
+def _log_variant(
+    client: Any, exp_id: str, parent_id: str, doc: dict[str, Any], v: dict[str, Any]
+) -> str:
+    """One nested run for variant ``v`` (a results.json row); returns its run id."""
+    import time
+
+    import mlflow
+
+    run = client.create_run(
+        exp_id,
+        run_name=f"{doc['run']}/{v['name']}",
+        tags={
+            "mlflow.parentRunId": parent_id,
+            "mspa.kind": "ablation_variant",
+            "variant": v["name"],
+            "variant_kind": v["kind"],
+            "leaked": str(bool(v["leaked"])).lower(),
+        },
+    )
+    rid = run.info.run_id
+    refs = list(v.get("feature_refs") or [])
+    params = {
+        "variant": v["name"],
+        "feature_service": v.get("service", ""),
+        "model_version": v.get("model_version", ""),
+        "seeds": ",".join(str(s) for s in doc.get("seeds", [])),
+        "n_train": v["n_train"],
+        "n_test": v["n_test"],
+        "n_feature_refs": len(refs),
+        "feature_refs": ",".join(refs)[:6000],  # MLflow's param length cap
+        **{f"window.{k}": val for k, val in doc.get("window", {}).items()},
+    }
+    now = int(time.time() * 1000)
+    metrics = [mlflow.entities.Metric(k, float(v[k]), now, 0) for k in METRICS]
+    metrics += [
+        mlflow.entities.Metric("auc_seed", float(a), now, i)
+        for i, a in enumerate(v.get("auc_seeds", []))
+    ]
+    metrics.append(mlflow.entities.Metric("seconds", float(v.get("seconds", 0.0)), now, 0))
+    metrics += [
+        mlflow.entities.Metric(k, float(v[k]), now, 0)
+        for k in COLD_METRICS
+        if v.get(k) is not None  # None: the cold slice is too small for it
+    ]
+    client.log_batch(
+        rid, metrics=metrics, params=[mlflow.entities.Param(k, str(x)) for k, x in params.items()]
+    )
+    client.log_dict(
+        rid, {"feature_service": v.get("service", ""), "feature_refs": refs}, "feature_refs.json"
+    )
+    client.set_terminated(rid, "FINISHED")
+    return rid
 
 
 class AblationTracker:
-    """Context manager owning the parent run; :meth:`log_variant` opens one nested run."""
+    """The runner's tracking hook: nothing touches MLflow while variants train.
+
+    :meth:`log_variant` only records; :meth:`log_summary`, called once ``results.json`` and
+    the reports are written, adds what logging needs to ``results.json`` and logs the folder
+    with :func:`log_results`. An unreachable store leaves ``result.parent_run_id`` None and
+    ``result.tracking_error`` set (one line); it never loses the results.
+    """
 
     def __init__(
         self,
@@ -61,115 +360,75 @@ class AblationTracker:
         self.run_cfg = run_cfg
         self.window = window
         self.parent_run_id: str | None = None
-        self._client: Any = None
 
     def __enter__(self) -> Self:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        exp = self._client.get_experiment_by_name(self.experiment)
-        exp_id = exp.experiment_id if exp else self._client.create_experiment(self.experiment)
-        run = self._client.create_run(
-            exp_id,
-            run_name=self.run_name,
-            tags={"mspa.kind": "ablation", "mspa.dataset": self.run_cfg.name},
-        )
-        self.experiment_id = exp_id
-        self.parent_run_id = run.info.run_id
-        params = {
-            "run_name": self.run_name,
-            "dataset": self.run_cfg.name,
-            "feature_set": self.cfg.feature_set,
-            "llm_feature_set": self.cfg.llm_feature_set,
-            "variants": ",".join(self.cfg.variants),
-            "seeds": ",".join(str(s) for s in self.cfg.seeds),
-            "ranker": self.cfg.ranker.type,
-            "ranker_params": json.dumps(self.cfg.ranker.params, sort_keys=True),
-            "n_boot": self.cfg.bootstrap.n_boot,
-            "max_train_rows": self.cfg.max_train_rows,
-            **{f"window.{k}": v for k, v in self.window.items()},
-        }
-        self._client.log_batch(
-            self.parent_run_id,
-            params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
-        )
-        self._client.log_dict(
-            self.parent_run_id, self.cfg.model_dump(mode="json"), "ablation_config.json"
-        )
         return self
 
-    def log_variant(self, res: VariantResult, seeds: list[int]) -> str:
-        """One nested run for ``res``; returns its run id."""
-        import time
-
-        import mlflow
-
-        c = self._client
-        run = c.create_run(
-            self.experiment_id,
-            run_name=f"{self.run_name}/{res.name}",
-            tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                "mspa.kind": "ablation_variant",
-                "variant": res.name,
-                "variant_kind": res.kind,
-                "leaked": str(res.leaked).lower(),
-            },
-        )
-        rid = run.info.run_id
-        params = {
-            "variant": res.name,
-            "feature_service": res.service,
-            "model_version": res.model_version,
-            "seeds": ",".join(str(s) for s in seeds),
-            "n_train": res.n_train,
-            "n_test": res.n_test,
-            "n_feature_refs": len(res.feature_refs),
-            "feature_refs": ",".join(res.feature_refs)[:6000],  # MLflow's param length cap
-            **{f"window.{k}": v for k, v in self.window.items()},
-        }
-        now = int(time.time() * 1000)
-        metrics = [mlflow.entities.Metric(k, float(getattr(res, k)), now, 0) for k in METRICS]
-        metrics += [
-            mlflow.entities.Metric("auc_seed", float(a), now, i)
-            for i, a in enumerate(res.auc_seeds)
-        ]
-        metrics.append(mlflow.entities.Metric("seconds", float(res.seconds), now, 0))
-        metrics += [
-            mlflow.entities.Metric(k, float(getattr(res, k)), now, 0)
-            for k in COLD_METRICS
-            if getattr(res, k) is not None  # None: the cold slice is too small for it
-        ]
-        c.log_batch(
-            rid,
-            metrics=metrics,
-            params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
-        )
-        c.log_dict(
-            rid,
-            {"feature_service": res.service, "feature_refs": res.feature_refs},
-            "feature_refs.json",
-        )
-        c.set_terminated(rid, "FINISHED")
-        return rid
+    def log_variant(self, res: VariantResult, seeds: list[int]) -> str | None:
+        """Nothing yet: variant runs are created from results.json by :meth:`log_summary`."""
+        return None
 
     def log_summary(self, result: AblationResult, seconds: float) -> None:
-        """Artifacts and summary metrics on the parent run."""
-        c = self._client
-        c.log_metric(self.parent_run_id, "seconds", float(seconds))
-        c.log_metric(self.parent_run_id, "n_variants", float(len(result.variants)))
-        if result.notes:
-            c.set_tag(self.parent_run_id, "notes", " | ".join(result.notes)[:5000])
-        c.log_artifact(self.parent_run_id, str(result.results_path))
-        for path in result.artifacts.values():
-            c.log_artifact(self.parent_run_id, str(path))
+        """Log the written results folder; fills in the run ids or ``result.tracking_error``."""
+        folder = Path(result.results_path).parent
+        doc = read_results(folder)
+        doc.update(tracking_fields(self.cfg, self.run_cfg, [v.name for v in result.variants]))
+        doc.update(tracking_uri=self.tracking_uri, seconds=float(seconds), mlflow_error=None)
+        write_results(folder, doc)
+        try:
+            logged = log_results(folder, tracking_uri=self.tracking_uri)
+        except TrackingError as e:
+            result.tracking_error = str(e)
+            return
+        self.parent_run_id = result.parent_run_id = logged["parent_run_id"]
+        ids = {v["name"]: v["mlflow_run_id"] for v in logged["variants"]}
+        for v in result.variants:
+            v.mlflow_run_id = ids.get(v.name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._client is not None and self.parent_run_id is not None:
-            self._client.set_terminated(
-                self.parent_run_id, "FINISHED" if exc_type is None else "FAILED"
-            )
+        return None
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def _search_all(client: Any, experiment_ids: Sequence[str], filter_string: str) -> list[Any]:
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            list(experiment_ids), filter_string=filter_string, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_ablation(client: Any, run: str) -> Any | None:
+    """The ablation parent run whose id or name is ``run``, else None.
+
+    A name may hold any character: it is compared in Python, never put in a filter string.
+    Several runs of one name: the newest FINISHED one (a half-logged FAILED parent left by an
+    unreachable store loses to the run logged afterwards).
+    """
+    from mlflow.exceptions import MlflowException
+
+    if _RUN_ID.fullmatch(run):
+        try:
+            hit = client.get_run(run)
+        except MlflowException:
+            hit = None
+        if hit is not None and hit.data.tags.get("mspa.kind") == "ablation":
+            return hit
+    exps = [e.experiment_id for e in client.search_experiments()]
+    if not exps:
+        return None
+    hits = [r for r in _search_all(client, exps, _ABLATION_FILTER) if r.info.run_name == run]
+    if not hits:
+        return None
+    hits.sort(key=lambda r: (r.info.status == "FINISHED", r.info.start_time or 0), reverse=True)
+    return hits[0]
 
 
 def load_ablation(tracking_uri: str, run: str) -> tuple[str, pd.DataFrame]:
@@ -178,38 +437,45 @@ def load_ablation(tracking_uri: str, run: str) -> tuple[str, pd.DataFrame]:
     Raises:
         RunNotFoundError: no ablation parent run has that id or name.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    parent = None
-    try:
-        parent = client.get_run(run)
-    except MlflowException:
-        exps = [e.experiment_id for e in client.search_experiments()]
-        hits = client.search_runs(
-            exps, filter_string=f"tags.mlflow.runName = '{run}' and tags.`mspa.kind` = 'ablation'"
-        )
-        parent = hits[0] if hits else None
-    if parent is None or parent.data.tags.get("mspa.kind") != "ablation":
+    parent = find_ablation(client, run)
+    if parent is None:
         raise RunNotFoundError(f"no ablation run with id or name {run!r} in {tracking_uri}")
-    mlflow.set_tracking_uri(tracking_uri)
-    children = mlflow.search_runs(
-        experiment_ids=[parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        order_by=["start_time ASC"],
+    pid = parent.info.run_id
+    if not _RUN_ID.fullmatch(pid):  # an id from the store itself; checked before a filter
+        raise RunNotFoundError(f"unexpected MLflow run id {pid!r} for {run!r}")
+    children = _search_all(
+        client, [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{pid}'"
     )
+    children.sort(key=lambda r: r.info.start_time or 0)
     rows = []
-    for _, r in children.iterrows():
+    for r in children:
+        tags, metrics = r.data.tags, r.data.metrics
         row = {
-            "variant": r["tags.variant"],
-            "kind": r["tags.variant_kind"],
-            "leaked": r["tags.leaked"] == "true",
+            "variant": tags.get("variant"),
+            "kind": tags.get("variant_kind"),
+            "leaked": tags.get("leaked") == "true",
         }
-        row.update({k: r.get(f"metrics.{k}") for k in METRICS})
+        row.update({k: metrics.get(k) for k in METRICS})
         rows.append(row)
-    return parent.info.run_name, pd.DataFrame(rows)
+    return parent.info.run_name, pd.DataFrame(rows, columns=["variant", "kind", "leaked", *METRICS])
 
 
-__all__ = ["METRICS", "AblationTracker", "load_ablation"]
+__all__ = [
+    "COLD_METRICS",
+    "METRICS",
+    "AblationTracker",
+    "find_ablation",
+    "is_logged",
+    "load_ablation",
+    "load_result",
+    "log_results",
+    "pending_results",
+    "read_results",
+    "request_key",
+    "set_request",
+    "tracking_fields",
+    "write_results",
+]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from mspa_features.cli import ablate as ablate_cmd
 from mspa_features.cli import align as align_cmd
@@ -18,6 +21,8 @@ from mspa_features.cli import register as register_cmd
 from mspa_features.cli import run as run_cmd
 from mspa_features.cli.common import console
 from mspa_features.errors import MspaError
+
+err_console = Console(stderr=True)
 
 app = typer.Typer(
     name="mspa",
@@ -62,24 +67,61 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
 
-def main() -> None:
-    """Entry point: user-facing errors print one clear message and exit 2, no traceback."""
+def _usage_line(e: Exception) -> str:
+    """One line for a usage error: the command path, the problem, where help is."""
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "mspa"
+    fmt = getattr(e, "format_message", None)
+    message = fmt() if callable(fmt) else str(e)
+    message = " ".join(message.replace("Value error, ", "").split()) or type(e).__name__
+    return f"error: {where}: {message} (see '{where} --help')"
+
+
+def _is_typer_error(e: BaseException) -> bool:
+    """typer 0.29 bundles its own click (``typer._click``): its exceptions are not click's."""
+    if isinstance(e, typer.TyperException):
+        return True
+    try:
+        import click
+    except ImportError:  # pragma: no cover - typer no longer needs click
+        return False
+    return isinstance(e, click.ClickException)
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    Usage errors of every command (a missing argument, an unknown option or command, a value
+    that is not one of the choices or not of the option's type, a ``typer.BadParameter``
+    raised by a command) print one line on stderr and return 2, as do library errors
+    (:class:`MspaError`, one clear message); no traceback for either.
+    """
     _quiet_library_warnings()
     try:
-        app(standalone_mode=False)
+        rv = app(args=argv, prog_name="mspa", standalone_mode=False)
     except MspaError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
-        _exit(2)
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 2
     except typer.Exit as e:
-        _exit(e.exit_code)
-    except typer.Abort:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         console.print("aborted")
-        _exit(130)
-    except Exception as e:  # click usage errors
-        import click
+        return 130
+    except Exception as e:
+        if not _is_typer_error(e):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # typer already printed the help
+            return 2
+        code = int(getattr(e, "exit_code", 1))
+        if code == 2 or hasattr(e, "ctx"):
+            err_console.print(_usage_line(e), highlight=False, markup=False, soft_wrap=True)
+            return 2
+        err_console.print(f"error: {e.format_message()}", highlight=False, markup=False)  # type: ignore[attr-defined]
+        return code
+    # Without standalone mode, a `typer.Exit` raised inside a command comes back as its code.
+    return rv if isinstance(rv, int) else 0
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            _exit(e.exit_code)
-        raise
-    _exit(0)
+
+def main() -> None:
+    """Entry point: user-facing errors print one clear line and exit 2, no traceback."""
+    _exit(run_cli())

@@ -1,4 +1,5 @@
-"""``mspa ablate --config FILE`` (AIS ablation) and ``mspa runs compare RUN_A RUN_B``."""
+"""``mspa ablate --config FILE`` (AIS ablation), ``mspa runs compare RUN_A RUN_B`` and
+``mspa runs log FOLDER`` (results written while MLflow was unreachable, logged later)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from mspa_features.cli.common import console, progress_bar
+from mspa_features.cli.common import console, fail, override, parse_seeds, progress_bar
 
-runs_app = typer.Typer(help="Compare ablation runs tracked in MLflow.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Compare ablation runs tracked in MLflow; log results written while it was down.",
+    no_args_is_help=True,
+)
 
 
 def install(app: typer.Typer) -> None:
@@ -18,13 +23,13 @@ def install(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
 
 
-def _run_config(ablation_cfg, run_config: Path | None):
+def _run_config(ablation_cfg, run_config: Path | None, config: Path):
     from mspa_features.config import load_config
     from mspa_features.errors import ConfigError
 
     path = run_config or ablation_cfg.run_config
     if path is None:
-        raise ConfigError("<ablation config>", ["run_config: required (or pass --run-config)"])
+        raise ConfigError(config, ["run_config: required (or pass --run-config)"])
     return load_config(path)
 
 
@@ -42,42 +47,91 @@ def ablate(
     tracking_uri: Annotated[
         str | None, typer.Option(help="MLflow tracking URI (default: the workspace's SQLite)")
     ] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain",
+            help="train again even when results of this same ablation are waiting to be logged",
+        ),
+    ] = False,
 ) -> None:
-    """Train the ranker per variant, report AUC/UAUC/GAUC/logloss/WPAUC and delta AUC with CIs."""
+    """Train the ranker per variant, report AUC/UAUC/GAUC/logloss/WPAUC and delta AUC with CIs.
+
+    Results are written before anything is logged to MLflow; when the tracking store was
+    unreachable, rerunning the same command logs those results without training again.
+    """
+    from mspa_features.config import Workspace
     from ranker_hooks.ablation import load_ablation_config, run_ablation
     from ranker_hooks.report import ais_table
+    from ranker_hooks.tracking import pending_results, request_key
 
     cfg = load_ablation_config(config)
     updates: dict = {}
     if variant:
         updates["variants"] = list(variant)
-    if seeds:
-        try:
-            updates["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError as e:
-            raise typer.BadParameter(
-                f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds"
-            ) from e
+    if seeds is not None:
+        updates["seeds"] = parse_seeds(seeds)
     if tracking_uri:
-        updates["mlflow"] = cfg.mlflow.model_copy(update={"tracking_uri": tracking_uri})
-    if updates:
-        cfg = cfg.model_validate(
-            {
-                **cfg.model_dump(),
-                **{
-                    k: (v.model_dump() if hasattr(v, "model_dump") else v)
-                    for k, v in updates.items()
-                },
-            }
+        updates["mlflow"] = {**cfg.mlflow.model_dump(), "tracking_uri": tracking_uri}
+    cfg = override(cfg, updates, {"variants": "--variant", "seeds": "--seeds"})
+    run_cfg = _run_config(cfg, run_config, config)
+    uri = cfg.mlflow.tracking_uri or _default_uri(run_cfg)
+    root = Workspace(run_cfg.workspace).results / "ablation"
+    pending = [] if retrain else pending_results(root, request_key(cfg, run_cfg, extra_variants=[]))
+    if pending:
+        folder, _ = pending[0]
+        console.print(
+            f"[yellow]note:[/] {escape(str(folder))} holds this ablation's results, not yet in "
+            "MLflow: logging them without training (--retrain trains again)",
+            highlight=False,
         )
-    run_cfg = _run_config(cfg, run_config)
+        _log_folder(folder, uri)
+        return
     with progress_bar() as step:
         result = run_ablation(run_cfg, cfg, progress=step)
     console.print(ais_table(result))
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"results: {result.results_path}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(f"results: {result.results_path}", highlight=False)
+    if result.tracking_error:
+        fail(result.tracking_error)
     console.print(f"MLflow parent run: {result.parent_run_id} ({result.tracking_uri})")
+
+
+def _default_uri(run_cfg) -> str:  # type: ignore[no-untyped-def]
+    from ranker_hooks.ablation import default_tracking_uri
+
+    return default_tracking_uri(run_cfg)
+
+
+def _log_folder(folder: Path, tracking_uri: str | None) -> None:
+    """Log one results folder (no training) and print the ablation table and parent run."""
+    from ranker_hooks.report import ais_table
+    from ranker_hooks.tracking import load_result, log_results
+
+    doc = log_results(folder, tracking_uri=tracking_uri)
+    console.print(ais_table(load_result(folder)))
+    console.print(
+        f"logged {escape(str(folder))} -> MLflow parent run {doc['parent_run_id']} "
+        f"({escape(str(doc['tracking_uri']))})",
+        highlight=False,
+    )
+
+
+@runs_app.command("log")
+def log(
+    folders: Annotated[
+        list[Path],
+        typer.Argument(help="ablation results folders (results/ablation/<run>) to log"),
+    ],
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: the one recorded in results.json)"),
+    ] = None,
+) -> None:
+    """Log ablation results already on disk to MLflow, without training (after a failed log)."""
+    for folder in folders:
+        _log_folder(folder, tracking_uri)
 
 
 @runs_app.command("compare")
@@ -100,7 +154,8 @@ def compare(
     if tracking_uri is None:
         if run_config is None:
             raise typer.BadParameter(
-                "give --tracking-uri or --run-config", param_hint="--tracking-uri"
+                "give --tracking-uri or --run-config (whose workspace holds mlflow.db)",
+                param_hint="--tracking-uri",
             )
         tracking_uri = default_tracking_uri(load_config(run_config))
     name_a, a = load_ablation(tracking_uri, run_a)

@@ -2,13 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
 
+import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=False)
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: <message>`` as one unwrapped line and leave with ``code``."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; anything else is a usage error naming ``option``.
+
+    Raises:
+        typer.BadParameter: not a non-empty comma-separated list of integers.
+    """
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as e:
+        raise typer.BadParameter(
+            f"{text!r} is not a comma-separated list of integers", param_hint=option
+        ) from e
+    if not seeds:
+        raise typer.BadParameter(f"{text!r} holds no seed", param_hint=option)
+    return seeds
+
+
+def override(model: _M, updates: Mapping[str, Any], options: Mapping[str, str]) -> _M:
+    """``model`` validated again with ``updates`` (command-line overrides of config fields).
+
+    Raises:
+        typer.BadParameter: an override is invalid; names the option (``options`` maps field
+            -> option) and pydantic's reason, never a traceback.
+    """
+    if not updates:
+        return model
+    try:
+        return type(model).model_validate({**model.model_dump(), **updates})
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        raise typer.BadParameter(
+            f"{err['msg']} (got {updates.get(field, '?')!r})",
+            param_hint=options.get(field, field or "option"),
+        ) from e
 
 
 def counts_table(title: str, counts: Iterable[object]) -> Table:

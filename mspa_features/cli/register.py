@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,17 @@ features_app = typer.Typer(help="Read registered features.", no_args_is_help=Tru
 
 ConfigArg = Annotated[Path, typer.Argument(help="run config YAML (backfill done)")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="Feast repo folder (yaml files)")]
-OnlineOpt = Annotated[str, typer.Option("--online", help="online store: sqlite | redis | milvus")]
+
+
+class Online(StrEnum):
+    """Online store kinds (``mspa_features.registry.ONLINE_KINDS``; a test keeps them equal)."""
+
+    sqlite = "sqlite"
+    redis = "redis"
+    milvus = "milvus"
+
+
+OnlineOpt = Annotated[Online, typer.Option("--online", help="online store kind")]
 RedisOpt = Annotated[
     str | None,
     typer.Option("--redis", help="Redis connection string host:port[,db=N] (with --online redis)"),
@@ -28,13 +39,8 @@ def install(app: typer.Typer) -> None:
     app.add_typer(features_app, name="features")
 
 
-def _online(online: str, redis: str | None) -> str:
-    from mspa_features.registry import ONLINE_KINDS
-
-    if online not in ONLINE_KINDS:
-        raise typer.BadParameter(
-            f"{online!r} is not one of {list(ONLINE_KINDS)}", param_hint="--online"
-        )
+def _online(online: Online | str, redis: str | None) -> str:
+    online = Online(online).value
     if redis and online != "redis":
         raise typer.BadParameter("--redis needs --online redis", param_hint="--redis")
     return online
@@ -55,7 +61,7 @@ def register(
     full: Annotated[
         bool, typer.Option("--full", help="materialize the whole window, not incrementally")
     ] = False,
-    online: OnlineOpt = "sqlite",
+    online: OnlineOpt = Online.sqlite,
     redis: RedisOpt = None,
     end: Annotated[
         datetime | None, typer.Option(help="materialize up to this UTC instant (default now)")
@@ -70,8 +76,8 @@ def register(
     from mspa_features.config import load_config
     from mspa_features.registry import register as do_register
 
+    kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)
-    kind = _online(online, redis)
     # No live spinner: Feast prints its own materialization progress to stdout.
     rep = do_register(
         cfg,
@@ -143,7 +149,7 @@ def online_cmd(
     service: Annotated[
         str, typer.Option("--service", help="feature service, e.g. all__template")
     ] = "all__template",
-    online: OnlineOpt = "sqlite",
+    online: OnlineOpt = Online.sqlite,
     redis: RedisOpt = None,
     repo: RepoOpt = Path("feature_repo"),
 ) -> None:
@@ -152,8 +158,9 @@ def online_cmd(
     from mspa_features.feature_reads import online_features
     from mspa_features.registry import open_store
 
+    kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)
-    store = open_store(cfg, repo_path=repo, online=_online(online, redis), redis_url=redis)  # type: ignore[arg-type]
+    store = open_store(cfg, repo_path=repo, online=kind, redis_url=redis)  # type: ignore[arg-type]
     svc = store.get_feature_service(service)
     row = online_features(store, svc, [(user, author)]).iloc[0]
     t = Table(title=f"{service}: user {user!r}, author {author!r}", title_justify="left")
