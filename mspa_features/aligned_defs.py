@@ -37,6 +37,25 @@ ROWS = "rows"
 _COLUMNS = ("author_id", "event_timestamp", "created_timestamp", FEATURE, "knowledge_ts")
 
 
+def aligned_schema() -> Any:
+    """The rows' ``pyarrow.Schema``: written with every set, so an empty one keeps string ids,
+    UTC timestamps and a float32 list (pandas would type an empty frame's columns float64)."""
+    import pyarrow as pa
+
+    from mspa_features.contracts import EMB, TS
+
+    return pa.schema(
+        [
+            pa.field("author_id", pa.string(), nullable=False),
+            pa.field("event_timestamp", TS, nullable=False),
+            pa.field("created_timestamp", TS, nullable=False),
+            pa.field(FEATURE, EMB, nullable=False),
+            pa.field("knowledge_ts", pa.int64(), nullable=False),  # UTC microseconds
+            pa.field("model_version", pa.string(), nullable=False),
+        ]
+    )
+
+
 def aligned_view_name(fs: str) -> str:
     return f"aligned_author_id__{fs}"
 
@@ -94,9 +113,13 @@ def write_aligned_set(
 ) -> AlignedSet:
     """Write ``frame`` as the aligned set of ``feature_set`` (replacing a previous one).
 
+    The rows are written with :func:`aligned_schema` (an empty frame too); a frame without a
+    ``model_version`` column gets ``model_version``.
+
     Raises:
-        LeakBuildError: a missing or null column (row named), or ``knowledge_ts`` not before
-            ``split_at`` (the set would not be point-in-time clean for the evaluation window).
+        LeakBuildError: a missing or null column (row named), a column that does not fit the
+            schema, or ``knowledge_ts`` not before ``split_at`` (the set would not be
+            point-in-time clean for the evaluation window).
     """
     import pyarrow as pa
 
@@ -113,7 +136,19 @@ def write_aligned_set(
     if known >= T:
         raise LeakBuildError(where, f"adapter knowledge {known} is not before T={T}")
     folder = aligned_root(cfg) / feature_set
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    rows = frame.reset_index(drop=True)
+    if "model_version" not in rows.columns:
+        rows = rows.assign(model_version=model_version)
+    schema = aligned_schema()
+    try:
+        # An empty frame's columns carry no usable type (float64 from pandas): its schema does.
+        table = (
+            schema.empty_table()
+            if rows.empty
+            else pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError) as e:
+        raise LeakBuildError(where, f"frame does not fit the aligned schema: {e}") from e
     write_parquet_atomic(table, folder / ROWS / "part-00000.parquet")
     out = AlignedSet(
         feature_set=feature_set,
@@ -223,6 +258,7 @@ __all__ = [
     "FEATURE",
     "AlignedSet",
     "aligned_root",
+    "aligned_schema",
     "aligned_service_name",
     "aligned_view_name",
     "build_aligned_definitions",

@@ -160,11 +160,21 @@ def write_leak_set(
         # float, which Feast cannot join with the string ids of every other table.
         raise LeakBuildError(where, "frame is empty: pass its schema to keep the column types")
     folder = Path(root) / name
+    if schema is not None and frame.empty:
+        # pandas types an empty frame's columns float64 (a list or timestamp column too), which
+        # arrow cannot cast to the schema's types: the schema alone says what the table holds.
+        missing = [n for n in schema.names if n not in frame.columns]
+        if missing:
+            raise LeakBuildError(where, "is missing from the frame", field=missing[0])
     try:
-        table = pa.Table.from_pandas(
-            frame.reset_index(drop=True), schema=schema, preserve_index=False
+        table = (
+            schema.empty_table()
+            if schema is not None and frame.empty
+            else pa.Table.from_pandas(
+                frame.reset_index(drop=True), schema=schema, preserve_index=False
+            )
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as e:
         raise LeakBuildError(where, f"frame does not fit the schema: {e}") from e
     untyped = [f.name for f in table.schema if pa.types.is_null(f.type)]
     if untyped:

@@ -144,7 +144,7 @@ def run_lis(
     Raises:
         LeakBuildError, AblationError, LeakedFeatureError: see the steps.
     """
-    from mspa_features.leak_defs import register_leaks
+    from mspa_features.leak_defs import discover_leak_sets, register_leaks
     from mspa_features.registry import open_store
     from ranker_hooks.ablation import make_ranker, run_ablation
     from ranker_hooks.leaks.build import build_leak_sets
@@ -184,7 +184,13 @@ def run_lis(
         )
     if store is None:
         store = open_store(run_cfg, repo_path=cfg.repo_path)
-    variants, notes = lis_variants(store, cfg.feature_set, horizons=horizons, kinds=kinds)
+    variants, notes = lis_variants(
+        store,
+        cfg.feature_set,
+        horizons=horizons,
+        kinds=kinds,
+        leak_sets=discover_leak_sets(run_cfg),  # an empty set is skipped with a note
+    )
     if aligned:
         from ranker_hooks.aligned_id import aligned_variants
 

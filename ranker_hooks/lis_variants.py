@@ -14,7 +14,7 @@ lets them (and only them) read views tagged ``leaked=true``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from ranker_hooks.variants import HookContext, Variant, VariantHook
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from mspa_features.leak_defs import LeakSet
     from ranker_hooks.base import Ranker
 
 DEFAULT_HORIZONS = (7, 30)
@@ -67,11 +68,14 @@ def lis_variants(
     *,
     horizons: Sequence[int] = DEFAULT_HORIZONS,
     kinds: Sequence[str] = LIS_KINDS,
+    leak_sets: Mapping[str, LeakSet] | None = None,
 ) -> tuple[list[Variant], list[str]]:
     """The LIS variants for ``horizons`` and ``kinds``, and notes on the ones skipped.
 
     A similar-items or next-positive variant needs its leak set registered
-    (``register_leaks``); one that is not is skipped with a note.
+    (``register_leaks``); one that is not is skipped with a note. So is one whose leak set
+    (in ``leak_sets``, the written manifests) has no row: nothing leaks, there is nothing to
+    measure, and its vector column has no width the ranker could be given.
 
     Raises:
         ValueError: an unknown kind.
@@ -100,7 +104,15 @@ def lis_variants(
         ):
             if kind not in kinds:
                 continue
-            service = lis_service_name(leak_set_name(kind, n))
+            leak_name = leak_set_name(kind, n)
+            service = lis_service_name(leak_name)
+            leak = (leak_sets or {}).get(leak_name)
+            if leak is not None and leak.rows == 0:
+                notes.append(
+                    f"variant lis_{kind}_n{n} skipped: leak set {leak_name!r} has no row "
+                    f"(window [{leak.window_start}, {leak.window_end})): nothing leaks"
+                )
+                continue
             if not service_exists(store, service):
                 notes.append(
                     f"variant lis_{kind}_n{n} skipped: service {service!r} is not registered "

@@ -128,6 +128,9 @@ def similar_items(
                     np.mean(found, axis=0).astype(np.float32).tolist() if found else None
                 )
     n = len(out_authors)
+    if n == 0:
+        # Positives, but no two authors share a user: typed columns, not pandas' float64.
+        return empty_frame(embeddings=embeddings is not None)
     frame = pd.DataFrame(
         {
             "author_id": pd.Series(out_authors, dtype=object),

@@ -60,3 +60,38 @@ def test_names_a_null_row(tmp_path) -> None:
             cfg(tmp_path), bad, feature_set="template", model_version="m", split_at=T,
             knowledge_ts=T - timedelta(days=1),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("empty", ["float64 columns", "no rows of frame()"])
+def test_an_empty_set_keeps_its_schema(tmp_path, empty) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # pandas types every column of an empty frame float64 when built from column names only.
+    rows = (
+        pd.DataFrame({c: pd.Series(dtype="float64") for c in frame().columns})
+        if empty == "float64 columns"
+        else frame().iloc[:0]
+    )
+    out = write_aligned_set(
+        cfg(tmp_path), rows, feature_set="template", model_version="m", split_at=T,
+        knowledge_ts=T - timedelta(days=1),
+    )  # fmt: skip
+    assert (out.rows, out.dim) == (0, 0)
+    back = pq.read_table(out.path / "rows" / "part-00000.parquet")
+    assert back.num_rows == 0
+    assert back.schema.field("author_id").type == pa.string()
+    assert back.schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert back.schema.field("created_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert back.schema.field(FEATURE).type == pa.list_(pa.float32())
+    assert back.schema.field("knowledge_ts").type == pa.int64()
+    assert back.schema.field("model_version").type == pa.string()
+
+
+def test_a_frame_that_does_not_fit_the_schema_is_named(tmp_path) -> None:
+    bad = frame().assign(knowledge_ts=["soon", "later"])
+    with pytest.raises(LeakBuildError, match="does not fit the aligned schema"):
+        write_aligned_set(
+            cfg(tmp_path), bad, feature_set="template", model_version="m", split_at=T,
+            knowledge_ts=T - timedelta(days=1),
+        )  # fmt: skip

@@ -181,3 +181,80 @@ def test_write_leak_set_refuses_an_untyped_empty_frame(tmp_path: Path) -> None:
     one["similar_author_ids"] = [["a2"]]
     with pytest.raises(LeakBuildError, match="field 'author_id'.*must hold string ids, got double"):
         write_leak_set(tmp_path, one, **args, **window)
+
+
+def test_positives_without_a_shared_user_give_a_typed_empty_similar_items_frame() -> None:
+    """The tiny-dataset case of issue 14 item 9: positives after T, none co-engaged."""
+    import pyarrow as pa
+
+    from ranker_hooks.leaks.similar_items import frame_schema, similar_items
+
+    ts = pd.to_datetime([T + timedelta(days=1), T + timedelta(days=2)], utc=True)
+    df = pd.DataFrame(
+        {"user_id": ["u1", "u2"], "author_id": ["a1", "a2"], "event_timestamp": ts, "label": [1, 1]}
+    )
+    frame = similar_items(df, start=T, end=T + timedelta(days=7))
+    assert frame.empty
+    assert list(frame.columns) == frame_schema(embeddings=False).names
+    table = pa.Table.from_pandas(frame, schema=frame_schema(embeddings=False), preserve_index=False)
+    assert table.schema.field("similar_author_ids").type == pa.list_(pa.string())
+
+
+def test_write_leak_set_types_an_empty_float64_frame_from_its_schema(tmp_path: Path) -> None:
+    """pandas types an empty frame built from column names float64 (lists and timestamps too):
+    written with its schema, it reads back with string ids and typed lists, not floats."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mspa_features.leak_defs import write_leak_set
+    from ranker_hooks.leaks.similar_items import frame_schema
+
+    schema = frame_schema(embeddings=True)
+    frame = pd.DataFrame({n: pd.Series(dtype="float64") for n in schema.names})
+    leak = write_leak_set(
+        tmp_path, frame, kind="similar_items", horizon_days=7, key="author_id",
+        window_start=T, window_end=T + timedelta(days=7), schema=schema,
+    )  # fmt: skip
+    back = pq.read_table(leak.path / "rows" / "part-00000.parquet")
+    assert (leak.rows, back.num_rows) == (0, 0)
+    assert back.schema.field("author_id").type == pa.string()
+    assert back.schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert back.schema.field("similar_author_ids").type == pa.list_(pa.string())
+    assert back.schema.field("similar_author_mean_emb").type == pa.list_(pa.float32())
+    assert back.schema.field("knowledge_ts").type == pa.int64()
+    with pytest.raises(LeakBuildError, match="field 'similar_author_ids'.*missing"):
+        write_leak_set(
+            tmp_path, frame.drop(columns=["similar_author_ids"]), kind="similar_items",
+            horizon_days=7, key="author_id", window_start=T, window_end=T, schema=schema,
+        )  # fmt: skip
+
+
+def test_lis_variants_skip_an_empty_leak_set_with_a_note(tmp_path: Path) -> None:
+    """An empty leak set has nothing to measure: its variant is skipped and said, the others run."""
+    from mspa_features.leak_defs import LeakSet
+    from ranker_hooks.lis_variants import lis_variants
+
+    class Store:  # every service is registered
+        def get_feature_service(self, name: str) -> str:
+            return name
+
+    def leak(kind: str, rows: int) -> LeakSet:
+        return LeakSet(
+            name=f"{kind}_n7", kind=kind, horizon_days=7,
+            key="author_id" if kind == "similar_items" else "user_id",
+            window_start=T.isoformat(), window_end=(T + timedelta(days=7)).isoformat(),
+            rows=rows, path=tmp_path,
+        )  # fmt: skip
+
+    sets = {
+        "similar_items_n7": leak("similar_items", 0),
+        "next_positive_n7": leak("next_positive", 3),
+    }
+    variants, notes = lis_variants(Store(), "template", horizons=(7,), leak_sets=sets)
+    assert [v.name for v in variants] == ["lis_future_id_n7", "lis_next_positive_n7"]
+    end = (T + timedelta(days=7)).isoformat()
+    expected = (
+        "variant lis_similar_items_n7 skipped: leak set 'similar_items_n7' has no row "
+        f"(window [{T.isoformat()}, {end})): nothing leaks"
+    )
+    assert notes == [expected]
