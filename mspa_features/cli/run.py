@@ -138,6 +138,44 @@ def comparison_table(cmp: dict[str, Any]) -> Table:
     return t
 
 
+def parse_lines(res: dict[str, Any]) -> list[str]:
+    """One line per composer: how its preferences, author descriptions and recommendation
+    answers parsed (ok / repaired / failed and the parse rate, ok + repaired over all)."""
+    from mspa_features.evaluation import parse_rate
+
+    lines = []
+    for name, row in res["composers"].items():
+        parts = []
+        for kind, label in (
+            ("preferences", "preferences"),
+            ("authors", "author descriptions"),
+            ("recommend", "answers"),
+        ):
+            c = row.get("parse", {}).get(kind)
+            rate = parse_rate(c) if c else None
+            if rate is None:
+                continue
+            parts.append(f"{label} {c['ok']}/{c['repaired']}/{c['failed']} ({rate:.1%})")
+        if parts:
+            decoding = row.get("decoding", "none")
+            lines.append(
+                f"{name} parse ok/repaired/failed (rate), {decoding} decoding: " + ", ".join(parts)
+            )
+    return lines
+
+
+def backfill_notes(features: dict[str, Any]) -> list[str]:
+    """The backfill's notes (why rows are missing: nothing in range, no Monday, content after
+    the range), one ``note (<feature set> <entity>): <note>`` line each, as ``mspa backfill``
+    prints them."""
+    return [
+        f"note ({fs} {entity}): {note}"
+        for fs, entities in features.get("backfill", {}).items()
+        for entity, c in entities.items()
+        for note in c.get("notes", [])
+    ]
+
+
 def ablation_verdicts(ab: dict[str, Any]) -> list[str]:
     """One plain-language verdict per non-baseline row (when LIS ran)."""
     return [
@@ -249,12 +287,16 @@ def run(
     )
     if summary.composer_eval:
         console.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
+        for line in parse_lines(summary.composer_eval):
+            console.print(line, highlight=False)
         console.print(
             f"composer stage: {summary.timings_s.get('composers', 0.0):.1f} s",
             highlight=False,
         )
     if summary.features:
         console.print(features_table(summary.features))
+        for line in backfill_notes(summary.features):  # why rows one might expect are missing
+            console.print(f"  {line}", highlight=False)
     for preview in summary.serving or []:
         console.print(serving_table(preview))
     if summary.ablation:
