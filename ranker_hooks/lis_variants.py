@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from mspa_features.feast_defs import service_name
-from mspa_features.leak_defs import leak_set_name, lis_service_name
+from mspa_features.leak_defs import ROWS, leak_set_name, lis_service_name
 from ranker_hooks.inject import InjectionSpec, service_exists
 from ranker_hooks.leaks.future_id import future_id_swap
 from ranker_hooks.leaks.next_positive import NEXT_EMB
@@ -62,6 +62,16 @@ class FutureIdHook(VariantHook):
         return future_id_swap(ranker, future, self.horizon_days, T=T).swapped
 
 
+def _values_held(leak: LeakSet, column: str) -> int:
+    """Rows of ``leak`` whose ``column`` is not null (0 for an empty set)."""
+    import pyarrow.parquet as pq
+
+    if leak.rows == 0:
+        return 0
+    col = pq.read_table(leak.path / ROWS, columns=[column]).column(column)
+    return len(col) - col.null_count
+
+
 def lis_variants(
     store: FeatureStore,
     feature_set: str,
@@ -74,8 +84,9 @@ def lis_variants(
 
     A similar-items or next-positive variant needs its leak set registered
     (``register_leaks``); one that is not is skipped with a note. So is one whose leak set
-    (in ``leak_sets``, the written manifests) has no row: nothing leaks, there is nothing to
-    measure, and its vector column has no width the ranker could be given.
+    (in ``leak_sets``, the written manifests) has no row, or no value in the variant's column
+    (no next positive within n days): nothing leaks, there is nothing to measure, and the
+    column has no width the ranker could be given.
 
     Raises:
         ValueError: an unknown kind.
@@ -107,9 +118,12 @@ def lis_variants(
             leak_name = leak_set_name(kind, n)
             service = lis_service_name(leak_name)
             leak = (leak_sets or {}).get(leak_name)
-            if leak is not None and leak.rows == 0:
+            if leak is not None and _values_held(leak, column) == 0:
+                held = (
+                    "has no row" if leak.rows == 0 else f"holds no {column} in its {leak.rows} rows"
+                )
                 notes.append(
-                    f"variant lis_{kind}_n{n} skipped: leak set {leak_name!r} has no row "
+                    f"variant lis_{kind}_n{n} skipped: leak set {leak_name!r} {held} "
                     f"(window [{leak.window_start}, {leak.window_end})): nothing leaks"
                 )
                 continue

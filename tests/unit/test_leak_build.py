@@ -229,8 +229,12 @@ def test_write_leak_set_types_an_empty_float64_frame_from_its_schema(tmp_path: P
         )  # fmt: skip
 
 
-def test_lis_variants_skip_an_empty_leak_set_with_a_note(tmp_path: Path) -> None:
-    """An empty leak set has nothing to measure: its variant is skipped and said, the others run."""
+def test_lis_variants_skip_a_leak_set_without_values_with_a_note(tmp_path: Path) -> None:
+    """A leak set with no row, or no value in the variant's column (no user has a next positive
+    within n days), has nothing to measure: its variant is skipped and said, the others run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from mspa_features.leak_defs import LeakSet
     from ranker_hooks.lis_variants import lis_variants
 
@@ -238,23 +242,37 @@ def test_lis_variants_skip_an_empty_leak_set_with_a_note(tmp_path: Path) -> None
         def get_feature_service(self, name: str) -> str:
             return name
 
-    def leak(kind: str, rows: int) -> LeakSet:
+    def leak(kind: str, n: int, values: list) -> LeakSet:
+        folder = tmp_path / f"{kind}_n{n}"
+        col = "similar_author_mean_emb" if kind == "similar_items" else "next_positive_emb"
+        (folder / "rows").mkdir(parents=True)
+        table = pa.table({col: pa.array(values, type=pa.list_(pa.float32()))})
+        pq.write_table(table, folder / "rows" / "part-00000.parquet")
         return LeakSet(
-            name=f"{kind}_n7", kind=kind, horizon_days=7,
+            name=f"{kind}_n{n}", kind=kind, horizon_days=n,
             key="author_id" if kind == "similar_items" else "user_id",
-            window_start=T.isoformat(), window_end=(T + timedelta(days=7)).isoformat(),
-            rows=rows, path=tmp_path,
+            window_start=T.isoformat(), window_end=(T + timedelta(days=n)).isoformat(),
+            rows=len(values), path=folder,
         )  # fmt: skip
 
     sets = {
-        "similar_items_n7": leak("similar_items", 0),
-        "next_positive_n7": leak("next_positive", 3),
+        "similar_items_n7": leak("similar_items", 7, []),
+        "next_positive_n7": leak("next_positive", 7, [None, None, None]),
+        "similar_items_n30": leak("similar_items", 30, [[0.5, 0.5]]),
+        "next_positive_n30": leak("next_positive", 30, [None, [1.0, 0.0]]),
     }
-    variants, notes = lis_variants(Store(), "template", horizons=(7,), leak_sets=sets)
-    assert [v.name for v in variants] == ["lis_future_id_n7", "lis_next_positive_n7"]
-    end = (T + timedelta(days=7)).isoformat()
-    expected = (
-        "variant lis_similar_items_n7 skipped: leak set 'similar_items_n7' has no row "
-        f"(window [{T.isoformat()}, {end})): nothing leaks"
-    )
-    assert notes == [expected]
+    variants, notes = lis_variants(Store(), "template", horizons=(7, 30), leak_sets=sets)
+    assert [v.name for v in variants] == [
+        "lis_future_id_n7",
+        "lis_future_id_n30",
+        "lis_similar_items_n30",
+        "lis_next_positive_n30",
+    ]
+    window = f"(window [{T.isoformat()}, {(T + timedelta(days=7)).isoformat()})): nothing leaks"
+    assert notes == [
+        f"variant lis_similar_items_n7 skipped: leak set 'similar_items_n7' has no row {window}",
+        (
+            "variant lis_next_positive_n7 skipped: leak set 'next_positive_n7' holds no "
+            f"next_positive_emb in its 3 rows {window}"
+        ),
+    ]
