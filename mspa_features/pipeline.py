@@ -283,7 +283,10 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
 
 def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, Any]]:
     """Stage 6: online features (``all__<feature set>``) for the first test users that have a
-    snapshot, paired with their U2A candidates: exactly what a ranker reads at request time."""
+    snapshot, paired with their U2A candidates: exactly what a ranker reads at request time.
+
+    The request instant is the data's last interaction (a replay: MovieLens ends in 1998), so
+    the online TTL rule serves what the training read at that instant would see."""
     from mspa_features.feast_defs import service_name
     from mspa_features.feature_reads import online_features
     from mspa_features.registry import open_store
@@ -292,13 +295,17 @@ def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, A
         return []
     fs = cfg.features.feature_sets[0]
     store = open_store(cfg)
+    as_of = pd.read_parquet(
+        ws.data(cfg.name) / "interactions.parquet", columns=["event_timestamp"]
+    )["event_timestamp"].max()
+    as_of = pd.Timestamp(as_of).tz_localize("UTC") if as_of.tzinfo is None else as_of
     service = service_name("all", fs)
     m = min(cfg.u2a.num_candidates)
     test = u2a.table[u2a.table["split"] == "test"]
     shown: list[dict[str, Any]] = []
     for row in test.itertuples(index=False):
         cands = [str(a) for a in getattr(row, f"candidates_m{m}")]
-        feats = online_features(store, service, [(str(row.user_id), a) for a in cands])
+        feats = online_features(store, service, [(str(row.user_id), a) for a in cands], as_of=as_of)
         if feats["pref_text"].isna().all():
             continue  # no snapshot for this user yet: try the next one
         first = feats.iloc[0]

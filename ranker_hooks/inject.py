@@ -360,11 +360,18 @@ def online_matrix(
     service: str | FeatureService,
     pairs: Sequence[tuple[str, str]],
     spec: InjectionSpec = InjectionSpec(),
+    *,
+    as_of: Any = None,
 ) -> RankerData:
-    """Serving-time ranker rows for (user_id, author_id) ``pairs`` through ``service``."""
+    """Serving-time ranker rows for (user_id, author_id) ``pairs`` through ``service``.
+
+    ``as_of`` (default now, UTC) is the request instant: values older than their view's TTL
+    are missing, as the training read at that instant has them
+    (:func:`mspa_features.feature_reads.online_features`).
+    """
     from mspa_features.feature_reads import online_features
 
-    frame = online_features(store, service, pairs)
+    frame = online_features(store, service, pairs, as_of=as_of)
     return to_ranker_data(frame, service_features(store, service), spec, label_column=None)
 
 

@@ -65,12 +65,13 @@ def ablate(
     from ranker_hooks.report import ais_table
     from ranker_hooks.tracking import pending_results, request_key
 
+    seed_list = None if seeds is None else parse_seeds(seeds)  # usage errors before any file
     cfg = load_ablation_config(config)
     updates: dict = {}
     if variant:
         updates["variants"] = list(variant)
-    if seeds is not None:
-        updates["seeds"] = parse_seeds(seeds)
+    if seed_list is not None:
+        updates["seeds"] = seed_list
     if tracking_uri:
         updates["mlflow"] = {**cfg.mlflow.model_dump(), "tracking_uri": tracking_uri}
     cfg = override(cfg, updates, {"variants": "--variant", "seeds": "--seeds"})

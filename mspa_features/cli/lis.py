@@ -73,12 +73,13 @@ def lis(
     kinds = [LeakKind(k).value for k in kind] if kind else list(LIS_KINDS)
     if horizon and any(n < 1 for n in horizon):
         raise typer.BadParameter(f"{horizon}: horizons are days >= 1", param_hint="--horizon")
+    seed_list = None if seeds is None else parse_seeds(seeds)  # usage errors before any file
     cfg = load_ablation_config(config)
     updates: dict = {}
     if not ais:
         updates["variants"] = ["baseline"]
-    if seeds is not None:
-        updates["seeds"] = parse_seeds(seeds)
+    if seed_list is not None:
+        updates["seeds"] = seed_list
     cfg = override(cfg, updates, {"seeds": "--seeds"})
     path = run_config or cfg.run_config
     if path is None:

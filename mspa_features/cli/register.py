@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mspa_features.cli.common import console
@@ -152,23 +153,49 @@ def online_cmd(
     online: OnlineOpt = Online.sqlite,
     redis: RedisOpt = None,
     repo: RepoOpt = Path("feature_repo"),
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="request instant, UTC (default now): values older than the view's TTL are "
+            "null, as in training (replaying old data: pass its date)",
+        ),
+    ] = None,
 ) -> None:
     """Print what a ranker receives online for one (user, author) pair."""
+    from feast.errors import FeatureServiceNotFoundException
+
     from mspa_features.config import load_config
+    from mspa_features.errors import FeatureRepoError
     from mspa_features.feature_reads import online_features
     from mspa_features.registry import open_store
 
     kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)
     store = open_store(cfg, repo_path=repo, online=kind, redis_url=redis)  # type: ignore[arg-type]
-    svc = store.get_feature_service(service)
-    row = online_features(store, svc, [(user, author)]).iloc[0]
-    t = Table(title=f"{service}: user {user!r}, author {author!r}", title_justify="left")
+    try:
+        svc = store.get_feature_service(service)
+    except FeatureServiceNotFoundException as e:
+        known = sorted(x.name for x in store.list_feature_services())
+        raise FeatureRepoError(
+            f"feature service {service!r} is not registered; registered: {known or 'none'}"
+        ) from e
+    when = None if as_of is None else _utc(as_of)
+    row = online_features(store, svc, [(user, author)], as_of=when).iloc[0]
+    title = f"{service}: user {user!r}, author {author!r}" + (f", as of {when}" if when else "")
+    t = Table(title=escape(title), title_justify="left")
     t.add_column("feature")
     t.add_column("value")
     for col, value in row.items():
-        t.add_row(str(col), _show(value))
+        t.add_row(escape(str(col)), escape(_show(value)))
     console.print(t)
     if not svc.feature_view_projections:
         console.print("(baseline service: no MSPA feature; the ranker uses its own ids only)")
-    console.print(f"service tags: {dict(svc.tags)}", highlight=False)
+    console.print(f"service tags: {dict(svc.tags)}", highlight=False, markup=False)
+
+
+def _utc(x: datetime) -> datetime:
+    """A command-line instant: naive means UTC."""
+    from datetime import UTC
+
+    return x.replace(tzinfo=UTC) if x.tzinfo is None else x.astimezone(UTC)

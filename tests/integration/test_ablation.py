@@ -232,7 +232,7 @@ def test_online_and_offline_injection_agree(tiny) -> None:
     entity["event_timestamp"] = pd.Timestamp(T_END)
     spec = InjectionSpec(text_tokens=True, max_tokens=8, token_buckets=256)
     off = offline_matrix(store, "all__template", entity, spec, label_column=None)
-    on = online_matrix(store, "all__template", pairs, spec)
+    on = online_matrix(store, "all__template", pairs, spec, as_of=T_END)
     assert on.dense_names == off.dense_names
     assert len(off.dense_names) == 2 * (384 + 1) + 2 * 2
     np.testing.assert_allclose(on.dense, off.dense, rtol=0, atol=1e-6)

@@ -261,11 +261,19 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
     user = load_accepted(ws.data(derived.name), "interactions")["user_id"].iloc[0]
     author = load_accepted(ws.data(derived.name), "authors")["author_id"].iloc[0]
     versions = {}
+    # The read replays the data's last instant: the online TTL rule is relative to it.
+    import pandas as pd
+
+    last = pd.Timestamp(
+        load_accepted(ws.data(derived.name), "interactions")["event_timestamp"].max()
+    )
+    as_of = last if last.tzinfo else last.tz_localize("UTC")
     for name in ("template", fs):
         row = online_features(
             store,
             [f"user_preferences__{name}:model_version", f"author_profiles__{name}:author_text"],
             [(str(user), str(author))],
+            as_of=as_of,
         ).iloc[0]
         versions[name] = row["model_version"]
         assert row["author_text"]

@@ -311,7 +311,7 @@ def test_online_latest_snapshot_and_on_demand_cosine(sqlite_run) -> None:
 
     _, _, store = sqlite_run
     pairs = [("u1", "a2"), ("u0", "a0"), ("u1", "a2"), ("nobody", "a1")]
-    out = online_features(store, "all__template", pairs)
+    out = online_features(store, "all__template", pairs, as_of=T_END)
     assert list(out["user_id"]) == [p[0] for p in pairs]
     assert list(out["author_id"]) == [p[1] for p in pairs]
     last = len(SNAPS) - 1
@@ -332,11 +332,107 @@ def test_online_latest_snapshot_and_on_demand_cosine(sqlite_run) -> None:
     assert pd.isna(unknown["pref_author_cosine"])
 
 
+# --------------------------------------------------------------------------- TTL: one rule
+
+TTL = timedelta(days=365)
+US = timedelta(microseconds=1)
+
+
+def _same(a, b) -> bool:
+    """Both null, or equal (vectors elementwise, floats to 1e-5)."""
+    null_a = a is None or a is pd.NA or (isinstance(a, float) and np.isnan(a))
+    null_b = b is None or b is pd.NA or (isinstance(b, float) and np.isnan(b))
+    if null_a or null_b:
+        return null_a and null_b
+    if isinstance(a, list | np.ndarray):
+        return np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=1e-6)
+    if isinstance(a, float):
+        return abs(a - float(b)) < 1e-5
+    return a == b
+
+
+# (request instant, preference served?, author served?) for user u0 and author a0: the latest
+# preference snapshot is SNAPS[-1] = T0+20d, the author's only profile is at T0; TTL 365 days.
+TTL_CASES = [
+    (T0 + TTL - US, True, True),  # both inside
+    (T0 + TTL, True, True),  # the author exactly at its TTL: still visible (inclusive)
+    (T0 + TTL + US, True, False),  # the author just outside
+    (SNAPS[-1] + TTL, True, False),  # the preference exactly at its TTL
+    (SNAPS[-1] + TTL + US, False, False),  # the preference just outside
+]
+
+
+@pytest.mark.parametrize(("t", "pref_served", "author_served"), TTL_CASES)
+def test_ttl_boundary_same_for_training_and_serving(
+    sqlite_run, t: datetime, pref_served: bool, author_served: bool
+) -> None:
+    """At the TTL boundary, from both sides, the online read at ``as_of=t`` serves exactly
+    what the historical (training) read gives a row at ``t``: values, or nulls (issue 14: 6)."""
+    from mspa_features.feature_reads import historical_features, online_features
+
+    _, _, store = sqlite_run
+    ent = pd.DataFrame({"user_id": ["u0"], "author_id": ["a0"]})
+    ent["event_timestamp"] = pd.to_datetime([t], utc=True)
+    hist = historical_features(store, "all__template", ent).iloc[0]
+    online = online_features(store, "all__template", [("u0", "a0")], as_of=t).iloc[0]
+    feats = [c for c in online.index if c not in ("user_id", "author_id")]
+    assert {"pref_text", "author_text", "pref_author_cosine", "history_count"} <= set(feats)
+    for c in feats:
+        assert _same(online[c], hist[c]), (t, c, online[c], hist[c])
+    last = len(SNAPS) - 1
+    assert online["pref_text"] == (pref_text("template", 0, last) if pref_served else None)
+    assert online["history_count"] == (history_count("template", 0, last) if pref_served else None)
+    assert online["author_text"] == ("template:author 0" if author_served else None)
+    if pref_served and author_served:
+        expect = cosine(pref_emb("template", 0, last), author_emb("template", 0))
+        assert online["pref_author_cosine"] == pytest.approx(expect, abs=1e-5)
+    else:  # computed from an expired input: expired with it, as in training
+        assert online["pref_author_cosine"] is None and pd.isna(hist["pref_author_cosine"])
+
+
+@pytest.mark.parametrize(("t", "served"), [(T0 + TTL, True), (T0 + TTL + US, False)])
+def test_ttl_on_demand_alone_follows_its_sources(sqlite_run, t: datetime, served: bool) -> None:
+    """The cosine requested without its inputs (the ``cosine`` variant) expires with them."""
+    from mspa_features.feature_reads import historical_features, online_features
+
+    _, _, store = sqlite_run
+    refs = ["user_author_cosine__template:pref_author_cosine"]
+    online = online_features(store, refs, [("u1", "a1"), ("u2", "a2")], as_of=t)
+    ent = pd.DataFrame({"user_id": ["u1", "u2"], "author_id": ["a1", "a2"]})
+    ent["event_timestamp"] = pd.to_datetime([t, t], utc=True)
+    hist = historical_features(store, refs, ent)
+    assert list(online.columns) == ["user_id", "author_id", "pref_author_cosine"]
+    for i in range(2):
+        assert _same(online.loc[i, "pref_author_cosine"], hist.loc[i, "pref_author_cosine"])
+        assert (online.loc[i, "pref_author_cosine"] is not None) is served
+
+
+def test_ttl_zero_never_expires_on_either_path(tmp_path: Path) -> None:
+    """A view registered with ttl=0 (Feast: no expiry) is served ten years on, online and in
+    training alike; as_of must be an instant, not a naive time."""
+    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.registry import open_store, register
+
+    cfg = make_cfg(tmp_path, "nottl", sets=("template",))
+    register(cfg, ["template"], repo_path=REPO, end=T_END, ttl=timedelta(0))
+    store = open_store(cfg, repo_path=REPO)
+    t = T0 + timedelta(days=3650)
+    online = online_features(store, "with_preference__template", [("u2", "a0")], as_of=t)
+    ent = pd.DataFrame({"user_id": ["u2"], "author_id": ["a0"]})
+    ent["event_timestamp"] = pd.to_datetime([t], utc=True)
+    hist = historical_features(store, "with_preference__template", ent)
+    assert online.loc[0, "pref_text"] == hist.loc[0, "pref_text"] == pref_text("template", 2, 2)
+    with pytest.raises(TypeError, match="timezone-aware"):
+        online_features(
+            store, "with_preference__template", [("u2", "a0")], as_of=datetime(2024, 1, 2)
+        )
+
+
 def test_baseline_service_serves_ids_only(sqlite_run) -> None:
     from mspa_features.feature_reads import historical_features, online_features
 
     _, _, store = sqlite_run
-    out = online_features(store, "baseline__template", [("u0", "a1")])
+    out = online_features(store, "baseline__template", [("u0", "a1")], as_of=T_END)
     assert list(out.columns) == ["user_id", "author_id"]
     ent = entity_frame()
     hist = historical_features(store, "baseline__template", ent)
@@ -349,7 +445,9 @@ def test_two_feature_sets_side_by_side(sqlite_run) -> None:
 
     _, _, store = sqlite_run
     last = len(SNAPS) - 1
-    both = {fs: online_features(store, f"all__{fs}", [("u2", "a0")]).iloc[0] for fs in SETS}
+    both = {
+        fs: online_features(store, f"all__{fs}", [("u2", "a0")], as_of=T_END).iloc[0] for fs in SETS
+    }
     for fs, row in both.items():
         assert row["history_count"] == history_count(fs, 2, last)
         assert row["author_text"] == f"{fs}:author 0"
@@ -395,14 +493,14 @@ def test_status_columns_through_feast_historical_and_online(sqlite_run) -> None:
     assert set(tmpl["author_decoding"].dropna()) == {"none"}
 
     pairs = [("u1", "a0"), ("u0", "a2"), ("u0", "a0")]
-    online = online_features(store, "all__llm", pairs)
+    online = online_features(store, "all__llm", pairs, as_of=T_END)
     assert list(online["pref_status"]) == ["failed", "ok", "ok"]
     assert list(online["author_status"]) == ["ok", "failed", "ok"]
     assert list(online["pref_decoding"]) == ["constrained"] * 3
     assert online.loc[0, "pref_text"] == pref_text("llm", 1, last)  # the raw text is kept
 
     cols = ("pref_emb", "history_count", "author_emb", "pref_author_cosine")
-    masked = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols))
+    masked = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols), as_of=T_END)
     names = masked.dense_names
     miss = {c: masked.dense[:, names.index(f"{c}__missing")] for c in cols}
     assert list(miss["pref_emb"]) == [1.0, 0.0, 0.0]  # the failed preference is not served
@@ -412,13 +510,17 @@ def test_status_columns_through_feast_historical_and_online(sqlite_run) -> None:
     emb = masked.dense[:, [i for i, n in enumerate(names) if n.startswith("pref_emb[")]]
     assert not emb[0].any() and emb[1].any()
 
-    flagged = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols, on_failed="flag"))
+    flagged = online_matrix(
+        store, "all__llm", pairs, InjectionSpec(columns=cols, on_failed="flag"), as_of=T_END
+    )
     fn = flagged.dense_names
     assert list(flagged.dense[:, fn.index("pref_status__failed")]) == [1.0, 0.0, 0.0]
     assert list(flagged.dense[:, fn.index("author_status__failed")]) == [0.0, 1.0, 0.0]
     assert list(flagged.dense[:, fn.index("pref_emb__missing")]) == [0.0, 0.0, 0.0]
 
-    dropped = online_matrix(store, "all__llm", pairs, InjectionSpec(columns=cols, on_failed="drop"))
+    dropped = online_matrix(
+        store, "all__llm", pairs, InjectionSpec(columns=cols, on_failed="drop"), as_of=T_END
+    )
     assert list(dropped.user_ids) == ["u0"] and list(dropped.author_ids) == ["a0"]
 
     # Training reads apply the same rule: offline rows with a failed status are masked too.
@@ -437,7 +539,7 @@ def test_reads_accept_feature_refs(sqlite_run) -> None:
 
     _, _, store = sqlite_run
     refs = ["user_preferences__llm:history_count", "user_author_cosine__llm:pref_author_cosine"]
-    row = online_features(store, refs, [("u1", "a1")]).iloc[0]
+    row = online_features(store, refs, [("u1", "a1")], as_of=T_END).iloc[0]
     assert list(row.index) == ["user_id", "author_id", "history_count", "pref_author_cosine"]
     assert row["history_count"] == history_count("llm", 1, len(SNAPS) - 1)
     expect = cosine(pref_emb("llm", 1, len(SNAPS) - 1), author_emb("llm", 1))
@@ -479,6 +581,8 @@ def test_cli_register_and_online(sqlite_run, tmp_path: Path, monkeypatch) -> Non
             "a1",
             "--repo",
             str(REPO),
+            "--as-of",
+            "2024-01-26",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -548,7 +652,9 @@ def test_incremental_materialize_picks_up_new_partition(tmp_path: Path) -> None:
     first = register(cfg, ["template"], repo_path=REPO, end=T_END)
     assert {m.mode for m in first.materialized} == {"first"}
     store = open_store(cfg, repo_path=REPO)
-    before = online_features(store, "with_preference__template", [("u0", "a0")]).iloc[0]
+    before = online_features(store, "with_preference__template", [("u0", "a0")], as_of=T_END).iloc[
+        0
+    ]
     assert before["pref_text"] == pref_text("template", 0, 2)
 
     # a new backfill day lands: snapshot index 3 at T0+30d
@@ -560,7 +666,9 @@ def test_incremental_materialize_picks_up_new_partition(tmp_path: Path) -> None:
     assert pref.mode == "incremental" and pref.start == T_END
     assert (pref.rows, pref.entities) == (3, 3)
     assert mats["author_profiles__template"].rows == 0  # nothing new for authors
-    after = online_features(store, "with_preference__template", [("u0", "a0")]).iloc[0]
+    after = online_features(
+        store, "with_preference__template", [("u0", "a0")], as_of=snap3 + timedelta(days=1)
+    ).iloc[0]
     assert after["pref_text"] == pref_text("template", 0, 3)
     assert after["history_count"] == history_count("template", 0, 3)
 
@@ -600,7 +708,9 @@ def test_incremental_materialize_picks_up_new_partition(tmp_path: Path) -> None:
         "user_preferences__template": "incremental+rewritten",
         "author_profiles__template": "incremental+rewritten",
     }
-    served = online_features(store, "all__template", [("u0", late)]).iloc[0]
+    served = online_features(
+        store, "all__template", [("u0", late)], as_of=snap3 + timedelta(days=2)
+    ).iloc[0]
     assert served["author_text"] == "late author"
     assert served["pref_text"] == pref_text("template", 0, 3)
 
@@ -661,7 +771,7 @@ def test_redis_online_store(redis_server: str, tmp_path: Path) -> None:
     assert rep.online_store.startswith("redis")
     assert "/redis/" in rep.registry
     store = open_store(cfg, repo_path=REPO, online="redis", redis_url=redis_server)
-    row = online_features(store, "all__template", [("u2", "a1")]).iloc[0]
+    row = online_features(store, "all__template", [("u2", "a1")], as_of=T_END).iloc[0]
     assert row["pref_text"] == pref_text("template", 2, 2)
     assert len(row["pref_emb"]) == DIM
     expect = cosine(pref_emb("template", 2, 2), author_emb("template", 1))
@@ -721,7 +831,9 @@ def test_milvus_lite_u2a_vector_search(tmp_path: Path) -> None:
     store = open_store(cfg, repo_path=REPO, online="milvus")
     last = len(SNAPS) - 1
     for u in range(len(USERS)):
-        query = online_features(store, "with_preference__template", [(f"u{u}", "a0")]).iloc[0]
+        query = online_features(
+            store, "with_preference__template", [(f"u{u}", "a0")], as_of=T_END
+        ).iloc[0]
         hits = nearest_authors(store, "template", query["pref_emb"], top_k=3)
         assert hits["author_id"].iloc[0] == f"a{u}"
         assert sorted(hits["author_id"]) == AUTHORS
