@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -41,6 +42,24 @@ COLUMNS = (
 
 
 IMAGES = "images"  # only in rows built with frames: list of encoded images per row
+
+
+def row_schema(*, images: bool = False) -> Any:
+    """The saved rows' ``pyarrow.Schema`` (prompt as JSON text): what an empty dataset is
+    written with, since pandas gives an empty frame's columns no type (parquet ``null``)."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field("prompt", pa.string()),
+        pa.field("user_id", pa.string()),
+        pa.field("answer", pa.string()),
+        pa.field("answer_index", pa.int64()),
+        pa.field("candidate_ids", pa.list_(pa.string())),
+        pa.field("target_author_id", pa.string()),
+    ]
+    if images:
+        fields.append(pa.field(IMAGES, pa.list_(pa.binary())))
+    return pa.schema(fields)
 
 
 @dataclass
@@ -70,6 +89,11 @@ class AlignDataset:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         df = self.rows.copy()
+        if df.empty:
+            import pyarrow.parquet as pq
+
+            pq.write_table(row_schema(images=IMAGES in df.columns).empty_table(), path)
+            return path
         df["prompt"] = [json.dumps(p) for p in df["prompt"]]
         if IMAGES not in df.columns:
             df.to_parquet(path, index=False)

@@ -219,3 +219,25 @@ def test_training_keeps_only_rows_with_frames_and_counts_the_rest(tmp_path):
     none = pd.DataFrame({"user_id": ["u1"], "images": [[]]})
     with pytest.raises(SchemaError, match="no candidate of any row has a decodable frame"):
         _rows_with_images(AlignDataset(none), tmp_path)
+
+
+@pytest.mark.parametrize("images", [False, True])
+def test_an_empty_dataset_is_saved_with_its_schema(tmp_path: Path, images: bool) -> None:
+    """No U2A user left (every one skipped): the rows file keeps its column types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mspa_features.align.dataset import IMAGES
+
+    columns = [*COLUMNS, IMAGES] if images else list(COLUMNS)
+    path = AlignDataset(rows=pd.DataFrame([], columns=columns)).save(tmp_path / "rows.parquet")
+    schema = pq.read_schema(path)
+    assert schema.names == columns
+    assert schema.field("prompt").type == pa.string()
+    assert schema.field("answer_index").type == pa.int64()
+    assert schema.field("candidate_ids").type == pa.list_(pa.string())
+    assert schema.field("target_author_id").type == pa.string()
+    if images:
+        assert schema.field(IMAGES).type == pa.list_(pa.binary())
+    back = AlignDataset.load(path)
+    assert len(back.rows) == 0 and list(back.rows.columns) == columns
