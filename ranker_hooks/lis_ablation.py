@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mspa_features.errors import LeakBuildError
 from ranker_hooks.lis import lis_report
 from ranker_hooks.lis_variants import DEFAULT_HORIZONS, LIS_KINDS, lis_variants
 
@@ -139,7 +140,8 @@ def run_lis(
     The leak sets use the ablation's window: M_T trains on ``[train_start, split_at)`` with
     the ablation's ranker backend (first seed). With ``aligned``, the AIS variant
     ``aligned_id`` (:mod:`ranker_hooks.aligned_id`, built from the same M_T when ``build``)
-    runs too.
+    runs too; when there is nothing to align (fewer than 4 warm authors, no author embedding
+    before T) it is skipped with a note and the rest runs.
 
     Raises:
         LeakBuildError, AblationError, LeakedFeatureError: see the steps.
@@ -168,20 +170,28 @@ def run_lis(
         from mspa_features.aligned_defs import register_aligned
         from ranker_hooks.aligned_id import build_aligned_set
 
-        built = build_aligned_set(
-            run_cfg,
-            split_at=cfg.split.split_at,
-            train_start=cfg.split.train_start,
-            feature_set=cfg.feature_set,
-            make_ranker=lambda: make_ranker(cfg, cfg.seeds[0]),
-        )
-        register_aligned(run_cfg, cfg.feature_set, repo_path=cfg.repo_path)
-        q = built.alignment
-        aligned_notes.append(
-            f"aligned_id: adapter held-out cosine to M_T's author rows {q.cosine_adapter:.3f} "
-            f"vs mean-row baseline {q.cosine_mean_baseline:.3f} ({q.n_holdout} held-out of "
-            f"{built.n_warm} warm authors; {built.n_snapshots} snapshots predicted)"
-        )
+        try:
+            built = build_aligned_set(
+                run_cfg,
+                split_at=cfg.split.split_at,
+                train_start=cfg.split.train_start,
+                feature_set=cfg.feature_set,
+                make_ranker=lambda: make_ranker(cfg, cfg.seeds[0]),
+            )
+        except LeakBuildError as e:
+            # Too few warm authors, or no author embedding before T: nothing to align. The
+            # run goes on without the variant (an aligned set of an earlier run is not used).
+            aligned = False
+            aligned_notes.append(f"variant aligned_id skipped: {e}")
+        else:
+            register_aligned(run_cfg, cfg.feature_set, repo_path=cfg.repo_path)
+            q = built.alignment
+            aligned_notes.append(
+                f"aligned_id: adapter held-out cosine to M_T's author rows "
+                f"{q.cosine_adapter:.3f} vs mean-row baseline {q.cosine_mean_baseline:.3f} "
+                f"({q.n_holdout} held-out of {built.n_warm} warm authors; "
+                f"{built.n_snapshots} snapshots predicted)"
+            )
     if store is None:
         store = open_store(run_cfg, repo_path=cfg.repo_path)
     variants, notes = lis_variants(
@@ -195,7 +205,8 @@ def run_lis(
         from ranker_hooks.aligned_id import aligned_variants
 
         more, more_notes = aligned_variants(store, cfg.feature_set)
-        variants, notes = more + variants, aligned_notes + more_notes + notes
+        variants, notes = more + variants, more_notes + notes
+    notes = aligned_notes + notes  # the build's notes, with or without the aligned variant
     result = run_ablation(run_cfg, cfg, progress=progress, extra_variants=variants, store=store)
     verdicts = verdict_rows(result)
     folder = result.results_path.parent
