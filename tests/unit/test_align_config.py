@@ -147,3 +147,39 @@ def test_cli_check_validates_without_training(tmp_path: Path) -> None:
     res = runner.invoke(app, ["align", "--config", str(bad), "--check"])
     assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
     assert "grpo.beta" in str(res.exception)
+
+
+@pytest.mark.parametrize("name", GPU_CONFIGS)
+def test_vllm_rollouts_are_constrained_to_the_letter_schema(name: str, tmp_path: Path) -> None:
+    import dataclasses
+    import re
+
+    from trl import GRPOConfig
+
+    cfg = load_align_config(ALIGN / name)
+    kw = cfg.trl_kwargs(tmp_path)
+    assert "vllm_structured_outputs_regex" in {f.name for f in dataclasses.fields(GRPOConfig)}
+    rx = re.compile(kw["vllm_structured_outputs_regex"])
+    m = cfg.data.num_candidates
+    last = chr(ord("A") + m - 1)
+    good = json.dumps({"User Preference": "x", "Recommendation Reason": "y", "Answer": last})
+    assert rx.fullmatch(good)
+    beyond = good.replace(f'"Answer": "{last}"', f'"Answer": "{chr(ord(last) + 1)}"')
+    assert not rx.fullmatch(beyond)
+    assert not rx.fullmatch(good.replace(f'"{last}"', '"I think A"'))
+    off = cfg.model_copy(
+        update={"grpo": cfg.grpo.model_copy(update={"vllm_structured_outputs": False})}
+    )
+    assert "vllm_structured_outputs_regex" not in off.trl_kwargs(tmp_path)
+
+
+def test_cpu_rollouts_stay_free_form(tmp_path: Path) -> None:
+    cfg = load_align_config(ALIGN / "smollm2_cpu.yaml")
+    assert cfg.rollout_regex() is None
+    assert "vllm_structured_outputs_regex" not in cfg.trl_kwargs(tmp_path)
+
+
+def test_structured_rollouts_flag_is_validated(tmp_path: Path) -> None:
+    p = _write(tmp_path, {"grpo": {"vllm_structured_outputs": "sometimes"}})
+    with pytest.raises(ConfigError, match="grpo.vllm_structured_outputs"):
+        load_align_config(p)

@@ -232,3 +232,99 @@ def test_images_are_rejected(batched):
 def test_prompt_longer_than_context_is_an_error(batched):
     with pytest.raises(ValueError, match="n_ctx"):
         batched.generate([_conv("word " * 2000)], GREEDY)
+
+
+# -- structured outputs and seeds -----------------------------------------------------------------
+
+
+def _rec_conv(pref: str = "likes live music and singers") -> list[ChatMessage]:
+    from mspa_features.prompts import RECOMMEND, render_candidates
+
+    cands = ["A singer from Texas", "A cooking show", "A chess coach", "A gamer", "A DJ", "A poet"]
+    return RECOMMEND.messages(preference=pref, candidates=render_candidates(cands))
+
+
+def _schemas():
+    from mspa_features.generation.structured import bound_strings, letter_schema
+    from mspa_features.prompts import PREFERENCE, RECOMMEND
+
+    rec6 = bound_strings(letter_schema(RECOMMEND.answer_schema, 6), 48)
+    rec2 = bound_strings(letter_schema(RECOMMEND.answer_schema, 2), 48)
+    pref = bound_strings(PREFERENCE.answer_schema, 96)
+    return rec6, rec2, pref
+
+
+@pytest.mark.slow
+def test_schema_constrained_answers_conform_greedy_and_sampled(batched):
+    from mspa_features.generation.structured import conforms
+
+    rec6, rec2, _ = _schemas()
+    convs = [_rec_conv(), _rec_conv("likes cooking"), _rec_conv("likes board games")]
+    for cfg in (
+        GenerationConfig(max_new_tokens=48),
+        GenerationConfig(max_new_tokens=48, temperature=1.2, seed=5),
+    ):
+        gens = batched.generate(convs, cfg, schema=rec6)
+        for g in gens:
+            assert g.constrained and g.finish_reason == "stop", g
+            assert conforms(g.text, rec6), g.text
+    # Free-form, the same model does not write this JSON on its own.
+    free = batched.generate(convs, GenerationConfig(max_new_tokens=48))
+    assert not any(g.constrained for g in free)
+    assert not all(conforms(g.text, rec6) for g in free)
+    # The letter enum narrows to the question's candidates: only A or B with m = 2.
+    many = batched.generate(
+        [_rec_conv()] * 8, GenerationConfig(max_new_tokens=48, temperature=1.5, seed=1), schema=rec2
+    )
+    assert all(conforms(g.text, rec2) for g in many)
+
+
+@pytest.mark.slow
+def test_each_sequence_keeps_its_own_grammar_in_one_batch(batched, single):
+    from mspa_features.generation.structured import conforms
+
+    rec6, rec2, pref = _schemas()
+    pref_conv = _conv(
+        "The user engaged with these authors, oldest first:\n1. A singer\n2. A rock band\n\n"
+        'Describe the user\'s preferences. Answer with JSON only: {"Author Types": "...", '
+        '"Environment": "...", "Regional Bias": "...", "Style": "...", "Summary": "..."}'
+    )
+    convs = [_rec_conv(), pref_conv, _rec_conv("likes cooking"), _conv(PROMPTS[2]), _rec_conv()]
+    schemas = [rec6, pref, rec2, None, rec6]
+    cfg = GenerationConfig(max_new_tokens=96)
+    together = batched.generate(convs, cfg, schema=schemas)
+    for g, s in zip(together, schemas, strict=True):
+        assert g.constrained is (s is not None)
+        if s is not None:
+            assert conforms(g.text, s), g.text
+    assert "cat" in together[3].text.lower()  # the free-form row is untouched
+    # batch-invariant with grammars too: each sequence alone gives the same tokens
+    alone = [single.generate([c], cfg, schema=s)[0] for c, s in zip(convs, schemas, strict=True)]
+    assert together == alone
+
+
+@pytest.mark.slow
+def test_generations_of_one_question_are_independent_draws(batched, single):
+    # Acc@m asks one question m times in one call: each copy has its own seed, so they differ,
+    # and a copy's draw is the same whether its twins share its prefill or not.
+    from mspa_features.generation.base import sequence_seed
+
+    rec6, _, _ = _schemas()
+    cfg = GenerationConfig(max_new_tokens=48, temperature=1.0, seed=0)
+    gens = batched.generate([_rec_conv()] * 6, cfg, schema=rec6)
+    assert len({g.text for g in gens}) >= 3
+    assert len({sequence_seed(0, i) for i in range(6)}) == 6
+    assert single.generate([_rec_conv()] * 6, cfg, schema=rec6) == gens
+    assert batched.generate([_rec_conv()] * 6, cfg, schema=rec6) == gens  # reproducible
+
+
+@pytest.mark.slow
+def test_bad_schema_is_a_schema_error_and_leaks_nothing(batched):
+    from mspa_features.errors import SchemaConstraintError
+
+    with pytest.raises(SchemaConstraintError):
+        batched.generate([_conv("hi")], GREEDY, schema={"type": "string"})
+    with pytest.raises(SchemaConstraintError, match="2 schemas for 1"):
+        batched.generate([_conv("hi")], GREEDY, schema=[None, None])
+    # the backend still works afterwards
+    assert batched.generate([_conv(PROMPTS[3])], GREEDY)[0].text

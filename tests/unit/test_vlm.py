@@ -230,3 +230,45 @@ def test_text_only_conversation(backend: QwenVLBackend) -> None:
     # mixed batch: text-only beside an image conversation
     mixed = backend.generate([TEXT_ONLY, SINGLE], GenerationConfig(max_new_tokens=3))
     assert len(mixed) == 2
+
+
+# ----------------------------------------------------------------------------- structured, seeds
+
+
+@pytest.mark.slow
+def test_schema_forces_the_random_model_into_the_answer(backend: QwenVLBackend) -> None:
+    # RANDOM weights: free-form the model writes noise; constrained, every row is a complete
+    # answer of its own schema (rows in one batch keep separate grammars).
+    from mspa_features.generation.structured import bound_strings, conforms, letter_schema
+    from mspa_features.prompts import RECOMMEND
+
+    rec4 = bound_strings(letter_schema(RECOMMEND.answer_schema, 4), 24)
+    rec2 = bound_strings(letter_schema(RECOMMEND.answer_schema, 2), 24)
+    convs, schemas = [MULTI, SINGLE, TEXT_ONLY], [rec4, None, rec2]
+    for cfg in (
+        GenerationConfig(max_new_tokens=96),
+        GenerationConfig(max_new_tokens=96, temperature=1.0, seed=2),
+    ):
+        gens = backend.generate(convs, cfg, schema=schemas)
+        assert [g.constrained for g in gens] == [True, False, True]
+        for g, s in zip(gens, schemas, strict=True):
+            if s is not None:
+                assert g.finish_reason == "stop" and conforms(g.text, s), g.text
+        assert not conforms(gens[1].text, rec4)  # the free row stays noise
+
+
+@pytest.mark.slow
+def test_sampled_copies_differ_and_ignore_batching(backend: QwenVLBackend) -> None:
+    # Each conversation samples with its own seed (sequence_seed(seed, i)): four copies of one
+    # question are four draws, and regrouping them into batches of 1 changes nothing.
+    cfg = GenerationConfig(max_new_tokens=6, temperature=1.0, seed=11)
+    copies = [SINGLE] * 4
+    by_two = backend.generate(copies, cfg)  # batch_size=2: two forward batches
+    assert len({g.text for g in by_two}) >= 3
+    original = backend.config
+    backend.config = original.model_copy(update={"batch_size": 1})
+    try:
+        by_one = backend.generate(copies, cfg)
+    finally:
+        backend.config = original
+    assert [g.text for g in by_one] == [g.text for g in by_two]
