@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,14 @@ def nearest(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="authors to return")] = 10,
     online: OnlineOpt = Online.milvus,
     repo: RepoOpt = Path("feature_repo"),
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="request instant, UTC (default now): values older than their view's TTL then "
+            "are not served (historical data such as MovieLens needs one)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Nearest authors through Feast vector search (milvus-lite; register with --online milvus).
@@ -60,7 +69,10 @@ def nearest(
             f"`mspa register {config} --online {kind}` first"
         )
     store = open_store(cfg, repo_path=repo, online=kind)  # type: ignore[arg-type]
-    q, hits = do_nearest(store, feature_set, user=user, author=author, top_k=top_k)
+    when = None if as_of is None else (
+        as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
+    )
+    q, hits = do_nearest(store, feature_set, user=user, author=author, top_k=top_k, as_of=when)
     if as_json:
         doc = {
             "kind": q.kind,

@@ -680,3 +680,82 @@ def test_backfill_config_is_strict():
         date(2024, 1, 8),
         date(2024, 1, 15),
     ]
+
+
+# --------------------------------------------------------------------------- nearest authors
+
+
+def test_nearest_authors_from_the_cli_match_brute_force(clean, tmp_path_factory):
+    """`mspa features nearest` over a real backfilled set in milvus-lite: U2A and A2A ranks
+    equal brute-force cosine over every author embedding the online store serves."""
+    pytest.importorskip("pymilvus", reason="the 'vector' extra (feast[milvus]) is not installed")
+    from mspa_features.cli import run_cli
+    from mspa_features.feast_defs import author_view_name, pref_view_name
+    from mspa_features.registry import open_store, register
+
+    cfg, _ = clean
+    end = datetime.combine(END + timedelta(days=1), datetime.min.time(), UTC)
+    register(cfg, ["template"], repo_path=REPO / "feature_repo", end=end, online="milvus")
+    store = open_store(cfg, repo_path=REPO / "feature_repo", online="milvus")
+
+    authors = sorted(set(_rows(cfg, "author_profiles")["author_id"]))
+    assert len(authors) > 50
+    served = store.get_online_features(
+        features=[f"{author_view_name('template')}:author_emb"],
+        entity_rows=[{"author_id": a} for a in authors],
+    ).to_dict()
+    ids = [a for a, e in zip(authors, served["author_emb"], strict=True) if e is not None]
+    catalogue = np.asarray([e for e in served["author_emb"] if e is not None], np.float32)
+    catalogue /= np.linalg.norm(catalogue, axis=1, keepdims=True)  # (n_authors, 384)
+
+    config = tmp_path_factory.mktemp("nearest") / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": cfg.name, "workspace": str(cfg.workspace), "data": {"source": "movielens"},
+    }))
+    users = sorted(set(_rows(cfg)["user_id"]))[:3]
+    k = 10
+    as_of = end.strftime("%Y-%m-%d %H:%M:%S")  # MovieLens is from 1997: within the TTL then
+
+    def cli(*args: str) -> dict:
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = run_cli(["features", "nearest", str(config), *args, "--top-k", str(k),
+                          "--as-of", as_of, "--repo", str(REPO / "feature_repo"), "--json"])
+        assert rc == 0, out.getvalue()
+        return json.loads(out.getvalue())
+
+    def brute(q: np.ndarray, exclude: str | None = None) -> list[str]:
+        scores = catalogue @ (q / np.linalg.norm(q))
+        order = [ids[i] for i in np.argsort(-scores, kind="stable") if ids[i] != exclude]
+        return order[:k], {ids[i]: float(scores[i]) for i in range(len(ids))}
+
+    for u in users:
+        got = cli("--user", u)
+        pref = store.get_online_features(
+            features=[f"{pref_view_name('template')}:pref_emb"], entity_rows=[{"user_id": u}]
+        ).to_dict()["pref_emb"][0]
+        want, score = brute(np.asarray(pref, np.float32))
+        assert got["kind"] == "u2a" and [h["rank"] for h in got["hits"]] == list(range(1, k + 1))
+        assert [h["author_id"] for h in got["hits"]] == want, u
+        for h in got["hits"]:
+            assert h["score"] == pytest.approx(score[h["author_id"]], abs=1e-5)
+    for a in ids[:3]:
+        got = cli("--author", a)
+        want, _ = brute(catalogue[ids.index(a)], exclude=a)
+        assert got["kind"] == "a2a" and a not in [h["author_id"] for h in got["hits"]]
+        assert [h["author_id"] for h in got["hits"]] == want, a
+
+    # An unknown user, and a known one whose snapshot is past the view's TTL at --as-of (the
+    # online read's TTL rule), are one clear error each (exit 2), not a traceback.
+    import contextlib
+    import io
+
+    for user, when in (("no-such-user", as_of), (users[0], "2026-01-01 00:00:00")):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = run_cli(["features", "nearest", str(config), "--user", user, "--as-of", when,
+                          "--repo", str(REPO / "feature_repo")])
+        assert rc == 2 and f"user '{user}' has no pref_emb online" in out.getvalue(), user
