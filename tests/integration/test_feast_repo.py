@@ -723,6 +723,29 @@ def test_register_unknown_feature_set_lists_found(tmp_path: Path) -> None:
         register(cfg, ["aligned-x"], repo_path=REPO)
 
 
+def test_register_refuses_feature_set_names_feast_cannot_hold(tmp_path: Path) -> None:
+    """A feature set name becomes part of Feast object names: a folder made by hand with a
+    name that cannot be one, or a store that needs plain SQL identifiers, is refused before
+    anything is applied (issue 14: 5)."""
+    from mspa_features.registry import FeatureRepoError, register
+
+    cfg = make_cfg(tmp_path, "names", sets=("template",))
+    root = Workspace(cfg.workspace).features(cfg.name)
+    write_feature_set(root / "it's", "template")
+    with pytest.raises(FeatureRepoError, match='feature set "it\'s" cannot name Feast objects'):
+        register(cfg, None, repo_path=REPO, materialize=False)
+    with pytest.raises(FeatureRepoError, match="feature set 'a b' cannot name Feast objects"):
+        register(cfg, ["a b"], repo_path=REPO)
+    assert not (Workspace(cfg.workspace).root / "feast" / "names" / "sqlite").exists()
+    shutil.rmtree(root / "it's")
+    write_feature_set(root / "aligned-7", "template")
+    spark_yaml = REPO / "feature_store.spark.yaml"
+    with pytest.raises(FeatureRepoError, match="'aligned-7' cannot be used with the spark store"):
+        register(cfg, ["aligned-7"], repo_path=REPO, store_yaml=spark_yaml, materialize=False)
+    rep = register(cfg, ["aligned-7"], repo_path=REPO, materialize=False)  # duckdb + sqlite: fine
+    assert "all__aligned-7" in {s.name for s in rep.services}
+
+
 # --------------------------------------------------------------------------- Redis
 
 
