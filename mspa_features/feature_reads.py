@@ -217,13 +217,17 @@ def _drop_expired(
     expired: dict[str, list[bool]] = {}  # feature view -> per-row expiry
     odfv_cols: list[tuple[str, list[str]]] = []  # (output column, its source views)
     plain: dict[str, list[str]] = {}  # feature view -> its output columns
+    views: dict[str, Any] = {}  # name -> FeatureView, or the list of an on-demand view's sources
     for alias, view, feature in pairs:
-        try:
-            fv = store.get_feature_view(view)
-        except FeatureViewNotFoundException:
-            odfv = store.get_on_demand_feature_view(view)
-            sources = [p.name for p in odfv.source_feature_view_projections.values()]
-            odfv_cols.append((_column(alias, feature, full), sources))
+        if view not in views:
+            try:
+                views[view] = store.get_feature_view(view)
+            except FeatureViewNotFoundException:
+                odfv = store.get_on_demand_feature_view(view)
+                views[view] = [p.name for p in odfv.source_feature_view_projections.values()]
+        fv = views[view]
+        if isinstance(fv, list):
+            odfv_cols.append((_column(alias, feature, full), fv))
             continue
         plain.setdefault(view, []).append(_column(alias, feature, full))
         if view not in expired:
