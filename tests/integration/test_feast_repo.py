@@ -746,6 +746,29 @@ def test_register_refuses_feature_set_names_feast_cannot_hold(tmp_path: Path) ->
     assert "all__aligned-7" in {s.name for s in rep.services}
 
 
+@pytest.mark.parametrize("folder", ["o'brien ws", 'q"uote; x', "pct%20 #hash"])
+def test_workspace_path_with_quotes_and_spaces(tmp_path: Path, folder: str) -> None:
+    """Paths reach Feast's SQL (duckdb reads the sources, SQLite holds the online rows) and
+    MLflow's URI: a workspace under a folder with quotes, spaces, '%' and '#' works end to end
+    (issue 14: 5)."""
+    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.registry import open_store, register
+    from ranker_hooks.ablation import default_tracking_uri
+
+    cfg = make_cfg(tmp_path / folder, "quoted", sets=("template",))
+    register(cfg, None, repo_path=REPO, end=T_END)
+    store = open_store(cfg, repo_path=REPO)
+    online = online_features(store, "all__template", [("u2", "a2")], as_of=T_END).iloc[0]
+    ent = pd.DataFrame({"user_id": ["u2"], "author_id": ["a2"]})
+    ent["event_timestamp"] = pd.to_datetime([T_END], utc=True)
+    hist = historical_features(store, "all__template", ent).iloc[0]
+    assert online["pref_text"] == hist["pref_text"] == pref_text("template", 2, 2)
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=default_tracking_uri(cfg)).create_experiment("e")
+    assert (Workspace(cfg.workspace).root / "mlflow.db").is_file()
+
+
 # --------------------------------------------------------------------------- Redis
 
 
