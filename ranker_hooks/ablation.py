@@ -246,6 +246,7 @@ class VariantResult:
     cold_delta_auc: float | None = None
     cold_delta_auc_ci_low: float | None = None
     cold_delta_auc_ci_high: float | None = None
+    leak_source: str = ""  # lis variants: the leak view or future window read (Variant)
 
 
 @dataclass
@@ -639,6 +640,7 @@ def run_ablation(
                 model_version=str(svc.tags.get("model_version", "")),
                 feature_set="" if v.kind == "baseline" else variant_feature_set(v),
                 description=v.description,
+                leak_source=v.leak_source,
                 auc_seeds=[float(x) for x in seed_aucs],
                 seconds=time.perf_counter() - t0,
                 **cold,

@@ -107,6 +107,10 @@ def lis_variants(
                     leaked=True,
                     hook=FutureIdHook(n, base, InjectionSpec()),
                     description=f"M_T with M_T+{n}d's author-ID table",
+                    leak_source=(
+                        f"interactions [T, T+{n}d) via {base} -> M_T+{n}d author-ID table "
+                        "swapped into M_T"
+                    ),
                 )
             )
         for kind, column, what in (
@@ -141,6 +145,7 @@ def lis_variants(
                     spec=InjectionSpec(columns=(column,)),
                     leaked=True,
                     description=what,
+                    leak_source=f"leak set {leak_name} ({column}) via {service}",
                 )
             )
     return out, notes

@@ -176,35 +176,50 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
-    """Rich rendering of :func:`compare_frames`."""
-    # Run names are user text: escaped, or "[x]" in a name would be read as rich markup.
-    t = Table(title=f"A = {escape(name_a)}   B = {escape(name_b)}", title_justify="left")
-    heads = ["variant", "kind", "auc A", "auc B", "B - A", "Δauc A", "Δauc B", "p A", "p B"]
-    for h in heads:
-        # Variant names wrap rather than being cut: they are the row keys.
-        t.add_column(
-            h,
-            justify="left" if h in ("variant", "kind") else "right",
-            overflow="fold" if h == "variant" else "ellipsis",
-        )
+    """Rich rendering of :func:`compare_frames` that fits 80 columns without cutting a number.
 
-    def f(x: float, sign: bool = False) -> str:
+    No vertical rules; numbers never wrap or shrink (each column is as wide as its widest
+    value); leaked (LIS) variants carry a ``*`` instead of a kind column; a long variant name
+    folds onto a second line rather than being cut, as the row key it is.
+    """
+    def f(x: float, sign: bool = False, digits: int = 4) -> str:
         if pd.isna(x):
             return "-"
-        return f"{x:+.4f}" if sign else f"{x:.4f}"
+        return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
-    for r in frame.itertuples(index=False):
-        t.add_row(
-            escape(str(r.variant)),
-            escape(str(r.kind)),
+    rows = [
+        [
+            # Run names and variants are user text: escaped, or "[x]" would be rich markup.
+            escape(str(r.variant)) + ("*" if str(r.kind) == "lis" else ""),
             f(r.auc_a),
             f(r.auc_b),
             f(r.auc_b_minus_a, True),
             f(r.delta_auc_a, True),
             f(r.delta_auc_b, True),
-            f(r.p_value_a),
-            f(r.p_value_b),
-        )
+            f(r.p_value_a, digits=3),
+            f(r.p_value_b, digits=3),
+        ]
+        for r in frame.itertuples(index=False)
+    ]
+    leaked = any(str(k) == "lis" for k in frame["kind"])
+    t = Table(
+        title=f"A = {escape(name_a)}   B = {escape(name_b)}",
+        title_justify="left",
+        caption="* leaked (LIS) variant" if leaked else None,
+        caption_justify="left",
+        box=None,  # two spaces between columns: the room a rule would take goes to names
+        pad_edge=False,
+        header_style="bold underline",
+    )
+    heads = ["variant", "auc A", "auc B", "B - A", "Δauc A", "Δauc B", "p A", "p B"]
+    for i, h in enumerate(heads):
+        if i == 0:
+            t.add_column(h, justify="left", overflow="fold", min_width=8)
+            continue
+        width = max([len(h), *(len(r[i]) for r in rows)])
+        t.add_column(h, justify="right", no_wrap=True, min_width=width)
+    for r in rows:
+        t.add_row(*r)
     return t
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Self
 import pandas as pd
 
 from mspa_features.errors import RunNotFoundError, TrackingError
+from mspa_features.mlflow_store import ensure_experiment
 
 if TYPE_CHECKING:
     from mspa_features.config import RunConfig
@@ -74,6 +75,7 @@ def tracking_fields(
     the built-ins (LIS, aligned_id): a rerun of ``mspa ablate`` never mistakes an LIS run's
     pending results for its own.
     """
+    from mspa_features.config import Workspace
     from ranker_hooks.variants import BUILTIN_VARIANTS
 
     extra = sorted(n for n in variant_names if n.split("@")[0] not in BUILTIN_VARIANTS)
@@ -81,8 +83,54 @@ def tracking_fields(
         "dataset": run_cfg.name,
         "experiment": cfg.mlflow.experiment,
         "ablation_config": cfg.model_dump(mode="json"),
+        "run_config": run_cfg.model_dump(mode="json"),
+        "git_commit": git_commit(),
+        "inputs": [
+            file_input(
+                Workspace(run_cfg.workspace).data(run_cfg.name) / "interactions.parquet",
+                name=f"{run_cfg.name}/interactions",
+            )
+        ],
         "request": request_key(cfg, run_cfg, extra_variants=extra),
     }
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit of the checkout holding ``path`` (default: this package), with ``-dirty`` when
+    tracked files differ from it; None outside a git checkout or without git."""
+    import subprocess
+
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def file_input(path: str | Path, *, name: str) -> dict[str, Any]:
+    """An input dataset as results.json records it: name, absolute path, rows (parquet) and a
+    content digest (sha256 of the bytes, first 16 hex digits), or ``missing``."""
+    p = Path(path).resolve()
+    if not p.is_file():
+        return {"name": name, "source": str(p), "digest": "missing", "rows": None}
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    rows = None
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(p).metadata.num_rows
+    return {"name": name, "source": str(p), "digest": h.hexdigest()[:16], "rows": rows}
 
 
 def request_key(cfg: AblationConfig, run_cfg: RunConfig, **options: Any) -> str:
@@ -222,8 +270,7 @@ def log_results(folder: str | Path, *, tracking_uri: str | None = None) -> dict[
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(doc.get("experiment") or "mspa-ablation")
-        exp_id = exp.experiment_id if exp else client.create_experiment(doc["experiment"])
+        exp_id = ensure_experiment(uri, doc.get("experiment") or "mspa-ablation")
         parent_id = client.create_run(
             exp_id,
             run_name=doc["run"],
@@ -274,6 +321,29 @@ def _log_parent(client: Any, run_id: str, doc: dict[str, Any]) -> None:
     }
     client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
     client.log_dict(run_id, acfg, "ablation_config.json")
+    if doc.get("run_config"):
+        client.log_dict(run_id, doc["run_config"], "run_config.json")
+    if doc.get("git_commit"):
+        # MLflow's own tag for the source version: the UI shows it on the run page.
+        client.set_tag(run_id, "mlflow.source.git.commit", doc["git_commit"])
+    inputs = doc.get("inputs") or []
+    if inputs:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        client.log_inputs(
+            run_id,
+            datasets=[
+                DatasetInput(
+                    dataset=Dataset(
+                        name=i["name"], digest=i["digest"], source_type="local",
+                        source=json.dumps({"uri": i["source"]}),
+                        profile=json.dumps({"num_rows": i.get("rows")}),
+                    ),
+                    tags=[InputTag(key="mlflow.data.context", value="training")],
+                )
+                for i in inputs
+            ],
+        )
     if doc.get("seconds") is not None:
         client.log_metric(run_id, "seconds", float(doc["seconds"]))
     client.log_metric(run_id, "n_variants", float(len(doc["variants"])))
@@ -311,6 +381,9 @@ def _log_variant(
         "n_test": v["n_test"],
         "n_feature_refs": len(refs),
         "feature_refs": ",".join(refs)[:6000],  # MLflow's param length cap
+        # What a leaked variant read beyond its service (future-ID: later interactions and the
+        # M_T+n author table; similar/next: the leak view), so a run says where its leak came from.
+        "leak_source": v.get("leak_source", ""),
         **{f"window.{k}": val for k, val in doc.get("window", {}).items()},
     }
     now = int(time.time() * 1000)

@@ -80,6 +80,9 @@ class Variant:
         leaked: built from future data; must be True for ``lis`` and False otherwise.
         hook: optional transformation of the frames or the trained model.
         description: one line for tables.
+        leak_source: for ``lis`` variants, what the leak is read from beyond ``service`` (the
+            leak view, or the future interactions a hook trains on); recorded in the results
+            and MLflow.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Variant:
     leaked: bool = False
     hook: VariantHook | None = None
     description: str = ""
+    leak_source: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

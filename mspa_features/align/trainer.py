@@ -352,8 +352,13 @@ def train(
             seed=cfg.grpo.seed,
         )
 
+    from mspa_features.mlflow_store import ensure_experiment
+
     mlflow.set_tracking_uri(mlflow_uri(cfg, run_cfg))
-    mlflow.set_experiment(cfg.tracking.experiment)
+    # Created with its artifacts beside a SQLite database, not in ./mlruns of the cwd.
+    mlflow.set_experiment(
+        experiment_id=ensure_experiment(mlflow_uri(cfg, run_cfg), cfg.tracking.experiment)
+    )
     # Under `accelerate launch` every process runs this; only rank 0 tracks, saves metadata and
     # evaluates (TRL's own logging follows the same rule).
     if int(os.environ.get("RANK", "0")) != 0:

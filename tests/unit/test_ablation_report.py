@@ -70,3 +70,34 @@ def test_reports_and_table(tmp_path) -> None:
     assert "+0.0100" in text and "[+0.0040, +0.0200]" in text
     assert "train 100 rows, eval 40 rows" in text
     assert "lis_future_id*" in text and "* LIS: leaked" in text and "1998-03-01" in text
+
+
+def test_compare_table_fits_80_columns_and_never_cuts_a_number() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ranker_hooks.report import compare_frames, compare_table
+
+    names = ["baseline", "preference", "lis_similar_items_n30", "lis_future_id_n7"]
+    kinds = ["baseline", "ais", "lis", "lis"]
+
+    def frame(auc: list[float], delta: list[float], p: list[float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"variant": names, "kind": kinds, "auc": auc, "delta_auc": delta, "p_value": p}
+        )
+
+    a = frame([0.523392, 0.451, 0.648612, 0.7], [0.0, -0.072392, 0.125, 0.2], [1, 0.48, 0.04, 0])
+    b = frame([0.528301, 0.4889, 0.741534, 0.71], [0.0, -0.039401, 0.213, 0.18], [1, 0.9, 0, 0])
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(
+        compare_table("bob's ais, v2", "it's [b]", compare_frames(a, b))
+    )
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    for number in ("0.5234", "0.5283", "+0.0049", "-0.0724", "-0.0394", "+0.2130", "0.480"):
+        assert number in text, number
+    assert "preference " in text and "lis_similar_items_n30*" in text.replace("\n", "")
+    assert "* leaked (LIS) variant" in text
+    assert "A = bob's ais, v2   B = it's [b]" in text
