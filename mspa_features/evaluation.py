@@ -273,7 +273,14 @@ def evaluate_composer(
                 )
             picks_g = np.array(letters).reshape(generations, len(p_text))
             ev.acc_gen[m] = [_acc(picks_g[g], truth, n_all) for g in range(generations)]
-    ev.parse = {"recommend": gen_stats.as_dict()}
+    # Parse status per kind of generated text: the preferences and author descriptions this
+    # evaluation used (cached or not; a model that returned no text counts as failed) and every
+    # recommendation answer.
+    ev.parse = {
+        "preferences": status_counts(prows.composed),
+        "authors": status_counts(arows.composed),
+        "recommend": gen_stats.as_dict(),
+    }
     compose_stats = getattr(composer, "stats", None)
     if compose_stats is not None:
         ev.parse["compose"] = compose_stats.parse.as_dict()
@@ -289,6 +296,25 @@ def evaluate_composer(
         ev.a2a = a2a_alignment(a2a[keep], emb) * float(keep.mean()) if keep.any() else 0.0
     ev.seconds = time.perf_counter() - t0
     return ev
+
+
+def status_counts(composed: Sequence[Any]) -> dict[str, int]:
+    """``{"ok", "repaired", "failed"}`` counts of composed rows; an input skipped for lack of
+    content (empty history, author without text or frames) is not a parse and is left out, a
+    model that returned no text is ``failed``."""
+    out = {"ok": 0, "repaired": 0, "failed": 0}
+    for c in composed:
+        if c.status in out:
+            out[c.status] += 1
+        elif c.reason == "model returned no text":
+            out["failed"] += 1
+    return out
+
+
+def parse_rate(counts: dict[str, int]) -> float | None:
+    """Share of parsed answers (ok + repaired) among ok + repaired + failed; None for none."""
+    n = sum(counts.get(k, 0) for k in ("ok", "repaired", "failed"))
+    return None if n == 0 else (counts.get("ok", 0) + counts.get("repaired", 0)) / n
 
 
 def _acc(picks: np.ndarray, truth: np.ndarray, n_all: int) -> float:

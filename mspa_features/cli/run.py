@@ -287,6 +287,22 @@ def run(
     )
     if summary.composer_eval:
         console.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
+        ref = [
+            f"{name} "
+            + ", ".join(
+                f"acc@{m} {row[f'acc@{m}_cohort']:.3f}"
+                for m in cfg.u2a.num_candidates
+                if f"acc@{m}_cohort" in row
+            )
+            for name, row in summary.u2a_metrics.items()
+            if any(f"acc@{m}_cohort" in row for m in cfg.u2a.num_candidates)
+        ]
+        if ref:
+            console.print(
+                f"reference scorers on the same {summary.composer_eval['cohort_users']} users: "
+                + "; ".join(ref),
+                highlight=False,
+            )
         for line in parse_lines(summary.composer_eval):
             console.print(line, highlight=False)
         console.print(
