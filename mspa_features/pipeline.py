@@ -153,6 +153,11 @@ def evaluate_baselines(
     rng = np.random.default_rng(cfg.seed)
     scorers = {"popularity": pop, "random": rng.random(pop.shape)}
     out: dict[str, dict[str, float]] = {}
+    # The composer evaluation's cohort (the first ``eval.cohort_users`` test users by id): the
+    # same scorers on exactly those questions sit beside the composers' Acc@m.
+    n_cohort = cfg.eval.cohort_users if cfg.eval.composers else 0
+    cohort = set(sorted(test["user_id"])[:n_cohort]) if n_cohort else set(test["user_id"])
+    in_cohort = test["user_id"].isin(cohort).to_numpy()
     for name, scores in scorers.items():
         scores = scores.astype(np.float64).copy()
         # Retrieval ranks the target among authors the user has not engaged with before.
@@ -162,9 +167,11 @@ def evaluate_baselines(
         for m in cfg.u2a.num_candidates:
             cand = np.array([[index[a] for a in c] for c in test[f"candidates_m{m}"]])
             picked = np.take_along_axis(scores, cand, axis=1).argmax(axis=1)
-            row[metrics.metric_key(metrics.MetricName.ACC_AT_M, m)] = metrics.accuracy_at_m(
-                picked, test[f"answer_index_m{m}"].to_numpy()
-            )
+            truth = test[f"answer_index_m{m}"].to_numpy()
+            key = metrics.metric_key(metrics.MetricName.ACC_AT_M, m)
+            row[key] = metrics.accuracy_at_m(picked, truth)
+            if cfg.eval.composers and n_cohort:
+                row[f"{key}_cohort"] = metrics.accuracy_at_m(picked[in_cohort], truth[in_cohort])
         for k in (5, 10):
             row[metrics.metric_key(metrics.MetricName.RECALL_AT_K, k)] = metrics.recall_at_k(
                 scores, target, k
