@@ -49,7 +49,7 @@ class RecordingBackend(GenerationBackend):
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def generate(self, conversations, cfg: GenerationConfig):
+    def generate(self, conversations, cfg: GenerationConfig, *, schema=None):
         out = []
         for conv in conversations:
             body = conv[-1].content
@@ -178,7 +178,7 @@ def test_build_histories_is_point_in_time():
 @pytest.mark.parametrize("bad", ["", "not json at all"])
 def test_unparseable_model_output_falls_back_to_raw_text(bad):
     class Garbage(RecordingBackend):
-        def generate(self, conversations, cfg):
+        def generate(self, conversations, cfg, *, schema=None):
             return [Generation(bad, 1, 1, "stop") for _ in conversations]
 
     comp = LLMComposer(Garbage())
