@@ -245,6 +245,38 @@ def _format_loc(loc: tuple) -> str:
     return ".".join(str(x) for x in loc) or "<root>"
 
 
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (``X``, ``X | None``, ``list[X]``...)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+
+
+def did_you_mean(model: type[BaseModel], loc: tuple) -> str:
+    """`` (did you mean 'x'?)`` for an unknown key at ``loc`` that is close to a field of the
+    model found there (``difflib``), else ``""``."""
+    import difflib
+
+    models = [model]
+    for part in loc[:-1]:
+        if isinstance(part, int):  # a list index: the element's model is already in models
+            continue
+        models = [
+            m
+            for parent in models
+            if (f := parent.model_fields.get(str(part))) is not None
+            for m in _models_in(f.annotation)
+        ]
+    names: list[str] = []
+    for m in models:
+        for name, f in m.model_fields.items():
+            names += [name] + ([f.alias] if f.alias else [])
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6) if loc else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def load_yaml_model(path: str | Path, model: type[_M]) -> _M:
     """Read a YAML mapping from ``path`` and validate it into ``model``.
 
@@ -264,7 +296,11 @@ def load_yaml_model(path: str | Path, model: type[_M]) -> _M:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        problems = [f"{_format_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
+        problems = [
+            f"{_format_loc(err['loc'])}: {err['msg']}"
+            + (did_you_mean(model, err["loc"]) if err["type"] == "extra_forbidden" else "")
+            for err in e.errors()
+        ]
         raise ConfigError(p, problems) from e
 
 

@@ -32,8 +32,12 @@ def backfill(
         Kind.template
     ),
     cadence: Annotated[
-        Cadence, typer.Option(help="daily: a snapshot per day; weekly: per Monday")
-    ] = Cadence.daily,
+        Cadence | None,
+        typer.Option(
+            help="daily: a snapshot per day; weekly: per Monday (default: the config's "
+            "features.cadence)"
+        ),
+    ] = None,
     master: Annotated[str, typer.Option(help="Spark master")] = "local[*]",
     feature_set: Annotated[
         str | None, typer.Option(help="output folder under features/<dataset>/ (default: composer)")
@@ -65,6 +69,8 @@ def backfill(
     from mspa_features.config import load_config
 
     cfg = load_config(config)
+    # One source of truth: the run config's cadence unless the command line overrides it.
+    cadence = Cadence(cadence.value if cadence is not None else cfg.features.cadence)
     try:
         first, last = parse_date(start), parse_date(end)
         partition_dates(first, last, cadence.value)

@@ -558,6 +558,8 @@ def test_cli_backfill_runs_and_prints_counts(clean, tmp_path_factory, ml_data):
             str(day2),
             "--master",
             "local[1]",
+            "--cadence",  # the config says weekly; the command line overrides it
+            "daily",
             "--conf",
             "spark.ui.enabled=false",
         ],

@@ -144,7 +144,10 @@ def test_own_data_is_validated_into_the_run_data_folder(tiny: Path) -> None:
 def stages(tiny: Path) -> dict[str, str]:
     """backfill -> register -> ablate -> lis, each once; their outputs by stage."""
     out = {}
-    bf = _mspa("backfill", "run.yaml", "--start", "2024-01-01", "--end", "2024-03-03", cwd=tiny)
+    bf = _mspa(
+        "backfill", "run.yaml", "--start", "2024-01-01", "--end", "2024-03-03",
+        "--cadence", "daily", cwd=tiny,
+    )
     out["backfill"] = bf.stdout
     out["register"] = _mspa("register", "run.yaml", "--feature-set", "template", cwd=tiny).stdout
     out["ablate"] = _mspa("ablate", "--config", "ablation.yaml", cwd=tiny).stdout

@@ -87,3 +87,35 @@ def test_ablation_stage_config_resolves_against_the_run_config(tmp_path):
         load_config(_write(tmp_path, "name: x\ndata: {source: movielens}\n")).ablation.enabled
         is False
     )
+
+
+def test_misspelt_keys_say_did_you_mean_at_every_level(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "name: movielens\nworkspace: ws\ndata:\n  source: movielens\n  positiv_threshold: 4\n"
+        "featurs:\n  cadence: weekly\neval:\n  cohort_user: 3\nzzzzzz: 1\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    problems = e.value.problems
+    assert "data.positiv_threshold: Extra inputs are not permitted (did you mean " \
+        "'positive_threshold'?)" in problems
+    assert "featurs: Extra inputs are not permitted (did you mean 'features'?)" in problems
+    assert "eval.cohort_user: Extra inputs are not permitted (did you mean 'cohort_users'?)" \
+        in problems
+    # nothing close: no guess
+    assert "zzzzzz: Extra inputs are not permitted" in problems
+
+
+def test_misspelt_keys_in_ablation_and_align_configs(tmp_path):
+    from mspa_features.align.config import load_align_config
+    from ranker_hooks.ablation import load_ablation_config
+
+    ab = tmp_path / "ab.yaml"
+    ab.write_text("name: x\nsplit:\n  split_at: 1998-03-01\nseedz: [0]\n")
+    with pytest.raises(ConfigError, match=r"seedz: .*\(did you mean 'seeds'\?\)"):
+        load_ablation_config(ab)
+    al = tmp_path / "al.yaml"
+    al.write_text("grpo:\n  num_generation: 4\n")
+    with pytest.raises(ConfigError, match=r"grpo.num_generation: .*did you mean 'num_generations'"):
+        load_align_config(al)
