@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from mspa_features.cli.run import parse_lines
 from mspa_features.composer import Composed
 from mspa_features.evaluation import parse_rate, status_counts
+from mspa_features.generation.base import (
+    BackendConfig,
+    Generation,
+    GenerationBackend,
+    GenerationConfig,
+)
 
 
 def test_status_counts_leave_out_empty_inputs_and_count_no_text_as_failed():
@@ -46,3 +55,45 @@ def test_parse_lines_one_per_composer_with_each_kind():
         "answers 71/0/1 (98.6%)"
     )
     assert parse_lines(res) == [line]
+
+
+class _Recorder(GenerationBackend):
+    """Answers every conversation with one canned answer; records the schemas and caps."""
+
+    name = "recorder"
+    supports_schema = True
+
+    def __init__(self, answer: str):
+        super().__init__(BackendConfig())
+        self.answer = answer
+        self.calls: list[tuple[Any, int]] = []
+
+    @property
+    def model_version(self) -> str:
+        return "recorder"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, conversations, cfg, *, schema=None) -> list[Generation]:  # type: ignore[override]
+        self.calls.append((schema, cfg.max_new_tokens))
+        return [Generation(self.answer, 5, 5, "stop", schema is not None) for _ in conversations]
+
+
+def test_constrained_answers_get_twice_the_tokens_their_strings_are_bounded_for():
+    from mspa_features.evaluation import recommend_letters
+    from mspa_features.generation.structured import bound_strings, letter_schema
+    from mspa_features.parsing import ParseStats
+    from mspa_features.prompts import RECOMMEND
+
+    answer = json.dumps({"User Preference": "x", "Recommendation Reason": "y", "Answer": "B"})
+    backend = _Recorder(answer)
+    gen = GenerationConfig(max_new_tokens=48, temperature=0.7)
+    picks = recommend_letters(backend, ["p"], [["a", "b"]], gen, ParseStats(), constrained=True)
+    assert picks == [1]
+    ((schemas, cap),) = backend.calls
+    assert cap == 96
+    assert schemas == [letter_schema(bound_strings(RECOMMEND.answer_schema, 48), 2)]
+    free = _Recorder(answer)
+    recommend_letters(free, ["p"], [["a", "b"]], gen, ParseStats())
+    assert free.calls == [(None, 48)]
