@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,10 +24,23 @@ def _mspa(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600,  # the whole main job, on a loaded shared 2-core machine too
         check=False,
         env={**os.environ, "COLUMNS": "160"},
     )
+
+
+def _approx(value: Any) -> Any:
+    """``value`` with every float (nested in dicts and lists) as ``pytest.approx(rel=1e-9)``:
+    a rerun in another process may differ in the last bits of a float sum; texts, ids, counts
+    and flags stay exact."""
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True)
+    if isinstance(value, dict):
+        return {k: _approx(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_approx(v) for v in value]
+    return value
 
 
 def _config(tmp_path: Path, name: str, raw_cache: Path | None = None) -> Path:
@@ -74,6 +88,15 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     for row in (tpl, llm):  # the LLM answers the lettered questions for both composers
         assert 0.0 <= row["acc@4"] <= 1.0 and "acc@4_std" in row and "a2a" in row
     assert "U2A/A2A on 4 of" in out and "llm" in out
+    # Parse status of every generated text, per kind: 4 preferences, the pool's author
+    # descriptions, and 4 users x 3 generations x (m = 4, 10) recommendation answers.
+    n = {k: sum(llm["parse"][k].values()) for k in ("preferences", "authors", "recommend")}
+    assert n == {"preferences": 4, "authors": ce["n_authors"], "recommend": 24}
+    assert llm["decoding"] == "constrained"
+    assert "llm parse ok/repaired/failed (rate), constrained decoding: preferences" in out
+    # Popularity and random on exactly the cohort's questions, printed beside the composers.
+    assert {"acc@4_cohort", "acc@10_cohort"} <= set(pop) and {"acc@4_cohort"} <= set(rnd)
+    assert "reference scorers on the same 4 users: popularity acc@4" in out
     # Backfill + register: every author gets a profile, counts reconcile, and the online read
     # for a test user returns its preference and a cosine for every candidate that has one.
     feats = summary["features"]["backfill"]["template"]
@@ -146,22 +169,22 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     proc2 = _mspa("run", str(cfg), cwd=tmp_path)
     assert proc2.returncode == 0
     again = json.loads((tmp_path / "ws/results/movielens/summary.json").read_text())
-    assert again["u2a_metrics"] == summary["u2a_metrics"]
+    assert again["u2a_metrics"] == _approx(summary["u2a_metrics"])
     # The composer table is reproducible from the seed (LLM texts come back from the cache,
     # the seeded recommendation samples are generated again).
     for name in ("template", "llm"):
         keep = [k for k in summary["composer_eval"]["composers"][name] if k != "seconds"]
         first, second = (r["composer_eval"]["composers"][name] for r in (summary, again))
-        assert {k: second[k] for k in keep} == {k: first[k] for k in keep}
+        assert {k: second[k] for k in keep} == _approx({k: first[k] for k in keep})
     # The backfill rerun replaces its partitions: same counts, nothing duplicated online.
-    assert again["features"]["backfill"] == {
+    assert again["features"]["backfill"] == {  # counts and paths: exact
         fs: {
             e: {**c, "seconds": again["features"]["backfill"][fs][e]["seconds"]}
             for e, c in d.items()
         }
         for fs, d in summary["features"]["backfill"].items()
     }
-    assert again["serving"] == summary["serving"]
+    assert again["serving"] == _approx(summary["serving"])
 
 
 def test_main_job_on_synthetic(tmp_path):
