@@ -93,7 +93,7 @@ class MlflowSection(_Strict):
 
 
 class AblationConfig(_Strict):
-    """One ablation (``mspa ablate --config FILE``)."""
+    """One ablation (``mspa ablate FILE``)."""
 
     name: str = Field("ais", description="ablation name; the run folder is <name>-<UTC time>")
     run_config: Path | None = Field(

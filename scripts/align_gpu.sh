@@ -16,7 +16,7 @@ PY="$VENV/bin/python"
 ACC_CFG=${MSPA_ACCELERATE_CONFIG:-configs/align/accelerate_zero3.yaml}
 
 # Validate before anything starts: a typo must not cost a GPU node.
-"$PY" -m mspa_features.cli align --config "$CONFIG" --check
+"$PY" -m mspa_features.cli align "$CONFIG" --check
 
 # Read what the launch needs from the validated config.
 read -r MODE NPROC PORT < <("$PY" - "$CONFIG" "${MSPA_ALIGN_MODEL:-}" <<'PYEOF'
@@ -59,4 +59,4 @@ fi
 
 # Not exec: the EXIT trap must still stop the vLLM server and remove the derived config.
 "$VENV/bin/accelerate" launch --config_file "$ACC_CFG" --num_processes "$NPROC" \
-  -m mspa_features.cli align --config "$RUN_CONFIG" "$@"
+  -m mspa_features.cli align "$RUN_CONFIG" "$@"

@@ -1,4 +1,4 @@
-"""The GRPO alignment config (``mspa align --config configs/align/*.yaml``), validated at load.
+"""The GRPO alignment config (``mspa align configs/align/*.yaml``), validated at load.
 
 One YAML file says which model to align, which U2A rows to train on, the reward weights, the
 GRPO settings (handed to TRL's ``GRPOConfig``), where MLflow tracks the run and how the

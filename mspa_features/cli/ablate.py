@@ -1,4 +1,4 @@
-"""``mspa ablate --config FILE`` (AIS ablation), ``mspa runs compare RUN_A RUN_B`` and
+"""``mspa ablate CONFIG`` (AIS ablation), ``mspa runs compare RUN_A RUN_B`` and
 ``mspa runs log FOLDER`` (results written while MLflow was unreachable, logged later)."""
 
 from __future__ import annotations
@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mspa_features.cli.common import console, fail, override, parse_seeds, progress_bar
+from mspa_features.cli.common import (
+    config_file,
+    console,
+    fail,
+    override,
+    parse_seeds,
+    progress_bar,
+)
 
 runs_app = typer.Typer(
     help="Compare ablation runs tracked in MLflow; log results written while it was down.",
@@ -34,7 +41,13 @@ def _run_config(ablation_cfg, run_config: Path | None, config: Path):
 
 
 def ablate(
-    config: Annotated[Path, typer.Option("--config", "-c", help="ablation config YAML")],
+    config: Annotated[
+        Path | None, typer.Argument(help="ablation config YAML", show_default=False, metavar="CONFIG")
+    ] = None,
+    config_option: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
+    ] = None,
     run_config: Annotated[
         Path | None, typer.Option(help="run config YAML (overrides the ablation's run_config)")
     ] = None,
@@ -65,6 +78,7 @@ def ablate(
     from ranker_hooks.report import ais_table
     from ranker_hooks.tracking import pending_results, request_key
 
+    config = config_file(config, config_option, "ablate")
     seed_list = None if seeds is None else parse_seeds(seeds)  # usage errors before any file
     cfg = load_ablation_config(config)
     updates: dict = {}

@@ -1,4 +1,4 @@
-"""``mspa align --config configs/align/X.yaml``: GRPO preference alignment (MSPA section 3.2)."""
+"""``mspa align configs/align/X.yaml``: GRPO preference alignment (MSPA section 3.2)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import console
+from mspa_features.cli.common import config_file, console
 
 
 def align(
-    config: Annotated[Path, typer.Option("--config", "-c", help="alignment config YAML")],
+    config: Annotated[
+        Path | None, typer.Argument(help="alignment config YAML", show_default=False, metavar="CONFIG")
+    ] = None,
+    config_option: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="validate the config (and its DeepSpeed JSON), no run")
     ] = False,
@@ -24,6 +30,7 @@ def align(
     """Align a model with GRPO on U2A questions; save a checkpoint with a model_version id."""
     from mspa_features.align.config import load_align_config
 
+    config = config_file(config, config_option, "align")
     cfg = load_align_config(config)
     if steps is not None:
         cfg = cfg.model_copy(update={"grpo": cfg.grpo.model_copy(update={"max_steps": steps})})

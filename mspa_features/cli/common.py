@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -20,6 +21,31 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: <message>`` as one unwrapped line and leave with ``code``."""
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def config_file(positional: Path | None, option: Path | None, command: str) -> Path:
+    """The config file of ``command``: ``CONFIG`` as its first argument, as in every command.
+
+    ``--config`` / ``-c`` (the old spelling of ``ablate``, ``lis`` and ``align``, where ``-c``
+    meant something else than ``--composer`` elsewhere) still works, with a deprecation note.
+
+    Raises:
+        typer.BadParameter: no config, or one given both ways (a usage error: exit 2).
+    """
+    if positional is not None and option is not None:
+        raise typer.BadParameter(
+            "give the config once, as CONFIG (not also --config)", param_hint="CONFIG"
+        )
+    if option is not None:
+        Console(stderr=True).print(
+            f"note: '--config'/'-c' is deprecated for mspa {command}: pass the file as its "
+            f"first argument (mspa {command} {option})",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+        return option
+    if positional is None:
+        raise typer.BadParameter("missing argument CONFIG (the config YAML)", param_hint="CONFIG")
+    return positional
 
 
 def parse_seeds(text: str, option: str = "--seeds") -> list[int]:

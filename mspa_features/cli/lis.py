@@ -1,4 +1,4 @@
-"""``mspa lis --config FILE``: leak sets -> LIS ablation -> plain-language verdicts."""
+"""``mspa lis CONFIG``: leak sets -> LIS ablation -> plain-language verdicts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mspa_features.cli.common import console, fail, override, parse_seeds, progress_bar
+from mspa_features.cli.common import (
+    config_file,
+    console,
+    fail,
+    override,
+    parse_seeds,
+    progress_bar,
+)
 
 
 class LeakKind(StrEnum):
@@ -26,7 +33,13 @@ def install(app: typer.Typer) -> None:
 
 
 def lis(
-    config: Annotated[Path, typer.Option("--config", "-c", help="ablation config YAML")],
+    config: Annotated[
+        Path | None, typer.Argument(help="ablation config YAML", show_default=False, metavar="CONFIG")
+    ] = None,
+    config_option: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
+    ] = None,
     run_config: Annotated[
         Path | None, typer.Option(help="run config YAML (overrides the ablation's run_config)")
     ] = None,
@@ -70,6 +83,7 @@ def lis(
     from ranker_hooks.lis_variants import DEFAULT_HORIZONS, LIS_KINDS
     from ranker_hooks.tracking import log_results, pending_results, request_key, set_request
 
+    config = config_file(config, config_option, "lis")
     kinds = [LeakKind(k).value for k in kind] if kind else list(LIS_KINDS)
     if horizon and any(n < 1 for n in horizon):
         raise typer.BadParameter(f"{horizon}: horizons are days >= 1", param_hint="--horizon")

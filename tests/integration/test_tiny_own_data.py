@@ -150,9 +150,9 @@ def stages(tiny: Path) -> dict[str, str]:
     )
     out["backfill"] = bf.stdout
     out["register"] = _mspa("register", "run.yaml", "--feature-set", "template", cwd=tiny).stdout
-    out["ablate"] = _mspa("ablate", "--config", "ablation.yaml", cwd=tiny).stdout
+    out["ablate"] = _mspa("ablate", "ablation.yaml", cwd=tiny).stdout
     out["ablate_run"] = str(_results(tiny, set())[0])
-    out["lis"] = _mspa("lis", "-c", "ablation.yaml", cwd=tiny).stdout
+    out["lis"] = _mspa("lis", "ablation.yaml", cwd=tiny).stdout
     return out
 
 

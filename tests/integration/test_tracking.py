@@ -231,7 +231,7 @@ def test_ablation_with_store_down_writes_everything_then_logs_without_training(
 
     monkeypatch.setattr(console, "_width", 400)  # no wrapping inside the lines asserted
     tmp, ab_yaml = tiny_ablation
-    rc = run_cli(["ablate", "-c", str(ab_yaml)])
+    rc = run_cli(["ablate", str(ab_yaml)])
     out = capsys.readouterr().out
     assert rc == 2, out
     error_lines = [ln for ln in out.splitlines() if ln.startswith("error:")]
@@ -253,7 +253,7 @@ def test_ablation_with_store_down_writes_everything_then_logs_without_training(
 
     monkeypatch.setattr(ablation, "run_ablation", no_training)
     good = f"sqlite:///{tmp / 'mlflow.db'}"
-    rc = run_cli(["ablate", "-c", str(ab_yaml), "--tracking-uri", good])
+    rc = run_cli(["ablate", str(ab_yaml), "--tracking-uri", good])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "logging them without training" in out and "MLflow parent run" in out

@@ -73,7 +73,7 @@ def test_accelerate_config_points_at_the_shipped_zero3_json() -> None:
 
 def test_launch_script_checks_the_config_first() -> None:
     script = (REPO / "scripts" / "align_gpu.sh").read_text()
-    assert 'align --config "$CONFIG" --check' in script
+    assert 'align "$CONFIG" --check' in script
     assert 'accelerate" launch --config_file' in script
 
 

@@ -183,8 +183,8 @@ def test_unknown_subcommand(path: tuple[str, ...], capsys) -> None:
         (["data", "fetch", "foo"], "error: mspa data fetch: Invalid value for 'source': 'foo'"),
         (["nosuchcmd"], "error: mspa: No such command 'nosuchcmd'."),
         (["runs", "compare", "A", "B"], "give --tracking-uri or --run-config"),
-        (["ablate", "-c", "x.yaml", "--seeds", "1,x"], "'1,x' is not a comma-separated list"),
-        (["lis", "-c", "x.yaml", "--seeds", ","], "',' holds no seed"),
+        (["ablate", "x.yaml", "--seeds", "1,x"], "'1,x' is not a comma-separated list"),
+        (["lis", "x.yaml", "--seeds", ","], "',' holds no seed"),
         (["register", "x.yaml", "--online", "sqlite", "--redis", "h:1"], "--redis needs"),
     ],
 )
