@@ -203,6 +203,31 @@ def _per_group_auc(
     return per_group, size
 
 
+# Below this many users with both labels a user-level bootstrap interval rests on too few
+# clusters to be read as a 95 % interval (percentile intervals need a few dozen clusters).
+MIN_USERS_FOR_CI = 30
+
+
+def users_with_both_labels(labels: ArrayLike, groups: ArrayLike) -> int:
+    """How many groups (users) hold at least one positive and one negative row.
+
+    Args:
+        labels: 0/1 per row, shape ``(n,)``.
+        groups: group id per row, shape ``(n,)``.
+
+    Returns:
+        The count; the users UAUC averages over and the clusters a paired bootstrap of AUC
+        can tell apart.
+    """
+    if np.asarray(labels).size == 0:
+        return 0
+    y = _binary_labels(labels)
+    codes, n_groups = _group_codes(groups, y.shape[0])
+    pos = np.bincount(codes, weights=y, minlength=n_groups)
+    size = np.bincount(codes, minlength=n_groups)
+    return int(((pos > 0) & (pos < size)).sum())
+
+
 def uauc(labels: ArrayLike, scores: ArrayLike, groups: ArrayLike) -> float:
     """Uniform mean of per-group (user) AUC over groups holding both labels; NaN if none."""
     y, s = _binary_inputs(labels, scores)

@@ -247,6 +247,8 @@ class VariantResult:
     cold_delta_auc_ci_low: float | None = None
     cold_delta_auc_ci_high: float | None = None
     leak_source: str = ""  # lis variants: the leak view or future window read (Variant)
+    # Users of the eval window with both labels: the clusters behind the CI (and UAUC).
+    n_users_both_labels: int = 0
 
 
 @dataclass
@@ -641,6 +643,7 @@ def run_ablation(
                 feature_set="" if v.kind == "baseline" else variant_feature_set(v),
                 description=v.description,
                 leak_source=v.leak_source,
+                n_users_both_labels=metrics.users_with_both_labels(labels, users),
                 auc_seeds=[float(x) for x in seed_aucs],
                 seconds=time.perf_counter() - t0,
                 **cold,

@@ -106,8 +106,18 @@ def ais_table(result: AblationResult) -> Table:
     """
     from rich import box
 
+    from mspa_features.metrics import MIN_USERS_FOR_CI
+
     first = result.variants[0] if result.variants else None
     caption = f"train {first.n_train:,} rows, eval {first.n_test:,} rows" if first else ""
+    # Results written before this field existed load it as 0: no flag for them.
+    few = [v for v in result.variants if 0 < v.n_users_both_labels < MIN_USERS_FOR_CI]
+    if few:
+        n = min(v.n_users_both_labels for v in few)
+        caption += (
+            f"; ! only {n} eval users with both labels (< {MIN_USERS_FOR_CI}): the intervals "
+            "are not trustworthy"
+        )
     if any(v.leaked for v in result.variants):
         caption += "; * LIS: leaked (future) features, an upper bound, not a deployable gain"
     t = Table(
@@ -136,6 +146,8 @@ def ais_table(result: AblationResult) -> Table:
             style = _style(v.delta_auc_ci_low, v.delta_auc_ci_high)
             delta = f"[{style}]{v.delta_auc:+.4f}[/]" if style else f"{v.delta_auc:+.4f}"
             ci = f"[{v.delta_auc_ci_low:+.4f}, {v.delta_auc_ci_high:+.4f}]"
+            if v in few:
+                ci += "!"
             p = f"{v.p_value:.3f}"
         t.add_row(
             escape(f"{v.name}*" if v.leaked else v.name),

@@ -101,3 +101,35 @@ def test_compare_table_fits_80_columns_and_never_cuts_a_number() -> None:
     assert "preference " in text and "lis_similar_items_n30*" in text.replace("\n", "")
     assert "* leaked (LIS) variant" in text
     assert "A = bob's ais, v2   B = it's [b]" in text
+
+
+def test_small_eval_samples_flag_their_intervals(tmp_path) -> None:
+    import dataclasses
+
+    from mspa_features.metrics import MIN_USERS_FOR_CI, users_with_both_labels
+
+    # 3 users: u1 both labels, u2 only positives, u3 both; u4 one row
+    labels = [1, 0, 1, 1, 0, 0, 1, 1]
+    users = ["u1", "u1", "u2", "u2", "u3", "u3", "u3", "u4"]
+    assert users_with_both_labels(labels, users) == 2
+    assert users_with_both_labels([], []) == 0
+
+    res = result(tmp_path)
+    flagged = dataclasses.replace(
+        res, variants=[dataclasses.replace(v, n_users_both_labels=3) for v in res.variants]
+    )
+    console = Console(width=200, record=True)
+    console.print(ais_table(flagged))
+    text = console.export_text()
+    assert "[+0.0040, +0.0200]!" in text
+    assert f"only 3 eval users with both labels (< {MIN_USERS_FOR_CI})" in text
+    enough = dataclasses.replace(
+        res,
+        variants=[
+            dataclasses.replace(v, n_users_both_labels=MIN_USERS_FOR_CI) for v in res.variants
+        ],
+    )
+    console = Console(width=200, record=True)
+    console.print(ais_table(enough))
+    text = console.export_text()
+    assert "]!" not in text and "not trustworthy" not in text
