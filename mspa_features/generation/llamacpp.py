@@ -7,7 +7,13 @@ weights are read once per step rather than once per conversation. Conversations 
 when they end their turn and waiting ones take their slot (continuous batching).
 
 Identical prompts in one call (the same question asked with several random streams, as Acc@m's
-generations do) are prefilled once: the other copies take a copy of its KV stream.
+generations do) are prefilled once: the other copies take a copy of its KV stream. A prompt that
+shares a long prefix with one already in the batch (the system and instruction text every
+prompt of a kind starts with; the history a user's next weekly snapshot extends) copies that
+prompt's KV stream, drops the cells past the shared prefix and prefills only the rest
+(``options.prefix_share``). Prefill kernels compute each position's keys and values the same
+way whatever the chunking (chunks of two tokens or more, below), so a shared prefix is bit for
+bit what the prompt's own prefill would have written.
 
 Structured outputs: with ``schema=`` each sequence gets its own llama.cpp grammar sampler
 (``llama_sampler_init_grammar`` on the GBNF that llama.cpp's JSON-schema converter writes), so
@@ -102,6 +108,14 @@ class LlamaCppOptions(BaseModel):
             "flash attention; off by default: llama.cpp's CPU kernel accumulates in f16 along a "
             "different path for one query than for many, so batched greedy outputs would differ "
             "from single-stream ones (logits move by up to ~1.0). None lets llama.cpp decide"
+        ),
+    )
+    prefix_share: int = Field(
+        32,
+        ge=0,
+        description=(
+            "reuse the KV cache of the longest prompt prefix (in tokens, at least this many) "
+            "that a conversation shares with one already in the batch; 0 turns it off"
         ),
     )
     verbose: bool = Field(False, description="let llama.cpp log to stderr")
@@ -202,6 +216,7 @@ class LlamaCppBackend(GenerationBackend):
         self._n_batch = n_batch
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._gbnf: dict[str, str] = {}  # schema key -> GBNF
+        self.shared_prefix_tokens = 0  # prompt tokens not prefilled thanks to a shared prefix
         # One llama_token_data per vocabulary entry: the whole-vocabulary grammar mask.
         self._cand = (ll.llama_token_data * self.n_vocab)()
         self._cand_np = np.ctypeslib.as_array(self._cand)  # structured view: id, logit, p
@@ -371,6 +386,7 @@ class LlamaCppBackend(GenerationBackend):
                         break
                     filling = waiting.popleft()
                     filling.seq = len(decoding)  # free: ids past the decoding block are unused
+                    self._share_prefix(filling, decoding)
                 done = self._prefill(filling, decoding, budget, cfg)
                 budget -= done
                 if not filling.prefilling:
@@ -380,6 +396,37 @@ class LlamaCppBackend(GenerationBackend):
                     filling = None
                 elif done == 0:
                     break
+
+    def _share_prefix(self, slot: _Slot, decoding: list[_Slot]) -> None:
+        """Start ``slot`` from the KV cache of the longest prompt prefix it shares with a
+        decoding conversation (at least ``options.prefix_share`` tokens).
+
+        Only prompt positions are shared (those were written by prefill kernels, as ``slot``'s
+        own prefill would write them), and at least two of ``slot``'s tokens are left to
+        prefill (its last chunk must take the prefill kernels too). llama.cpp copies streams
+        whole, so the copy is trimmed to the shared prefix.
+        """
+        if self.options.prefix_share <= 0 or slot.n_fed or not decoding:
+            return
+        mine = np.asarray(slot.prompt, dtype=np.int64)
+        best, src = 0, None
+        for other in decoding:
+            n = min(len(other.prompt), len(mine) - 2)
+            if n <= best:
+                continue
+            theirs = np.asarray(other.prompt[:n], dtype=np.int64)
+            diff = np.flatnonzero(theirs != mine[:n])
+            shared = int(diff[0]) if diff.size else n
+            if shared > best:
+                best, src = shared, other
+        if src is None or best < self.options.prefix_share:
+            return
+        ll = self._ll
+        ll.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+        ll.llama_memory_seq_cp(self._mem, src.seq, slot.seq, -1, -1)
+        ll.llama_memory_seq_rm(self._mem, slot.seq, best, -1)  # keep positions [0, best)
+        slot.n_fed = best
+        self.shared_prefix_tokens += best
 
     def _admit(
         self, slot: _Slot, decoding: list[_Slot], row: int, cfg: GenerationConfig

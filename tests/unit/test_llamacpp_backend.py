@@ -328,3 +328,44 @@ def test_bad_schema_is_a_schema_error_and_leaks_nothing(batched):
         batched.generate([_conv("hi")], GREEDY, schema=[None, None])
     # the backend still works afterwards
     assert batched.generate([_conv(PROMPTS[3])], GREEDY)[0].text
+
+
+@pytest.mark.slow
+def test_shared_prompt_prefixes_are_prefilled_once_and_change_nothing(batched, single, monkeypatch):
+    # Weekly snapshots of one user: each history extends the previous one, so each prompt
+    # shares a long prefix (system text + the earlier history) with the one before it.
+    lines = [
+        f"{i + 1}. Profile: Streamer{i} plays {t} from the {r}."
+        for i, (t, r) in enumerate(
+            [
+                ("jazz", "south"),
+                ("chess", "north"),
+                ("poker", "coast"),
+                ("golf", "west"),
+                ("opera", "east"),
+                ("karaoke", "hills"),
+            ]
+        )
+    ]
+    system = "You are an analyst of user preferences. " * 4
+    convs = [
+        _conv("History, oldest first:\n" + "\n".join(lines[:k]) + "\nSummarise.", system=system)
+        for k in (3, 4, 5, 6)
+    ]
+    cfg = GenerationConfig(max_new_tokens=10)
+    fed: list[int] = []
+    prefill = type(batched)._prefill
+
+    def counting(self, *a, **k):
+        fed.append(prefill(self, *a, **k))
+        return fed[-1]
+
+    monkeypatch.setattr(type(batched), "_prefill", counting)
+    before = batched.shared_prefix_tokens
+    together = batched.generate(convs, cfg)
+    shared = batched.shared_prefix_tokens - before
+    monkeypatch.undo()
+    total = sum(g.n_prompt_tokens for g in together)
+    assert shared > 0 and sum(fed) == total - shared
+    assert shared >= 2 * together[0].n_prompt_tokens  # later prompts reuse most of theirs
+    assert together == [single.generate([c], cfg)[0] for c in convs]  # bit-identical
