@@ -75,7 +75,14 @@ def evaluate_model(
         )
     )
     key = hashlib.sha256(
-        json.dumps([backend.model_version, e.model_dump(mode="json"), run_cfg.name]).encode()
+        json.dumps(
+            [
+                backend.model_version,
+                e.model_dump(mode="json"),
+                run_cfg.name,
+                run_cfg.composer.structured,
+            ]
+        ).encode()
     ).hexdigest()[:10]
     out = ws.results / "align" / f"eval-{key}.json"
     if out.exists():
@@ -96,7 +103,11 @@ def evaluate_model(
         gen=GenerationConfig(max_new_tokens=e.composer_max_new_tokens),
         cache=ComposerCache(ws.composer_cache),
         token_budget=run_cfg.composer.token_budget,
+        # Constrained decoding (composer.structured, the default) makes Acc@m by generation of
+        # the base and the aligned model real numbers: every answer names one of the letters.
+        structured=run_cfg.composer.structured,
     )
+    decoding = composer.decoding
     if e.author_descriptions == "template":
         # Preferences from the model, candidate descriptions from the template composer, the
         # same texts the training prompts showed.
@@ -116,12 +127,14 @@ def evaluate_model(
         rec_max_new_tokens=e.rec_max_new_tokens,
         pool=pool,
         progress=lambda stage, i, t: say(f"{label}: {stage} {i}/{t}"),
+        decoding=decoding,
     )
     backend.close()
     row = ev.row()
     row.update(
         {
             "model": str(model),
+            "decoding": decoding,
             "author_pool": len(pool),
             "author_descriptions": e.author_descriptions,
             "a2a_triples_in_pool": len(a2a),
