@@ -392,7 +392,10 @@ class LLMComposer(Composer):
         todo = [(j, k) for j, k in zip(jobs, keys, strict=True) if k not in cached]
         if todo:
             convs = [prompt.messages(images=j[2], **{j[4]: j[1]}) for j, _ in todo]
-            gens = self.backend.generate(convs, self.gen, schema=self.answer_schema(prompt))
+            schema = self.answer_schema(prompt)
+            # schema= only when constraining: backends written before it still work free-form
+            kw = {"schema": schema} if schema is not None else {}
+            gens = self.backend.generate(convs, self.gen, **kw)
             self.stats.generated += len(gens)
             self.stats.generated_tokens += sum(g.n_generated_tokens for g in gens)
             new = [

@@ -133,7 +133,7 @@ def recommend_letters(
         # years take shorter tokens, and an answer cut before "Answer" has no letter (2 of 24
         # on the CI cohort). Twice the tokens as headroom: the grammar, not the cap, ends it.
         gen = dataclasses.replace(gen, max_new_tokens=2 * gen.max_new_tokens)
-    outs = backend.generate(convs, gen, schema=schemas)
+    outs = backend.generate(convs, gen, **({"schema": schemas} if schemas else {}))
     letters = []
     for o, cands in zip(outs, candidate_texts, strict=True):
         text = close_json(o.text, o.finish_reason)

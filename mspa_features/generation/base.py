@@ -40,7 +40,8 @@ class ChatMessage:
 
 @dataclass(frozen=True, kw_only=True)
 class GenerationConfig:
-    """Decoding settings; ``temperature == 0`` is greedy (deterministic)."""
+    """Decoding settings; ``temperature == 0`` is greedy (deterministic). ``seed`` is the call's
+    base seed: conversation ``i`` of a ``generate`` call samples with ``sequence_seed(seed, i)``."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
