@@ -93,6 +93,10 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     n = {k: sum(llm["parse"][k].values()) for k in ("preferences", "authors", "recommend")}
     assert n == {"preferences": 4, "authors": ce["n_authors"], "recommend": 24}
     assert llm["decoding"] == "constrained"
+    # Constrained decoding: every preference, description and answer parses (issue 12: >= 99%).
+    for row in (tpl, llm):
+        for kind, c in row["parse"].items():
+            assert c["ok"] + c["repaired"] >= 0.99 * sum(c.values()), (row["composer"], kind, c)
     assert "llm parse ok/repaired/failed (rate), constrained decoding: preferences" in out
     # Popularity and random on exactly the cohort's questions, printed beside the composers.
     assert {"acc@4_cohort", "acc@10_cohort"} <= set(pop) and {"acc@4_cohort"} <= set(rnd)
