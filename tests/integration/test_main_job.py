@@ -50,8 +50,10 @@ def _config(tmp_path: Path, name: str, raw_cache: Path | None = None) -> Path:
         cfg["ablation"]["config"] = str(REPO / "configs" / cfg["ablation"]["config"])
     # The LLM composer on a smaller cohort than the shipped one: the same code, CI-sized.
     cfg["eval"].update(cohort_users=4, a2a_triples=6)
-    if cfg.get("features", {}).get("sample"):  # the LLM feature set on a CI-sized sample
-        cfg["features"]["sample"].update(users=4, authors=24)
+    if cfg.get("features", {}).get("sample"):  # the LLM feature set on a CI-sized sample:
+        # 6 users x 48 authors hold 16 impressions in the comparison's evaluation window, both
+        # labels (9 positive); 4 x 24 held 2, both positive, and the comparison cannot score.
+        cfg["features"]["sample"].update(users=6, authors=48)
     if raw_cache is not None:  # reuse the session's download instead of fetching again
         (tmp_path / "ws" / "raw").mkdir(parents=True)
         shutil.copytree(raw_cache, tmp_path / "ws" / "raw" / "ml-100k")
@@ -116,11 +118,11 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     # The llm feature set: backfilled through the same Spark job for the seeded sample only,
     # reconciled, registered beside template, every row with its generation status.
     sample = summary["features"]["sample"]
-    assert len(sample["users"]) == 4 and len(sample["authors"]) == 24
+    assert len(sample["users"]) == 6 and len(sample["authors"]) == 48
     llm_bf = summary["features"]["backfill"]["llm"]
     for c in llm_bf.values():
         assert c["requested"] == c["written"] + c["quarantined"] and c["written"] > 0
-    assert llm_bf["author_profiles"]["requested"] == 24
+    assert llm_bf["author_profiles"]["requested"] == 48
     import pyarrow.dataset as pads
 
     prefs = pads.dataset(llm_bf["preferences"]["path"], partitioning="hive").to_table()
@@ -128,7 +130,7 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     assert set(prefs.column("pref_status").to_pylist()) <= {"ok", "repaired", "failed"}
     assert set(prefs.column("pref_decoding").to_pylist()) <= {"constrained", "free"}
     assert prefs.column("model_version")[0].as_py().startswith("llamacpp:")
-    assert summary["features"]["register"]["materialized_rows"]["author_profiles__llm"] == 24
+    assert summary["features"]["register"]["materialized_rows"]["author_profiles__llm"] == 48
     # Ablation: baseline, AIS and LIS rows in results.json (the contract's fields), leaked flags
     # exactly on LIS rows, one MLflow parent run, a verdict per row, the table printed.
     ab = summary["ablation"]
@@ -149,7 +151,7 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     # Template vs llm side by side on the sample's impressions: every AIS variant per feature
     # set against one baseline, with CIs, in summary.json and the comparison's results.json.
     cmp = ab["compare"]
-    assert cmp["feature_sets"] == ["template", "llm"] and cmp["sample"]["users"] == 4
+    assert cmp["feature_sets"] == ["template", "llm"] and cmp["sample"]["users"] == 6
     crow = json.loads(Path(cmp["results_path"]).read_text())["variants"]
     assert crow == json.loads(json.dumps(cmp["variants"]))
     by_name = {r["name"]: r for r in crow}
@@ -163,7 +165,7 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     for r in crow:
         assert r["n_test"] == cmp["n_test"] > 0 and r["n_train"] == cmp["n_train"] > 0
         assert r["delta_auc_ci_low"] <= r["delta_auc"] <= r["delta_auc_ci_high"]
-    assert "Feature sets side by side on a seeded sample of 4 users" in out
+    assert "Feature sets side by side on a seeded sample of 6 users" in out
     assert not any("llm_text skipped" in n for n in ab["notes"])
     # Rerun is idempotent: same numbers, data reused (the ablation is not rerun: it is the
     # slowest stage and its own tests cover determinism).
