@@ -206,7 +206,8 @@ def draw_sample(cfg: RunConfig, inter: pd.DataFrame) -> dict[str, Any] | None:
 
     Users are drawn uniformly (seed ``sample.seed``, else the run's) among those with a
     positive before the ablation's split ``T`` and an interaction in its evaluation window
-    (every user without an ablation stage); authors uniformly among the interactions of the
+    (every user with a positive without an ablation config), whether or not the ablation stage
+    runs this time; authors uniformly among the interactions of the
     drawn users. Both lists are sorted; the same data and seed give the same sample.
 
     Returns:
@@ -218,7 +219,10 @@ def draw_sample(cfg: RunConfig, inter: pd.DataFrame) -> dict[str, Any] | None:
     seed = cfg.seed if sample.seed is None else sample.seed
     ts = pd.to_datetime(inter["event_timestamp"], utc=True)
     users = inter["user_id"].astype(str)
-    if cfg.ablation.enabled and cfg.ablation.config is not None:
+    # The window comes from the ablation config whether or not this run's ablation stage is
+    # on: a rerun that skips the ablation must backfill the same sample (same rows, no
+    # duplicates), as the first run did.
+    if cfg.ablation.config is not None and Path(cfg.ablation.config).is_file():
         from ranker_hooks.ablation import load_ablation_config
 
         split = load_ablation_config(cfg.ablation.config).split

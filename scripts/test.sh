@@ -15,4 +15,5 @@ VENV=${MSPA_VENV:-.venv}
 # Fetched data is reused between runs on the same machine (never committed).
 export MSPA_TEST_DATA_CACHE=${MSPA_TEST_DATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mspa-features/data}
 mkdir -p "$MSPA_TEST_DATA_CACHE"
-exec "$VENV/bin/python" -m pytest "$@"
+# The slowest tests close the log, so a CI run says where its time went.
+exec "$VENV/bin/python" -m pytest --durations=25 "$@"

@@ -52,6 +52,16 @@ def test_sample_draws_only_eligible_users_and_their_authors_reproducibly(tmp_pat
     assert everyone["users"] == ["0", "1", "2", "3", "4", "5"] and len(everyone["authors"]) == 12
 
 
+def test_a_rerun_without_the_ablation_stage_draws_the_same_sample(tmp_path):
+    # The main job's rerun turns the ablation stage off; its backfill must cover the same
+    # users and authors, or the rerun rewrites the llm set with other rows.
+    inter = _inter()
+    cfg = _cfg(tmp_path, users=3, authors=4)
+    first = draw_sample(cfg, inter)
+    cfg.ablation.enabled = False
+    assert draw_sample(cfg, inter) == first and first["eligible_users"] == 6
+
+
 def test_compared_feature_sets_get_every_ais_variant_once(tmp_path):
     cfg = AblationConfig.model_validate(
         {
