@@ -581,7 +581,7 @@ def test_cli_backfill_runs_and_prints_counts(clean, tmp_path_factory, ml_data):
     # what changed on them, as in the reference.
     got = _rows(cfg, "author_profiles")
     ref_all = _rows(ref_cfg, "author_profiles")
-    by_day = lambda rows, keep: sorted(  # noqa: E731
+    by_day = lambda rows, keep: sorted(
         a for a, ds in zip(rows["author_id"], rows["ds"], strict=True) if keep(str(ds))
     )
     valid_at_day1 = sorted(set(by_day(ref_all, lambda ds: ds <= str(day1))))
