@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import config_file, console
+from mspa_features.cli.common import AlignConfigArg, DeprecatedConfigOpt, config_file, console
 
 
 def align(
-    config: Annotated[
-        Path | None, typer.Argument(help="alignment config YAML", show_default=False, metavar="CONFIG")
-    ] = None,
-    config_option: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
-    ] = None,
+    config: AlignConfigArg = None,
+    config_option: DeprecatedConfigOpt = None,
     check: Annotated[
         bool, typer.Option("--check", help="validate the config (and its DeepSpeed JSON), no run")
     ] = False,

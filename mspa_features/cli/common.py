@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -21,6 +21,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: <message>`` as one unwrapped line and leave with ``code``."""
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _config_arg(what: str) -> Any:
+    return typer.Argument(help=f"{what} config YAML", show_default=False, metavar="CONFIG")
+
+
+# The config file as a command's first argument, and the old spelling kept for ablate, lis and
+# align (resolved by config_file).
+AblationConfigArg = Annotated[Path | None, _config_arg("ablation")]
+AlignConfigArg = Annotated[Path | None, _config_arg("alignment")]
+DeprecatedConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
+]
 
 
 def config_file(positional: Path | None, option: Path | None, command: str) -> Path:

@@ -10,6 +10,8 @@ import typer
 from rich.markup import escape
 
 from mspa_features.cli.common import (
+    AblationConfigArg,
+    DeprecatedConfigOpt,
     config_file,
     console,
     fail,
@@ -33,13 +35,8 @@ def install(app: typer.Typer) -> None:
 
 
 def lis(
-    config: Annotated[
-        Path | None, typer.Argument(help="ablation config YAML", show_default=False, metavar="CONFIG")
-    ] = None,
-    config_option: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
-    ] = None,
+    config: AblationConfigArg = None,
+    config_option: DeprecatedConfigOpt = None,
     run_config: Annotated[
         Path | None, typer.Option(help="run config YAML (overrides the ablation's run_config)")
     ] = None,
