@@ -1,6 +1,6 @@
 """P5: the whole AIS ablation suite on MovieLens-100K: per-variant time and peak RSS.
 
-Runs :func:`ranker_hooks.ablation.run_ablation` exactly as ``mspa ablate`` does (Feast
+Runs :func:`ranker_hooks.ablation.run.run_ablation` exactly as ``mspa ablate`` does (Feast
 historical reads per service, one torch ranker per variant and seed, bootstrap, MLflow logging,
 reports), and prints for each variant its seconds (feature read + conversion + training +
 scoring + bootstrap) and the process's peak RSS once it finished (``ru_maxrss``: a running
@@ -41,7 +41,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from mspa_features.config import load_config
-    from ranker_hooks.ablation import load_ablation_config, run_ablation
+    from ranker_hooks.ablation.run import load_ablation_config, run_ablation
 
     cfg = load_ablation_config(args.config)
     if args.seeds:

@@ -139,7 +139,7 @@ def main() -> None:
         f"{torch.get_num_threads()}"
     )
 
-    from mspa_features.encoders import EncoderConfig, FlagTextEncoder
+    from mspa_features.compose.encoders import EncoderConfig, FlagTextEncoder
     from mspa_features.models import minilm_path
 
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """P3: Feast online read of 1,000 users x 384-d vs a raw read of the same rows, same store.
 
 Backfill-shaped data (one preference snapshot per user, ``pref_emb`` 384-d float32) is written
-to a temp workspace, registered and materialized with ``mspa_features.registry.register``, then
+to a temp workspace, registered and materialized with ``mspa_features.serving.materialize.register``, then
 read back for ``--users`` user ids:
 
 * ``feast``: ``store.get_online_features(["user_preferences__bench:pref_emb"], ...).to_dict()``
@@ -48,7 +48,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def write_backfill(root: Path, n_users: int, dim: int) -> None:
-    from mspa_features.contracts import AUTHOR_PROFILES, PREFERENCES
+    from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES
 
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(n_users, dim)).astype(np.float32)  # (n, d)
@@ -184,7 +184,7 @@ def bench_store(
     repeats: int,
     raw_min: Callable[[], list] | None = None,
 ) -> dict:
-    from mspa_features.feature_reads import online_features
+    from mspa_features.serving.reads import online_features
 
     pairs = [(u, "a0") for u in ids]
     feast_read = lambda: store.get_online_features(
@@ -240,7 +240,7 @@ def main() -> None:
 
     t = time.perf_counter()
     from mspa_features.config import DataConfig, RunConfig, Workspace
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
 
     print(f"imports {time.perf_counter() - t:.1f} s")
     tmp = Path(tempfile.mkdtemp(prefix="bench_feast_"))

@@ -34,12 +34,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from mspa_features.contracts import Author
+from mspa_features.compose.parsing import parse_answer
+from mspa_features.compose.prompts import PREFERENCE, render_author
+from mspa_features.data.contracts import Author
 from mspa_features.data.synthetic import SyntheticConfig, generate_authors
 from mspa_features.generation.base import BackendConfig, ChatMessage, GenerationConfig
 from mspa_features.generation.structured import bound_strings, conforms
-from mspa_features.parsing import parse_answer
-from mspa_features.prompts import PREFERENCE, render_author
 
 N_PARAMS = 134.5e6  # SmolLM2-135M
 

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from mspa_features.feast_defs import build_definitions
+from mspa_features.serving.definitions import build_definitions
 
 _HERE = Path(__file__).resolve().parent
 _DEFAULT = {"template": _HERE.parent / "workspace" / "features" / "movielens" / "template"}

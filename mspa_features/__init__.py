@@ -5,3 +5,8 @@ functions that need them, so ``import mspa_features`` and ``mspa --help`` stay f
 """
 
 __version__ = "0.1.0"
+
+from mspa_features import _moved
+
+_moved.install()
+del _moved

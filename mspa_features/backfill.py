@@ -19,7 +19,7 @@ Preference semantics (the point-in-time rules a ranker's training join relies on
 * The snapshot instant of partition ``ds=D`` is ``s = D 00:00:00 UTC``. Cadence ``daily``:
   every day in ``[start, end]``; ``weekly``: only the Mondays in ``[start, end]``.
 * A user's row at ``s`` is built ONLY from their positive interactions (``label == 1``) with
-  ``event_timestamp < s`` (strictly), as :func:`mspa_features.composer.build_histories` does:
+  ``event_timestamp < s`` (strictly), as :func:`mspa_features.compose.composer.build_histories` does:
   distinct authors at first engagement, oldest first (ties by author id), ``history_count`` =
   every positive before ``s`` (repeats included), ``history_last_ts`` = the newest of them,
   ``event_timestamp = s``. Author content is taken point-in-time too: each author's newest
@@ -102,16 +102,16 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mspa_features.config import ComposerConfig, RunConfig, Workspace
-from mspa_features.contracts import AUTHOR_PROFILES, AUTHORS, PREFERENCES, Contract
+from mspa_features.data.contracts import AUTHOR_PROFILES, AUTHORS, PREFERENCES, Contract
+from mspa_features.data.validation import QUARANTINE_SCHEMA
 from mspa_features.errors import MspaError, ReconciliationError, SchemaError
 from mspa_features.names import feature_set_name
-from mspa_features.validation import QUARANTINE_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from mspa_features.composer import UserHistory
-    from mspa_features.contracts import Author
+    from mspa_features.compose.composer import UserHistory
+    from mspa_features.data.contracts import Author
 
 Progress = Callable[[str, int, int], None]
 
@@ -422,8 +422,8 @@ class _Worker:
     """Composer, encoder, cache and authors, loaded once per Python worker and job spec."""
 
     def __init__(self, spec: _WorkerSpec):
-        from mspa_features.cache import ComposerCache
-        from mspa_features.compose_jobs import get_encoder, make_composer
+        from mspa_features.compose.cache import ComposerCache
+        from mspa_features.compose.jobs import get_encoder, make_composer
         from mspa_features.io import read_parquet
 
         if spec.torch_threads:
@@ -532,7 +532,7 @@ def user_histories(
         author_ids: the positive's author (ignored for requests).
         kinds: 1 for a positive, 0 for a requested snapshot instant.
     """
-    from mspa_features.composer import UserHistory
+    from mspa_features.compose.composer import UserHistory
 
     pos = kinds == 1
     p_ts, p_aid = ts_us[pos], author_ids[pos].astype(str)
@@ -579,7 +579,7 @@ def _with_extras(
 
 
 def _compose_preference_batch(w: _Worker, histories: list[UserHistory]) -> pa.Table:
-    from mspa_features.features import compose_preference_rows
+    from mspa_features.compose.feature_rows import compose_preference_rows
 
     out = compose_preference_rows(
         w.composer,
@@ -653,7 +653,7 @@ def _compose_author_batch(w: _Worker, keys: list[tuple[str, int, int]]) -> pa.Ta
     A row is valid from its valid-from instant: the snapshot's own time, or the range start
     for content carried over from before it; ``created_timestamp`` is the snapshot's time.
     """
-    from mspa_features.features import compose_author_rows
+    from mspa_features.compose.feature_rows import compose_author_rows
 
     valid_from = [v for _, _, v in keys]
     keys2 = [(aid, ts) for aid, ts, _ in keys]
@@ -979,7 +979,7 @@ def _input_path(cfg: RunConfig, name: str) -> Path:
 
 
 def _spec(cfg: RunConfig, bf: BackfillConfig, entity: str, spark: SparkSession) -> str:
-    from mspa_features.cache import ComposerCache
+    from mspa_features.compose.cache import ComposerCache
 
     authors = _input_path(cfg, "authors")
     st = authors.stat()
@@ -1298,7 +1298,7 @@ def run_backfill(
     """Backfill the chosen entities (``users`` -> preferences, ``authors`` -> author_profiles).
 
     Starts (and stops) a SparkSession from ``bf`` unless one is given. Holds the run's write
-    lock (:func:`mspa_features.registry.store_lock`) throughout: a register of the same run
+    lock (:func:`mspa_features.serving.materialize.store_lock`) throughout: a register of the same run
     waits for it.
 
     Returns:
@@ -1308,7 +1308,7 @@ def run_backfill(
     if unknown:
         raise ValueError(f"unknown entities {unknown}; valid: {', '.join(ENTITIES)}")
     partition_dates(start, end, bf.cadence)  # validate before paying for a session
-    from mspa_features.registry import store_lock
+    from mspa_features.serving.materialize import store_lock
 
     # One writer per run: a `mspa register` of the same run waits while partitions are swapped.
     with store_lock(cfg, f"backfill {bf.feature_set_name}"):

@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from mspa_features.compose.encoders import EncoderConfig
 from mspa_features.data.synthetic import SyntheticConfig
-from mspa_features.encoders import EncoderConfig
 from mspa_features.errors import ConfigError
 from mspa_features.generation.base import BackendConfig
 from mspa_features.names import folder_name
@@ -101,7 +101,7 @@ class ComposerConfig(_Strict):
         description=(
             "prompt set: 'livestream' (MSPA: talent, environment, region, frames, ASR, comments), "
             "'catalogue' (items: genres, era, themes, audience) or a YAML file of your own "
-            "(mspa_features.prompts.PromptFile; a relative path is resolved against the run "
+            "(mspa_features.compose.prompts.PromptFile; a relative path is resolved against the run "
             "config's folder)"
         ),
     )
@@ -346,7 +346,7 @@ def _resolve_prompts(config_path: Path, ref: str) -> str:
         ConfigError: an unknown set name (naming the run config) or an invalid prompt file
             (naming that file and its field).
     """
-    from mspa_features.prompts import PROMPT_SETS, get_prompt_set
+    from mspa_features.compose.prompts import PROMPT_SETS, get_prompt_set
 
     if ref in PROMPT_SETS:
         return ref

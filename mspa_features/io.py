@@ -54,7 +54,7 @@ def read_delimited(path: Path, sep: str, *, quoting: int = 0) -> pd.DataFrame:
     """Read a CSV/TSV file as text; a line with too many fields quarantines only that row.
 
     Such rows come back all null, with ``df.attrs["row_reasons"]`` = ``{row: ["row: malformed
-    line ..."]}`` (which :func:`~mspa_features.validation.validate` picks up), so one broken
+    line ..."]}`` (which :func:`~mspa_features.data.validation.validate` picks up), so one broken
     line never fails the whole file. Empty cells become None (missing for validation).
     """
     # dtype=str + keep_default_na=False: no silent coercion.

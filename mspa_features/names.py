@@ -16,7 +16,7 @@ and by the functions that build the strings:
   the start of a query and ``%`` as an escape in it).
 
 User text never goes into an MLflow filter string (runs are matched by name in Python, see
-:mod:`ranker_hooks.tracking`), and no SQL of ours is built from it.
+:mod:`ranker_hooks.ablation.tracking`), and no SQL of ours is built from it.
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mspa_features import metrics
 from mspa_features.config import RunConfig, Workspace
-from mspa_features.validation import ValidationResult
+from mspa_features.data.validation import ValidationResult
+from mspa_features.evaluation import metrics
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _timed(timings: dict[str, float], name: str, t0: float) -> None:
 def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[ValidationResult]:
     """Stage 1: obtain the dataset and validate it; writes data/ and quarantine/."""
     from mspa_features.data.ingest import ingest_folder, write_results
-    from mspa_features.validation import require_accepted
+    from mspa_features.data.validation import require_accepted
 
     if cfg.data.source == "movielens":
         from mspa_features.data import movielens
@@ -110,8 +110,8 @@ def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[Va
 
 def build_eval_sets(cfg: RunConfig, ws: Workspace) -> tuple[Any, pd.DataFrame]:
     """Stage 2: U2A questions and A2A triples, saved under datasets/<name>/."""
-    from mspa_features.data.eval_datasets import build_a2a, build_u2a, save_a2a
     from mspa_features.data.ingest import load_accepted
+    from mspa_features.evaluation.datasets import build_a2a, build_u2a, save_a2a
 
     data = ws.data(cfg.name)
     interactions = load_accepted(data, "interactions")
@@ -137,9 +137,9 @@ def evaluate_baselines(
     cfg: RunConfig, ws: Workspace, u2a: Any, a2a: pd.DataFrame
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Stage 3: popularity and random scorers on the U2A test split; A2A by co-occurrence."""
-    from mspa_features.baselines import cooccurrence_embeddings, popularity_at
-    from mspa_features.data.eval_datasets import a2a_alignment
     from mspa_features.data.ingest import load_accepted
+    from mspa_features.evaluation.baselines import cooccurrence_embeddings, popularity_at
+    from mspa_features.evaluation.datasets import a2a_alignment
 
     data = ws.data(cfg.name)
     inter = load_accepted(data, "interactions")
@@ -223,7 +223,7 @@ def draw_sample(cfg: RunConfig, inter: pd.DataFrame) -> dict[str, Any] | None:
     # on: a rerun that skips the ablation must backfill the same sample (same rows, no
     # duplicates), as the first run did.
     if cfg.ablation.config is not None and Path(cfg.ablation.config).is_file():
-        from ranker_hooks.ablation import load_ablation_config
+        from ranker_hooks.ablation.run import load_ablation_config
 
         split = load_ablation_config(cfg.ablation.config).split
         before = (ts < split.split_at) & (inter["label"] == 1)
@@ -249,7 +249,7 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
     counts, the sample and what was registered."""
     from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
     from mspa_features.data.ingest import load_accepted
-    from mspa_features.registry import register
+    from mspa_features.serving.materialize import register
 
     inter = load_accepted(ws.data(cfg.name), "interactions")
     start, end = feature_range(inter)
@@ -298,9 +298,9 @@ def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, A
 
     The request instant is the data's last interaction (a replay: MovieLens ends in 1998), so
     the online TTL rule serves what the training read at that instant would see."""
-    from mspa_features.feast_defs import service_name
-    from mspa_features.feature_reads import online_features
-    from mspa_features.registry import open_store
+    from mspa_features.serving.definitions import service_name
+    from mspa_features.serving.materialize import open_store
+    from mspa_features.serving.reads import online_features
 
     if cfg.features.show_users == 0:
         return []
@@ -360,7 +360,7 @@ def run_ablation_stage(
     Returns the results JSON rows, the LIS verdicts (when LIS ran), where they were written,
     the MLflow parent run and, under ``compare``, the comparison.
     """
-    from ranker_hooks.ablation import load_ablation_config, run_ablation
+    from ranker_hooks.ablation.run import load_ablation_config, run_ablation
 
     assert cfg.ablation.config is not None  # RunConfig validates it when the stage is enabled
     acfg = load_ablation_config(cfg.ablation.config)
@@ -374,7 +374,7 @@ def run_ablation_stage(
             f"'{acfg.llm_feature_set}' is backfilled for the sample only"
         )
     if cfg.ablation.lis:
-        from ranker_hooks.lis_ablation import run_lis
+        from ranker_hooks.lis.ablation import run_lis
 
         lis = run_lis(cfg, acfg, horizons=cfg.ablation.horizons, progress=progress)
         result, out["verdicts"], notes = lis.result, lis.verdicts, lis.notes
@@ -414,7 +414,7 @@ def run_comparison(
         ``sample`` (users, authors, n_train, n_test), ``feature_sets``, ``variants`` (rows with
         ``feature_set``) and ``notes``.
     """
-    from ranker_hooks.ablation import run_ablation
+    from ranker_hooks.ablation.run import run_ablation
 
     sets = list(cfg.ablation.compare)
     first, others = sets[0], sets[1:]
@@ -499,7 +499,7 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
 
     composer_eval = None
     if cfg.eval.composers:
-        from mspa_features.compose_jobs import evaluate
+        from mspa_features.compose.jobs import evaluate
 
         say("composers: " + " vs ".join(cfg.eval.composers))
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ A ranking engineer calls one of two functions from their own training or serving
 * :func:`online_matrix` at request time: Feast ``get_online_features`` (latest materialized
   values).
 
-Both return a :class:`~ranker_hooks.base.RankerData` built by the same conversion
+Both return a :class:`~ranker_hooks.rankers.base.RankerData` built by the same conversion
 (:func:`to_ranker_data`), so a model trained offline reads identical columns online, and the same
 entity at the same instant gets the same values. The conversion, per service feature in service
 order:
@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from mspa_features.feast_defs import STATUS_COLUMNS
-from ranker_hooks.base import RankerData
+from mspa_features.serving.definitions import STATUS_COLUMNS
+from ranker_hooks.rankers.base import RankerData
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -349,7 +349,7 @@ def offline_matrix(
 ) -> RankerData:
     """Point-in-time ranker rows for ``entity_df`` (``user_id``, ``author_id``, tz-aware
     ``event_timestamp``, optional label) through ``service``, rows in input order."""
-    from mspa_features.feature_reads import historical_features
+    from mspa_features.serving.reads import historical_features
 
     frame = historical_features(store, service, entity_df)
     return to_ranker_data(frame, service_features(store, service), spec, label_column=label_column)
@@ -367,9 +367,9 @@ def online_matrix(
 
     ``as_of`` (default now, UTC) is the request instant: values older than their view's TTL
     are missing, as the training read at that instant has them
-    (:func:`mspa_features.feature_reads.online_features`).
+    (:func:`mspa_features.serving.reads.online_features`).
     """
-    from mspa_features.feature_reads import online_features
+    from mspa_features.serving.reads import online_features
 
     frame = online_features(store, service, pairs, as_of=as_of)
     return to_ranker_data(frame, service_features(store, service), spec, label_column=None)

@@ -2,7 +2,7 @@
 # Idempotent set-up of the TFRA ranker environment (.venv-tfra), separate from the main one:
 # TensorFlow Recommenders-Addons 0.8.1 needs tensorflow==2.16.2, numpy<2 and protobuf<5, which
 # cannot share an environment with feast 0.67 (STACK_NOTES). The main environment drives it
-# through files (ranker_hooks/tfra_ranker.py runs ranker_hooks/tfra_worker.py with this python).
+# through files (ranker_hooks/rankers/tfra_ranker.py runs ranker_hooks/rankers/tfra_worker.py with this python).
 # A second run with this script unchanged reuses the environment and returns in seconds.
 #   MSPA_TFRA_VENV   where the environment lives (default: .venv-tfra in the repo)
 set -euo pipefail

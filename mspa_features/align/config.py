@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mspa_features.align.rewards import reward_weights
 from mspa_features.config import load_yaml_model
 from mspa_features.errors import ConfigError
 from mspa_features.names import experiment_name
-from mspa_features.rewards import reward_weights
 
 TINY_RANDOM_LLAMA = "tiny-random-llama"
 
@@ -230,8 +230,8 @@ class AlignConfig(_Strict):
         """
         if not (self.grpo.use_vllm and self.grpo.vllm_structured_outputs):
             return None
+        from mspa_features.compose.prompts import RECOMMEND
         from mspa_features.generation.structured import bound_strings, letter_schema, schema_regex
-        from mspa_features.prompts import RECOMMEND
 
         schema = letter_schema(RECOMMEND.answer_schema, self.data.num_candidates)
         return schema_regex(bound_strings(schema, self.grpo.max_completion_length))

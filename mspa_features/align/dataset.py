@@ -25,11 +25,11 @@ from typing import Any
 
 import pandas as pd
 
-from mspa_features.composer import Composer, author_frames
-from mspa_features.contracts import Author
+from mspa_features.compose.composer import Composer, author_frames
+from mspa_features.compose.prompts import RECOMMEND, render_author, render_candidates
+from mspa_features.data.contracts import Author
 from mspa_features.errors import SchemaError
-from mspa_features.evaluation import u2a_histories
-from mspa_features.prompts import RECOMMEND, render_author, render_candidates
+from mspa_features.evaluation.composer_eval import u2a_histories
 
 COLUMNS = (
     "prompt",

@@ -1,7 +1,7 @@
 """Before/after evaluation of an alignment run on held-out users (MSPA Tables 1 and 3).
 
 Each model (base, aligned) is loaded through the normal ``transformers`` generation backend
-and evaluated with :func:`mspa_features.evaluation.evaluate_composer`: it composes the
+and evaluated with :func:`mspa_features.evaluation.composer_eval.evaluate_composer`: it composes the
 preference texts (Recall/NDCG@K, A2A on its author descriptions) and answers the lettered
 questions (Acc@m over ``generations`` seeded samples).
 
@@ -56,11 +56,11 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """U2A/A2A metrics of one model (an embedded name or a checkpoint folder); cached on disk
     by the backend's model version and the evaluation settings."""
-    from mspa_features.cache import ComposerCache
-    from mspa_features.compose_jobs import SplitComposer, get_encoder, load_authors
-    from mspa_features.composer import LLMComposer, TemplateComposer
-    from mspa_features.data.eval_datasets import U2ADataset
-    from mspa_features.evaluation import evaluate_composer
+    from mspa_features.compose.cache import ComposerCache
+    from mspa_features.compose.composer import LLMComposer, TemplateComposer
+    from mspa_features.compose.jobs import SplitComposer, get_encoder, load_authors
+    from mspa_features.evaluation.composer_eval import evaluate_composer
+    from mspa_features.evaluation.datasets import U2ADataset
     from mspa_features.generation.base import BackendConfig, GenerationConfig, load_backend
 
     say = progress or (lambda _m: None)

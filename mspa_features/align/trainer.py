@@ -28,15 +28,15 @@ import numpy as np
 
 from mspa_features.align.config import AlignConfig
 from mspa_features.align.dataset import IMAGES, AlignDataset, build_align_rows
-from mspa_features.config import RunConfig, Workspace, load_config
-from mspa_features.errors import SchemaError
-from mspa_features.names import sqlite_uri
-from mspa_features.rewards import (
+from mspa_features.align.rewards import (
     AccuracyReward,
     FormatReward,
     SimilarityReward,
     load_author_embeddings,
 )
+from mspa_features.config import RunConfig, Workspace, load_config
+from mspa_features.errors import SchemaError
+from mspa_features.names import sqlite_uri
 
 Progress = Callable[[str], None]
 CHECKPOINT_META = "mspa_align.json"
@@ -92,7 +92,7 @@ def author_profiles_path(cfg: AlignConfig, run_cfg: RunConfig) -> Path:
         raise SchemaError(
             folder, "no author_profiles; run `mspa compose authors` or a backfill for this set"
         )
-    from mspa_features.compose_jobs import compose_authors
+    from mspa_features.compose.jobs import compose_authors
 
     compose_authors(run_cfg, "template")  # cheap: no LLM, just the encoder
     return folder / "author_profiles.parquet"
@@ -108,9 +108,9 @@ def _author_texts(path: Path) -> dict[str, str]:
 
 def prepare_data(cfg: AlignConfig, run_cfg: RunConfig) -> tuple[AlignDataset, Path, Path]:
     """Build and save the training rows; return them, their file and the profiles path."""
-    from mspa_features.cache import ComposerCache
-    from mspa_features.compose_jobs import load_authors, make_composer
-    from mspa_features.data.eval_datasets import U2ADataset
+    from mspa_features.compose.cache import ComposerCache
+    from mspa_features.compose.jobs import load_authors, make_composer
+    from mspa_features.evaluation.datasets import U2ADataset
 
     ws = Workspace(run_cfg.workspace)
     profiles = author_profiles_path(cfg, run_cfg)

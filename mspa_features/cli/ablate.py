@@ -71,9 +71,9 @@ def ablate(
     unreachable, rerunning the same command logs those results without training again.
     """
     from mspa_features.config import Workspace
-    from ranker_hooks.ablation import load_ablation_config, run_ablation
-    from ranker_hooks.report import ais_table
-    from ranker_hooks.tracking import pending_results, request_key
+    from ranker_hooks.ablation.report import ais_table
+    from ranker_hooks.ablation.run import load_ablation_config, run_ablation
+    from ranker_hooks.ablation.tracking import pending_results, request_key
 
     config = config_file(config, config_option, "ablate")
     seed_list = None if seeds is None else parse_seeds(seeds)  # usage errors before any file
@@ -111,15 +111,15 @@ def ablate(
 
 
 def _default_uri(run_cfg) -> str:  # type: ignore[no-untyped-def]
-    from ranker_hooks.ablation import default_tracking_uri
+    from ranker_hooks.ablation.run import default_tracking_uri
 
     return default_tracking_uri(run_cfg)
 
 
 def _log_folder(folder: Path, tracking_uri: str | None) -> None:
     """Log one results folder (no training) and print the ablation table and parent run."""
-    from ranker_hooks.report import ais_table
-    from ranker_hooks.tracking import load_result, log_results
+    from ranker_hooks.ablation.report import ais_table
+    from ranker_hooks.ablation.tracking import load_result, log_results
 
     doc = log_results(folder, tracking_uri=tracking_uri)
     console.print(ais_table(load_result(folder)))
@@ -159,9 +159,9 @@ def compare(
 ) -> None:
     """Print two ablations side by side from MLflow."""
     from mspa_features.config import load_config
-    from ranker_hooks.ablation import default_tracking_uri
-    from ranker_hooks.report import compare_frames, compare_table
-    from ranker_hooks.tracking import load_ablation
+    from ranker_hooks.ablation.report import compare_frames, compare_table
+    from ranker_hooks.ablation.run import default_tracking_uri
+    from ranker_hooks.ablation.tracking import load_ablation
 
     if tracking_uri is None:
         if run_config is None:

@@ -64,7 +64,7 @@ def users(
     """Compose preference texts and embeddings for users as of one instant."""
     from datetime import UTC
 
-    from mspa_features.compose_jobs import compose_users
+    from mspa_features.compose.jobs import compose_users
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)
@@ -82,7 +82,7 @@ def authors(
     limit: Annotated[int | None, typer.Option(help="first N authors; default all")] = None,
 ) -> None:
     """Compose author descriptions and embeddings (same space as preferences)."""
-    from mspa_features.compose_jobs import compose_authors
+    from mspa_features.compose.jobs import compose_authors
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)

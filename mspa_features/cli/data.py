@@ -94,10 +94,10 @@ def validate_file(
 
     Exits non-zero (after printing the counts) when no row is accepted.
     """
-    from mspa_features.contracts import get_contract
+    from mspa_features.data.contracts import get_contract
+    from mspa_features.data.validation import require_accepted, validate
     from mspa_features.io import read_input
     from mspa_features.pipeline import StageCounts
-    from mspa_features.validation import require_accepted, validate
 
     try:
         c = get_contract(contract)

@@ -33,7 +33,7 @@ def u2a(
     ] = None,
 ) -> None:
     """U2A: Acc@m over generations (mean ± std), Recall/NDCG@5/10, plus A2A."""
-    from mspa_features.compose_jobs import evaluate
+    from mspa_features.compose.jobs import evaluate
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)
@@ -52,7 +52,7 @@ def u2a(
 @app.command("a2a")
 def a2a(config: ConfigArg, composer: ComposersOpt = None) -> None:
     """A2A alignment rate of author description embeddings (no user composition)."""
-    from mspa_features.compose_jobs import evaluate
+    from mspa_features.compose.jobs import evaluate
     from mspa_features.config import load_config
 
     cfg = load_config(config)

@@ -22,7 +22,7 @@ from mspa_features.cli.common import (
 
 
 class LeakKind(StrEnum):
-    """Leak builders (``ranker_hooks.lis_variants.LIS_KINDS``; a test keeps them equal)."""
+    """Leak builders (``ranker_hooks.lis.variants.LIS_KINDS``; a test keeps them equal)."""
 
     future_id = "future_id"
     similar_items = "similar_items"
@@ -75,10 +75,15 @@ def lis(
     """
     from mspa_features.config import Workspace, load_config
     from mspa_features.errors import ConfigError
-    from ranker_hooks.ablation import default_tracking_uri, load_ablation_config
-    from ranker_hooks.lis_ablation import run_lis, verdict_table
-    from ranker_hooks.lis_variants import DEFAULT_HORIZONS, LIS_KINDS
-    from ranker_hooks.tracking import log_results, pending_results, request_key, set_request
+    from ranker_hooks.ablation.run import default_tracking_uri, load_ablation_config
+    from ranker_hooks.ablation.tracking import (
+        log_results,
+        pending_results,
+        request_key,
+        set_request,
+    )
+    from ranker_hooks.lis.ablation import run_lis, verdict_table
+    from ranker_hooks.lis.variants import DEFAULT_HORIZONS, LIS_KINDS
 
     config = config_file(config, config_option, "lis")
     kinds = [LeakKind(k).value for k in kind] if kind else list(LIS_KINDS)

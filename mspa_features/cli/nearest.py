@@ -52,8 +52,8 @@ def nearest(
         raise typer.BadParameter("give exactly one of --user or --author", param_hint="--user")
     from mspa_features.config import load_config
     from mspa_features.errors import FeatureRepoError
-    from mspa_features.registry import feast_dir, open_store
-    from mspa_features.retrieval import nearest as do_nearest
+    from mspa_features.serving.materialize import feast_dir, open_store
+    from mspa_features.serving.nearest import nearest as do_nearest
 
     cfg = load_config(config)
     kind = Online(online).value

@@ -20,7 +20,7 @@ RepoOpt = Annotated[Path, typer.Option("--repo", help="Feast repo folder (yaml f
 
 
 class Online(StrEnum):
-    """Online store kinds (``mspa_features.registry.ONLINE_KINDS``; a test keeps them equal)."""
+    """Online store kinds (``mspa_features.serving.materialize.ONLINE_KINDS``; a test keeps them equal)."""
 
     sqlite = "sqlite"
     redis = "redis"
@@ -75,7 +75,7 @@ def register(
 ) -> None:
     """Register backfilled feature sets with Feast and materialize them to the online store."""
     from mspa_features.config import load_config
-    from mspa_features.registry import register as do_register
+    from mspa_features.serving.materialize import register as do_register
 
     kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)
@@ -167,8 +167,8 @@ def online_cmd(
 
     from mspa_features.config import load_config
     from mspa_features.errors import FeatureRepoError
-    from mspa_features.feature_reads import online_features
-    from mspa_features.registry import open_store
+    from mspa_features.serving.materialize import open_store
+    from mspa_features.serving.reads import online_features
 
     kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)

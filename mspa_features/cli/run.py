@@ -141,7 +141,7 @@ def comparison_table(cmp: dict[str, Any]) -> Table:
 def parse_lines(res: dict[str, Any]) -> list[str]:
     """One line per composer: how its preferences, author descriptions and recommendation
     answers parsed (ok / repaired / failed and the parse rate, ok + repaired over all)."""
-    from mspa_features.evaluation import parse_rate
+    from mspa_features.evaluation.composer_eval import parse_rate
 
     lines = []
     for name, row in res["composers"].items():

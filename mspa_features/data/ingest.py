@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, USERS
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, USERS
+from mspa_features.data.validation import ValidationResult, validate
 from mspa_features.io import READABLE, read_input, read_parquet
-from mspa_features.validation import ValidationResult, validate
 
 INGEST_ORDER = (USERS, AUTHORS, INTERACTIONS)
 
@@ -73,7 +73,7 @@ def write_results(
 
 def load_accepted(data_dir: str | Path, name: str) -> pd.DataFrame:
     """Read an accepted contract table back as a DataFrame."""
-    from mspa_features.contracts import get_contract
+    from mspa_features.data.contracts import get_contract
 
     table: pa.Table = read_parquet(Path(data_dir) / f"{name}.parquet", get_contract(name).schema)
     return table.to_pandas()

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, USERS
 from mspa_features.data import timestamps as ts
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, USERS
+from mspa_features.data.validation import ValidationResult, validate
 from mspa_features.errors import DataFetchError, SchemaError
 from mspa_features.io import read_delimited
-from mspa_features.validation import ValidationResult, validate
 
 RECBOLE_SPEC = "recbole==1.2.1"
 _MEMBER_DIR = "recbole/dataset_example/ml-100k/"

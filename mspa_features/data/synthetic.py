@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, TS, USERS
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, TS, USERS
 
 # --------------------------------------------------------------------------- vocabularies
 

@@ -1,6 +1,6 @@
 """Structured outputs: the answer schemas every generation backend enforces while decoding.
 
-A prompt's answer is a JSON schema (:attr:`mspa_features.prompts.Prompt.answer_schema`, or a
+A prompt's answer is a JSON schema (:attr:`mspa_features.compose.prompts.Prompt.answer_schema`, or a
 pydantic model class turned into one). ``GenerationBackend.generate(..., schema=...)`` hands it
 to the backend, which masks every token that would leave the schema:
 

@@ -20,10 +20,10 @@ from test_feast_repo import AUTHORS, REPO, T0, T_END, USERS, make_cfg
 
 from mspa_features.config import Workspace
 from mspa_features.errors import LeakedFeatureError
-from ranker_hooks.ablation import AblationConfig, make_ranker, run_ablation
+from ranker_hooks.ablation.run import AblationConfig, make_ranker, run_ablation
+from ranker_hooks.ablation.split import TemporalSplit, split_interactions
+from ranker_hooks.ablation.variants import HookContext, Variant, VariantHook
 from ranker_hooks.inject import InjectionSpec, offline_matrix, online_matrix
-from ranker_hooks.protocol import TemporalSplit, split_interactions
-from ranker_hooks.variants import HookContext, Variant, VariantHook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +89,7 @@ def ablation_config(tmp: Path) -> AblationConfig:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
 
     tmp = tmp_path_factory.mktemp("ablation")
     cfg = make_cfg(tmp, "tiny")
@@ -147,7 +147,7 @@ def test_results_json_contract(tiny) -> None:
 
 def test_metrics_are_wired_to_a_deterministic_retrain(tiny) -> None:
     """Retraining the baseline outside the runner gives the reported metrics exactly."""
-    from mspa_features import metrics
+    from mspa_features.evaluation import metrics
 
     _, acfg, store, interactions, result, _ = tiny
     train, test = split_interactions(interactions, SPLIT)
@@ -242,7 +242,7 @@ def test_online_and_offline_injection_agree(tiny) -> None:
 
 
 def test_leaked_view_is_refused_before_any_training(tmp_path) -> None:
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
 
     cfg = make_cfg(tmp_path, "leaky", sets=("template",))
     register(cfg, None, repo_path=REPO, leaked={"template": True}, materialize=False)

@@ -116,7 +116,7 @@ def test_train_tracks_saves_and_composes(tiny_workspace: Path, tmp_path: Path) -
     # Hand-off: the run config written beside the checkpoint composes preferences through the
     # normal path, tagged with the aligned model's version.
     from mspa_features.align.trainer import COMPOSE_CONFIG
-    from mspa_features.compose_jobs import compose_users
+    from mspa_features.compose.jobs import compose_users
 
     derived = load_config(ckpt / COMPOSE_CONFIG)
     assert derived.composer.backend.model == str(ckpt)
@@ -221,9 +221,9 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
     from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
     from mspa_features.config import Workspace, load_config
     from mspa_features.data.ingest import load_accepted
-    from mspa_features.feature_reads import online_features
     from mspa_features.pipeline import feature_range
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import online_features
 
     torch.set_num_threads(1)
     grpo = {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 2,

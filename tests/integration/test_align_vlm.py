@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from mspa_features.align.dataset import build_align_rows
-from mspa_features.composer import TemplateComposer
-from mspa_features.contracts import Author, Frame
+from mspa_features.compose.composer import TemplateComposer
+from mspa_features.data.contracts import Author, Frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ import pytest
 from test_lis_ablation import DIM, N_USERS, REPO, T, interactions, write_feature_set
 
 from mspa_features.config import DataConfig, RunConfig, Workspace
-from mspa_features.contracts import AUTHOR_PROFILES, INTERACTIONS
+from mspa_features.data.contracts import AUTHOR_PROFILES, INTERACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,17 +61,17 @@ def write_cold_profiles(root: Path, df: pd.DataFrame) -> pd.Series:
 
 
 def make_ranker():
-    from ranker_hooks.torch_ranker import TorchRanker
+    from ranker_hooks.rankers.torch_ranker import TorchRanker
 
     return TorchRanker(threads=1, seed=0, **{**PARAMS, "hidden": (8,)})
 
 
 @pytest.fixture(scope="module")
 def aligned_run(tmp_path_factory: pytest.TempPathFactory):
-    from mspa_features.aligned_defs import register_aligned
-    from mspa_features.registry import open_store, register
-    from ranker_hooks.ablation import AblationConfig, run_ablation
-    from ranker_hooks.aligned_id import aligned_variants, build_aligned_set
+    from mspa_features.serving.materialize import open_store, register
+    from ranker_hooks.ablation.run import AblationConfig, run_ablation
+    from ranker_hooks.aligned_id.build import aligned_variants, build_aligned_set
+    from ranker_hooks.aligned_id.feast_defs import register_aligned
 
     tmp = tmp_path_factory.mktemp("aligned")
     cfg = RunConfig(name="toy", workspace=tmp / "ws", data=DataConfig(source="movielens"))
@@ -127,7 +127,7 @@ def aligned_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_aligned_set_uses_nothing_at_or_after_T(aligned_run) -> None:
-    from mspa_features.aligned_defs import FEATURE
+    from ranker_hooks.aligned_id.feast_defs import FEATURE
 
     rows, report = aligned_run["rows"], aligned_run["report"]
     pd.testing.assert_frame_equal(rows, aligned_run["tampered_rows"])
@@ -148,9 +148,9 @@ def test_aligned_set_uses_nothing_at_or_after_T(aligned_run) -> None:
 
 
 def test_feast_reads_cold_predictions_point_in_time(aligned_run) -> None:
-    from mspa_features.aligned_defs import FEATURE
-    from mspa_features.feature_reads import historical_features
-    from ranker_hooks.leaks.guard import future_information
+    from mspa_features.serving.reads import historical_features
+    from ranker_hooks.aligned_id.feast_defs import FEATURE
+    from ranker_hooks.lis.leaks.guard import future_information
 
     a, ts = COLD[0], aligned_run["first_seen"].loc[COLD[0]]
     entity = pd.DataFrame(
@@ -183,7 +183,7 @@ def test_feast_reads_cold_predictions_point_in_time(aligned_run) -> None:
 
 
 def test_aligned_variant_is_ais_and_not_leaked(aligned_run) -> None:
-    from ranker_hooks.leaks.guard import refuse_leaks
+    from ranker_hooks.lis.leaks.guard import refuse_leaks
 
     result, store = aligned_run["result"], aligned_run["store"]
     assert aligned_run["notes"] == []
@@ -200,8 +200,8 @@ def test_aligned_variant_is_ais_and_not_leaked(aligned_run) -> None:
 
 
 def test_cold_slice_covers_exactly_the_cold_test_rows(aligned_run) -> None:
-    from ranker_hooks.ablation import MIN_COLD_USERS
-    from ranker_hooks.protocol import TemporalSplit, split_interactions
+    from ranker_hooks.ablation.run import MIN_COLD_USERS
+    from ranker_hooks.ablation.split import TemporalSplit, split_interactions
 
     result = aligned_run["result"]
     df = aligned_run["df"]

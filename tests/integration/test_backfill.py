@@ -23,9 +23,9 @@ import yaml
 
 from mspa_features import backfill as B
 from mspa_features.config import DataConfig, RunConfig, Workspace
-from mspa_features.contracts import AUTHOR_PROFILES, AUTHORS, INTERACTIONS, PREFERENCES
+from mspa_features.data.contracts import AUTHOR_PROFILES, AUTHORS, INTERACTIONS, PREFERENCES
+from mspa_features.data.validation import QUARANTINE_SCHEMA
 from mspa_features.errors import ReconciliationError
-from mspa_features.validation import QUARANTINE_SCHEMA
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -146,8 +146,8 @@ def test_rows_are_point_in_time_correct_and_only_for_due_users(clean, ml_data):
     assert len(keys) == len(set(keys))
 
     # texts are exactly what composer.build_histories + the template composer give
-    from mspa_features.compose_jobs import load_authors
-    from mspa_features.composer import TemplateComposer, build_histories
+    from mspa_features.compose.composer import TemplateComposer, build_histories
+    from mspa_features.compose.jobs import load_authors
 
     histories = build_histories(
         inter,
@@ -612,8 +612,8 @@ def test_cli_backfill_runs_and_prints_counts(clean, tmp_path_factory, ml_data):
 
 def test_worker_history_building_matches_build_histories():
     """The incremental, batch-streamed history equals composer.build_histories, ties included."""
-    from mspa_features.composer import build_histories
-    from mspa_features.contracts import Author
+    from mspa_features.compose.composer import build_histories
+    from mspa_features.data.contracts import Author
 
     rng = np.random.default_rng(0)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -704,8 +704,8 @@ def test_nearest_authors_from_the_cli_match_brute_force(clean, tmp_path_factory)
     equal brute-force cosine over every author embedding the online store serves."""
     pytest.importorskip("pymilvus", reason="the 'vector' extra (feast[milvus]) is not installed")
     from mspa_features.cli import run_cli
-    from mspa_features.feast_defs import author_view_name, pref_view_name
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.definitions import author_view_name, pref_view_name
+    from mspa_features.serving.materialize import open_store, register
 
     cfg, _ = clean
     end = datetime.combine(END + timedelta(days=1), datetime.min.time(), UTC)

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from mspa_features.cache import ComposerCache
-from mspa_features.composer import LLMComposer, UserHistory
-from mspa_features.contracts import PREFERENCES, Author
-from mspa_features.features import compose_preference_rows
+from mspa_features.compose.cache import ComposerCache
+from mspa_features.compose.composer import LLMComposer, UserHistory
+from mspa_features.compose.feature_rows import compose_preference_rows
+from mspa_features.compose.prompts import PREFERENCE, RECOMMEND, render_candidates
+from mspa_features.data.contracts import PREFERENCES, Author
 from mspa_features.generation.base import BackendConfig, GenerationConfig, load_backend
-from mspa_features.prompts import PREFERENCE, RECOMMEND, render_candidates
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def encoder():
-    from mspa_features.encoders import EncoderConfig, load_encoder
+    from mspa_features.compose.encoders import EncoderConfig, load_encoder
 
     return load_encoder(EncoderConfig())
 

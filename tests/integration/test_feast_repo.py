@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mspa_features.config import DataConfig, RunConfig, Workspace
-from mspa_features.contracts import AUTHOR_PROFILES, PREFERENCES
+from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ def entity_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def sqlite_run(tmp_path_factory: pytest.TempPathFactory):
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
 
     cfg = make_cfg(tmp_path_factory.mktemp("feast"), "toy")
     report = register(cfg, None, repo_path=REPO, end=T_END)
@@ -252,7 +252,7 @@ def test_feature_services_refs_and_tags(sqlite_run) -> None:
 
 
 def test_point_in_time_correct_with_nulls_and_ttl(sqlite_run) -> None:
-    from mspa_features.feature_reads import historical_features
+    from mspa_features.serving.reads import historical_features
 
     _, _, store = sqlite_run
     ent = entity_frame()
@@ -294,7 +294,7 @@ def test_raw_feast_historical_keeps_every_row(sqlite_run) -> None:
 
 
 def test_historical_rejects_naive_timestamps(sqlite_run) -> None:
-    from mspa_features.feature_reads import historical_features
+    from mspa_features.serving.reads import historical_features
 
     _, _, store = sqlite_run
     ent = entity_frame()
@@ -307,7 +307,7 @@ def test_historical_rejects_naive_timestamps(sqlite_run) -> None:
 
 
 def test_online_latest_snapshot_and_on_demand_cosine(sqlite_run) -> None:
-    from mspa_features.feature_reads import online_features
+    from mspa_features.serving.reads import online_features
 
     _, _, store = sqlite_run
     pairs = [("u1", "a2"), ("u0", "a0"), ("u1", "a2"), ("nobody", "a1")]
@@ -368,7 +368,7 @@ def test_ttl_boundary_same_for_training_and_serving(
 ) -> None:
     """At the TTL boundary, from both sides, the online read at ``as_of=t`` serves exactly
     what the historical (training) read gives a row at ``t``: values, or nulls (issue 14: 6)."""
-    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.serving.reads import historical_features, online_features
 
     _, _, store = sqlite_run
     ent = pd.DataFrame({"user_id": ["u0"], "author_id": ["a0"]})
@@ -393,7 +393,7 @@ def test_ttl_boundary_same_for_training_and_serving(
 @pytest.mark.parametrize(("t", "served"), [(T0 + TTL, True), (T0 + TTL + US, False)])
 def test_ttl_on_demand_alone_follows_its_sources(sqlite_run, t: datetime, served: bool) -> None:
     """The cosine requested without its inputs (the ``cosine`` variant) expires with them."""
-    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.serving.reads import historical_features, online_features
 
     _, _, store = sqlite_run
     refs = ["user_author_cosine__template:pref_author_cosine"]
@@ -410,8 +410,8 @@ def test_ttl_on_demand_alone_follows_its_sources(sqlite_run, t: datetime, served
 def test_ttl_zero_never_expires_on_either_path(tmp_path: Path) -> None:
     """A view registered with ttl=0 (Feast: no expiry) is served ten years on, online and in
     training alike; as_of must be an instant, not a naive time."""
-    from mspa_features.feature_reads import historical_features, online_features
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import historical_features, online_features
 
     cfg = make_cfg(tmp_path, "nottl", sets=("template",))
     register(cfg, ["template"], repo_path=REPO, end=T_END, ttl=timedelta(0))
@@ -429,7 +429,7 @@ def test_ttl_zero_never_expires_on_either_path(tmp_path: Path) -> None:
 
 
 def test_baseline_service_serves_ids_only(sqlite_run) -> None:
-    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.serving.reads import historical_features, online_features
 
     _, _, store = sqlite_run
     out = online_features(store, "baseline__template", [("u0", "a1")], as_of=T_END)
@@ -441,7 +441,7 @@ def test_baseline_service_serves_ids_only(sqlite_run) -> None:
 
 
 def test_two_feature_sets_side_by_side(sqlite_run) -> None:
-    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.serving.reads import historical_features, online_features
 
     _, _, store = sqlite_run
     last = len(SNAPS) - 1
@@ -466,7 +466,7 @@ def test_two_feature_sets_side_by_side(sqlite_run) -> None:
 def test_status_columns_through_feast_historical_and_online(sqlite_run) -> None:
     """Each row's generation status comes back from both reads, point in time, and the
     ranker side masks, flags or drops a failed row instead of serving it as if good."""
-    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.serving.reads import historical_features, online_features
     from ranker_hooks.inject import InjectionSpec, offline_matrix, online_matrix
 
     _, _, store = sqlite_run
@@ -535,7 +535,7 @@ def test_status_columns_through_feast_historical_and_online(sqlite_run) -> None:
 
 
 def test_reads_accept_feature_refs(sqlite_run) -> None:
-    from mspa_features.feature_reads import historical_features, online_features
+    from mspa_features.serving.reads import historical_features, online_features
 
     _, _, store = sqlite_run
     refs = ["user_preferences__llm:history_count", "user_author_cosine__llm:pref_author_cosine"]
@@ -592,7 +592,7 @@ def test_cli_register_and_online(sqlite_run, tmp_path: Path, monkeypatch) -> Non
 
 def test_store_config_errors_name_the_file(tmp_path: Path) -> None:
     from mspa_features.errors import ConfigError
-    from mspa_features.registry import store_config
+    from mspa_features.serving.materialize import store_config
 
     cfg = RunConfig(name="x", workspace=tmp_path / "ws", data=DataConfig(source="movielens"))
     bad = tmp_path / "feature_store.yaml"
@@ -613,7 +613,7 @@ def test_build_definitions_names_tags_and_errors(tmp_path: Path) -> None:
     from feast import Entity, FeatureService, FeatureView, FileSource
     from feast.on_demand_feature_view import OnDemandFeatureView
 
-    from mspa_features.feast_defs import build_definitions
+    from mspa_features.serving.definitions import build_definitions
 
     objs = build_definitions(
         {"aligned-7": tmp_path / "none-yet", "template": tmp_path / "t"},
@@ -645,8 +645,8 @@ def test_build_definitions_names_tags_and_errors(tmp_path: Path) -> None:
 
 
 def test_incremental_materialize_picks_up_new_partition(tmp_path: Path) -> None:
-    from mspa_features.feature_reads import online_features
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import online_features
 
     cfg = make_cfg(tmp_path, "inc", sets=("template",))
     first = register(cfg, ["template"], repo_path=REPO, end=T_END)
@@ -716,7 +716,7 @@ def test_incremental_materialize_picks_up_new_partition(tmp_path: Path) -> None:
 
 
 def test_register_unknown_feature_set_lists_found(tmp_path: Path) -> None:
-    from mspa_features.registry import FeatureRepoError, register
+    from mspa_features.serving.materialize import FeatureRepoError, register
 
     cfg = make_cfg(tmp_path, "missing", sets=("template",))
     with pytest.raises(FeatureRepoError, match=r"\['aligned-x'\].*template"):
@@ -727,7 +727,7 @@ def test_register_refuses_feature_set_names_feast_cannot_hold(tmp_path: Path) ->
     """A feature set name becomes part of Feast object names: a folder made by hand with a
     name that cannot be one, or a store that needs plain SQL identifiers, is refused before
     anything is applied (issue 14: 5)."""
-    from mspa_features.registry import FeatureRepoError, register
+    from mspa_features.serving.materialize import FeatureRepoError, register
 
     cfg = make_cfg(tmp_path, "names", sets=("template",))
     root = Workspace(cfg.workspace).features(cfg.name)
@@ -751,9 +751,9 @@ def test_workspace_path_with_quotes_and_spaces(tmp_path: Path, folder: str) -> N
     """Paths reach Feast's SQL (duckdb reads the sources, SQLite holds the online rows) and
     MLflow's URI: a workspace under a folder with quotes, spaces, '%' and '#' works end to end
     (issue 14: 5)."""
-    from mspa_features.feature_reads import historical_features, online_features
-    from mspa_features.registry import open_store, register
-    from ranker_hooks.ablation import default_tracking_uri
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import historical_features, online_features
+    from ranker_hooks.ablation.run import default_tracking_uri
 
     cfg = make_cfg(tmp_path / folder, "quoted", sets=("template",))
     register(cfg, None, repo_path=REPO, end=T_END)
@@ -807,8 +807,8 @@ def redis_server():
 
 
 def test_redis_online_store(redis_server: str, tmp_path: Path) -> None:
-    from mspa_features.feature_reads import online_features
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import online_features
 
     cfg = make_cfg(tmp_path, "redis", sets=("template",))
     rep = register(
@@ -829,8 +829,8 @@ def test_redis_online_store(redis_server: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_spark_offline_store_matches_duckdb(sqlite_run, tmp_path: Path, monkeypatch) -> None:
-    from mspa_features.feature_reads import historical_features
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import historical_features
 
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
@@ -868,8 +868,8 @@ def test_spark_offline_store_matches_duckdb(sqlite_run, tmp_path: Path, monkeypa
 
 def test_milvus_lite_u2a_vector_search(tmp_path: Path) -> None:
     pytest.importorskip("pymilvus", reason="the 'vector' extra (feast[milvus]) is not installed")
-    from mspa_features.feature_reads import nearest_authors, online_features
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.reads import nearest_authors, online_features
 
     cfg = make_cfg(tmp_path, "milvus", sets=("template",))
     rep = register(cfg, ["template"], repo_path=REPO, end=T_END, online="milvus")

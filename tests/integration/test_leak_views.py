@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mspa_features.config import DataConfig, RunConfig, Workspace
-from mspa_features.contracts import AUTHOR_PROFILES, PREFERENCES
+from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES
 from mspa_features.errors import LeakBuildError, LeakedFeatureError
-from mspa_features.leak_defs import (
+from ranker_hooks.lis.feast_defs import (
     discover_leak_sets,
     leak_view_name,
     leaks_root,
@@ -23,10 +23,10 @@ from mspa_features.leak_defs import (
     register_leaks,
     write_leak_set,
 )
-from ranker_hooks.base import IdEmbeddings
-from ranker_hooks.leaks.guard import future_information, leaked_views, refuse_leaks
-from ranker_hooks.leaks.next_positive import next_positive
-from ranker_hooks.leaks.similar_items import similar_items
+from ranker_hooks.lis.leaks.guard import future_information, leaked_views, refuse_leaks
+from ranker_hooks.lis.leaks.next_positive import next_positive
+from ranker_hooks.lis.leaks.similar_items import similar_items
+from ranker_hooks.rankers.base import IdEmbeddings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def write_mspa_set(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory):
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
 
     tmp = tmp_path_factory.mktemp("leaks")
     cfg = RunConfig(name="toy", workspace=tmp / "ws", data=DataConfig(source="movielens"))
@@ -161,7 +161,7 @@ def test_guard_finds_leaked_views_and_refuses_non_lis_variants(run) -> None:
 
 
 def test_point_in_time_reads_of_leaked_and_clean_services(run) -> None:
-    from mspa_features.feature_reads import historical_features
+    from mspa_features.serving.reads import historical_features
 
     _, _, _, store = run
     rows = pd.DataFrame(

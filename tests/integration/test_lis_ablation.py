@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mspa_features.config import DataConfig, RunConfig, Workspace
-from mspa_features.contracts import AUTHOR_PROFILES, INTERACTIONS, PREFERENCES
+from mspa_features.data.contracts import AUTHOR_PROFILES, INTERACTIONS, PREFERENCES
 from mspa_features.errors import LeakedFeatureError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,12 +79,12 @@ def write_feature_set(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lis_run(tmp_path_factory: pytest.TempPathFactory):
-    from mspa_features.leak_defs import register_leaks
-    from mspa_features.registry import open_store, register
-    from ranker_hooks.ablation import AblationConfig, run_ablation
-    from ranker_hooks.leaks.build import build_leak_sets
-    from ranker_hooks.lis_variants import lis_variants
-    from ranker_hooks.torch_ranker import TorchRanker
+    from mspa_features.serving.materialize import open_store, register
+    from ranker_hooks.ablation.run import AblationConfig, run_ablation
+    from ranker_hooks.lis.feast_defs import register_leaks
+    from ranker_hooks.lis.leaks.build import build_leak_sets
+    from ranker_hooks.lis.variants import lis_variants
+    from ranker_hooks.rankers.torch_ranker import TorchRanker
 
     tmp = tmp_path_factory.mktemp("lis")
     cfg = RunConfig(name="toy", workspace=tmp / "ws", data=DataConfig(source="movielens"))
@@ -162,7 +162,7 @@ def test_lis_variants_run_beside_the_baseline(lis_run) -> None:
 
 
 def test_verdicts_from_the_runner_rows(lis_run) -> None:
-    from ranker_hooks.lis_ablation import verdict_rows
+    from ranker_hooks.lis.ablation import verdict_rows
 
     _, _, _, _, result = lis_run
     out = {r["variant"]: r for r in verdict_rows(result)}
@@ -176,9 +176,9 @@ def test_verdicts_from_the_runner_rows(lis_run) -> None:
 
 
 def test_guard_refuses_a_leak_in_an_ais_variant(lis_run) -> None:
-    from ranker_hooks.ablation import check_not_leaked
-    from ranker_hooks.leaks.guard import refuse_leaks
-    from ranker_hooks.variants import Variant
+    from ranker_hooks.ablation.run import check_not_leaked
+    from ranker_hooks.ablation.variants import Variant
+    from ranker_hooks.lis.leaks.guard import refuse_leaks
 
     _, store, _, _, _ = lis_run
     sneaky = Variant(name="sneaky", kind="ais", service="lis__next_positive_n7")

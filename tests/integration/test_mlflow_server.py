@@ -27,9 +27,9 @@ from mlflow.tracking import MlflowClient
 from test_ablation import ablation_config, write_interactions
 from test_feast_repo import REPO, T_END, make_cfg
 
-from ranker_hooks.ablation import run_ablation
-from ranker_hooks.tracking import git_commit
-from ranker_hooks.variants import Variant, VariantHook
+from ranker_hooks.ablation.run import run_ablation
+from ranker_hooks.ablation.tracking import git_commit
+from ranker_hooks.ablation.variants import Variant, VariantHook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ class _NoopHook(VariantHook):
 @pytest.fixture(scope="module")
 def tracked(server, tmp_path_factory):
     """Two tiny ablations (seeds 0 and 1) logged to the server from an unrelated cwd."""
-    from mspa_features.registry import open_store, register
+    from mspa_features.serving.materialize import open_store, register
 
     url, root = server
     tmp = tmp_path_factory.mktemp("ablation-srv")

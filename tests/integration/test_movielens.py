@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow.compute as pc
 import pytest
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, USERS
 from mspa_features.data import movielens
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, USERS
 from mspa_features.errors import SchemaError
 
 pytestmark = pytest.mark.integration

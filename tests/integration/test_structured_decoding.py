@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from mspa_features.compose.prompts import PREFERENCE, RECOMMEND, render_candidates
 from mspa_features.generation.base import BackendConfig, GenerationConfig, load_backend
 from mspa_features.generation.structured import bound_strings, conforms, letter_schema
-from mspa_features.prompts import PREFERENCE, RECOMMEND, render_candidates
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

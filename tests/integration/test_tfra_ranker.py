@@ -17,8 +17,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mspa_features.errors import TfraEnvironmentError
-from ranker_hooks.base import IdEmbeddings, RankerData
-from ranker_hooks.tfra_ranker import TfraRanker, _resolve_python
+from ranker_hooks.rankers.base import IdEmbeddings, RankerData
+from ranker_hooks.rankers.tfra_ranker import TfraRanker, _resolve_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mspa_features.errors import RunNotFoundError, TrackingError
-from ranker_hooks.tracking import load_ablation, log_results, read_results
+from ranker_hooks.ablation.tracking import load_ablation, log_results, read_results
 
 pytestmark = [pytest.mark.integration]
 
@@ -162,7 +162,7 @@ def test_unreachable_http_store_is_one_line(tmp_path: Path, monkeypatch) -> None
 
 def test_half_logged_parent_loses_to_the_finished_one(tmp_path: Path, monkeypatch) -> None:
     """A store failing mid-way leaves a FAILED parent; the later full log is what compare finds."""
-    from ranker_hooks import tracking
+    from ranker_hooks.ablation import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     folder = results_folder(tmp_path, "bob's ais, v2", (0.7, 0.75))
@@ -196,7 +196,7 @@ def tiny_ablation(tmp_path_factory: pytest.TempPathFactory):
     from test_ablation import ablation_config, write_interactions
     from test_feast_repo import REPO, T_END, make_cfg
 
-    from mspa_features.registry import register
+    from mspa_features.serving.materialize import register
 
     tmp = tmp_path_factory.mktemp("tracking")
     cfg = make_cfg(tmp, "tiny", sets=("template",))
@@ -227,7 +227,7 @@ def test_ablation_with_store_down_writes_everything_then_logs_without_training(
 ) -> None:
     from mspa_features.cli import run_cli
     from mspa_features.cli.common import console
-    from ranker_hooks import ablation
+    from ranker_hooks.ablation import run as ablation
 
     monkeypatch.setattr(console, "_width", 400)  # no wrapping inside the lines asserted
     tmp, ab_yaml = tiny_ablation

@@ -71,8 +71,8 @@ def _register_args(path: Path) -> list[str]:
 
 def _store_is_whole(cfg) -> None:
     """Registry readable with every object, online store serving the latest snapshot."""
-    from mspa_features.feature_reads import online_features
-    from mspa_features.registry import open_store
+    from mspa_features.serving.materialize import open_store
+    from mspa_features.serving.reads import online_features
 
     store = open_store(cfg, repo_path=REPO)
     views = {v.name for v in store.list_feature_views()}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ranker_hooks.base import IdEmbeddings, IdKind, Ranker, RankerData
+from ranker_hooks.rankers.base import IdEmbeddings, IdKind, Ranker, RankerData
 
 DIM = 4
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mspa_features.errors import ConfigError
-from ranker_hooks.ablation import load_ablation_config, make_ranker, ranker_class
-from ranker_hooks.torch_ranker import TorchRanker
-from ranker_hooks.variants import Variant
+from ranker_hooks.ablation.run import load_ablation_config, make_ranker, ranker_class
+from ranker_hooks.ablation.variants import Variant
+from ranker_hooks.rankers.torch_ranker import TorchRanker
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ablation" / "movielens.yaml"
 
@@ -76,7 +76,7 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
 
 
 def test_ranker_class_accepts_dotted_paths_and_refuses_non_rankers() -> None:
-    assert ranker_class("ranker_hooks.torch_ranker:TorchRanker") is TorchRanker
+    assert ranker_class("ranker_hooks.rankers.torch_ranker:TorchRanker") is TorchRanker
     with pytest.raises(TypeError, match="not name a Ranker"):
         ranker_class("pathlib:Path")
 

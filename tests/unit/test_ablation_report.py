@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from ranker_hooks.ablation import AblationResult, VariantResult
-from ranker_hooks.report import ais_table, compare_frames, write_reports
+from ranker_hooks.ablation.report import ais_table, compare_frames, write_reports
+from ranker_hooks.ablation.run import AblationResult, VariantResult
 
 
 def row(name: str, kind: str, auc: float, delta: float, lo: float, hi: float) -> VariantResult:
@@ -77,7 +77,7 @@ def test_compare_table_fits_80_columns_and_never_cuts_a_number() -> None:
 
     from rich.console import Console
 
-    from ranker_hooks.report import compare_frames, compare_table
+    from ranker_hooks.ablation.report import compare_frames, compare_table
 
     names = ["baseline", "preference", "lis_similar_items_n30", "lis_future_id_n7"]
     kinds = ["baseline", "ais", "lis", "lis"]
@@ -106,7 +106,7 @@ def test_compare_table_fits_80_columns_and_never_cuts_a_number() -> None:
 def test_small_eval_samples_flag_their_intervals(tmp_path) -> None:
     import dataclasses
 
-    from mspa_features.metrics import MIN_USERS_FOR_CI, users_with_both_labels
+    from mspa_features.evaluation.metrics import MIN_USERS_FOR_CI, users_with_both_labels
 
     # 3 users: u1 both labels, u2 only positives, u3 both; u4 one row
     labels = [1, 0, 1, 1, 0, 0, 1, 1]

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from mspa_features.align.dataset import COLUMNS, AlignDataset, build_align_rows
-from mspa_features.composer import TemplateComposer
-from mspa_features.contracts import Author, Frame
+from mspa_features.align.rewards import AccuracyReward
+from mspa_features.compose.composer import TemplateComposer
+from mspa_features.data.contracts import Author, Frame
 from mspa_features.errors import SchemaError
-from mspa_features.rewards import AccuracyReward
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

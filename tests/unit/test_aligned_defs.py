@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from mspa_features.aligned_defs import FEATURE, read_aligned_set, write_aligned_set
 from mspa_features.config import DataConfig, RunConfig
 from mspa_features.errors import LeakBuildError
+from ranker_hooks.aligned_id.feast_defs import FEATURE, read_aligned_set, write_aligned_set
 
 T = datetime(2024, 2, 1, tzinfo=UTC)
 

@@ -208,8 +208,8 @@ def test_choice_enums_match_the_library() -> None:
     """The CLI's choice lists are the library's (kept in the CLI to keep its import light)."""
     from mspa_features.cli.lis import LeakKind
     from mspa_features.cli.register import Online
-    from mspa_features.registry import ONLINE_KINDS
-    from ranker_hooks.lis_variants import LIS_KINDS
+    from mspa_features.serving.materialize import ONLINE_KINDS
+    from ranker_hooks.lis.variants import LIS_KINDS
 
     assert [o.value for o in Online] == list(ONLINE_KINDS)
     assert [k.value for k in LeakKind] == list(LIS_KINDS)

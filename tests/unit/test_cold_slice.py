@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mspa_features import metrics
-from ranker_hooks.ablation import MIN_COLD_USERS, cold_note, cold_slice
-from ranker_hooks.lis_ablation import cold_cell
+from mspa_features.evaluation import metrics
+from ranker_hooks.ablation.run import MIN_COLD_USERS, cold_note, cold_slice
+from ranker_hooks.lis.ablation import cold_cell
 
 
 def rows(n_users: int, seed: int = 0):

@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mspa_features.cache import ComposerCache
-from mspa_features.composer import (
+from mspa_features.compose.cache import ComposerCache
+from mspa_features.compose.composer import (
     TEMPLATE_VERSION,
     LLMComposer,
     TemplateComposer,
     UserHistory,
     build_histories,
 )
-from mspa_features.contracts import AUTHOR_PROFILES, PREFERENCES, Author
-from mspa_features.features import compose_author_rows, compose_preference_rows
+from mspa_features.compose.feature_rows import compose_author_rows, compose_preference_rows
+from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES, Author
 from mspa_features.generation.base import (
     BackendConfig,
     Generation,

@@ -109,7 +109,7 @@ def test_misspelt_keys_say_did_you_mean_at_every_level(tmp_path):
 
 def test_misspelt_keys_in_ablation_and_align_configs(tmp_path):
     from mspa_features.align.config import load_align_config
-    from ranker_hooks.ablation import load_ablation_config
+    from ranker_hooks.ablation.run import load_ablation_config
 
     ab = tmp_path / "ab.yaml"
     ab.write_text("name: x\nsplit:\n  split_at: 1998-03-01\nseedz: [0]\n")

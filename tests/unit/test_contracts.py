@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from mspa_features.contracts import (
+from mspa_features.data.contracts import (
     AUTHOR_PROFILES,
     AUTHORS,
     INTERACTIONS,

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, PREFERENCES
 from mspa_features.data import movielens
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, PREFERENCES
 from mspa_features.data.timestamps import SUPPORTED_RANGE
+from mspa_features.data.validation import require_accepted, validate
 from mspa_features.errors import NothingAcceptedError
 from mspa_features.io import read_input
-from mspa_features.validation import require_accepted, validate
 
 KNOWN = {"users": {"u1", "u2", "u3"}, "authors": {"a1", "a2", "a3"}}
 RANGE = f"outside the supported range {SUPPORTED_RANGE}"

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mspa_features.contracts import INTERACTIONS
-from mspa_features.validation import QUARANTINE_SCHEMA, validate
+from mspa_features.data.contracts import INTERACTIONS
+from mspa_features.data.validation import QUARANTINE_SCHEMA, validate
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -49,7 +49,7 @@ def test_validation_writes_empty_tables_with_their_schemas(
 
 
 def test_no_answer_gives_a_typed_answers_table(tmp_path: Path) -> None:
-    from mspa_features.compose_jobs import ANSWER_SCHEMA, answers_table
+    from mspa_features.compose.jobs import ANSWER_SCHEMA, answers_table
     from mspa_features.io import write_parquet_atomic
 
     path = write_parquet_atomic(answers_table([]), tmp_path / "x.answers.parquet")
@@ -63,7 +63,7 @@ def test_no_answer_gives_a_typed_answers_table(tmp_path: Path) -> None:
 
 def test_an_empty_u2a_set_reads_back_typed(tmp_path: Path) -> None:
     """Every user has fewer than min_positives positives: no question, typed columns."""
-    from mspa_features.data.eval_datasets import U2ADataset, build_u2a
+    from mspa_features.evaluation.datasets import U2ADataset, build_u2a
 
     ts = pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)
     df = pd.DataFrame(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mspa_features.encoders import (
+from mspa_features.compose.encoders import (
     EncoderConfig,
     FlagTextEncoder,
     TextEncoder,

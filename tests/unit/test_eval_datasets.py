@@ -1,4 +1,4 @@
-"""Unit tests for the U2A and A2A evaluation datasets (mspa_features.data.eval_datasets)."""
+"""Unit tests for the U2A and A2A evaluation datasets (mspa_features.evaluation.datasets)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mspa_features.contracts import TS
-from mspa_features.data.eval_datasets import (
+from mspa_features.data.contracts import TS
+from mspa_features.errors import SchemaError
+from mspa_features.evaluation.datasets import (
     U2A_FILE,
     U2ADataset,
     a2a_alignment,
@@ -22,7 +23,6 @@ from mspa_features.data.eval_datasets import (
     build_u2a,
     jaccard,
 )
-from mspa_features.errors import SchemaError
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 POOL = [f"p{i:02d}" for i in range(30)]  # extra never-interacted authors for tiny frames
@@ -427,7 +427,7 @@ def test_an_empty_a2a_set_is_written_with_its_schema(tmp_path):
     """Issue 14 item 9: fewer than three authors give no triple; the file keeps its types."""
     import pyarrow.parquet as pq
 
-    from mspa_features.data.eval_datasets import A2A_SCHEMA, build_a2a, save_a2a
+    from mspa_features.evaluation.datasets import A2A_SCHEMA, build_a2a, save_a2a
 
     authors = pd.DataFrame({"author_id": ["a1", "a2"], "attributes": [{}, {}]})
     triples = build_a2a(authors, num_triples=5, seed=0)

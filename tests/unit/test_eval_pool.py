@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mspa_features.compose_jobs import author_pool
-from mspa_features.composer import TemplateComposer
-from mspa_features.contracts import Author
-from mspa_features.evaluation import evaluate_composer
+from mspa_features.compose.composer import TemplateComposer
+from mspa_features.compose.jobs import author_pool
+from mspa_features.data.contracts import Author
+from mspa_features.evaluation.composer_eval import evaluate_composer
 
 
 class _BagOfWords:

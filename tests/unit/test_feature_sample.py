@@ -9,7 +9,7 @@ import yaml
 
 from mspa_features.config import load_config
 from mspa_features.pipeline import draw_sample
-from ranker_hooks.ablation import AblationConfig, _variant_names
+from ranker_hooks.ablation.run import AblationConfig, _variant_names
 
 REPO = Path(__file__).resolve().parents[2]
 

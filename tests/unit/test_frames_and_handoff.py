@@ -13,7 +13,7 @@ from typing import ClassVar
 import yaml
 from PIL import Image
 
-from mspa_features.composer import (
+from mspa_features.compose.composer import (
     FRAME_EMPTY,
     FRAME_NO_ROOT,
     FRAME_NOT_FOUND,
@@ -21,7 +21,7 @@ from mspa_features.composer import (
     author_frames,
 )
 from mspa_features.config import RunConfig, load_config
-from mspa_features.contracts import Author, Frame
+from mspa_features.data.contracts import Author, Frame
 
 
 def _png(color: int) -> bytes:
@@ -78,7 +78,7 @@ def test_run_config_gives_the_composer_the_validation_image_root(tmp_path):
 
 
 def test_llm_composer_passes_the_root_and_counts_drops(tmp_path):
-    from mspa_features.composer import LLMComposer
+    from mspa_features.compose.composer import LLMComposer
     from mspa_features.generation.base import BackendConfig, Generation, GenerationBackend
 
     class _VL(GenerationBackend):

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranker_hooks.base import IdEmbeddings
-from ranker_hooks.id_alignment import AlignmentConfig, cold_author_ids, fit_id_adapter
+from ranker_hooks.aligned_id.adapter import AlignmentConfig, cold_author_ids, fit_id_adapter
+from ranker_hooks.rankers.base import IdEmbeddings
 
 
 def synthetic(n: int = 240, d_in: int = 16, d_out: int = 8, noise: float = 0.1, seed: int = 0):
@@ -88,7 +88,7 @@ def test_cold_author_ids() -> None:
 
 
 def test_author_content_takes_the_latest_snapshot_as_of(tmp_path) -> None:
-    from ranker_hooks.id_alignment import author_content
+    from ranker_hooks.aligned_id.adapter import author_content
 
     for day, values in ((1, {"a": 1.0, "b": 2.0}), (5, {"a": 3.0, "c": None})):
         d = tmp_path / "author_profiles" / f"ds=2024-01-0{day}"

@@ -14,8 +14,8 @@ from _numpy_ranker import NumpyMF
 
 from mspa_features.config import DataConfig, RunConfig, Workspace
 from mspa_features.errors import LeakBuildError
-from mspa_features.leak_defs import discover_leak_sets
-from ranker_hooks.leaks.build import build_leak_sets
+from ranker_hooks.lis.feast_defs import discover_leak_sets
+from ranker_hooks.lis.leaks.build import build_leak_sets
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T = T0 + timedelta(days=30)
@@ -152,7 +152,7 @@ def test_no_interaction_in_the_window_leaves_m_t_unchanged(tmp_path: Path) -> No
 
 
 def test_write_leak_set_refuses_an_untyped_empty_frame(tmp_path: Path) -> None:
-    from mspa_features.leak_defs import write_leak_set
+    from ranker_hooks.lis.feast_defs import write_leak_set
 
     frame = pd.DataFrame(
         {
@@ -187,7 +187,7 @@ def test_positives_without_a_shared_user_give_a_typed_empty_similar_items_frame(
     """The tiny-dataset case of issue 14 item 9: positives after T, none co-engaged."""
     import pyarrow as pa
 
-    from ranker_hooks.leaks.similar_items import frame_schema, similar_items
+    from ranker_hooks.lis.leaks.similar_items import frame_schema, similar_items
 
     ts = pd.to_datetime([T + timedelta(days=1), T + timedelta(days=2)], utc=True)
     df = pd.DataFrame(
@@ -206,8 +206,8 @@ def test_write_leak_set_types_an_empty_float64_frame_from_its_schema(tmp_path: P
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mspa_features.leak_defs import write_leak_set
-    from ranker_hooks.leaks.similar_items import frame_schema
+    from ranker_hooks.lis.feast_defs import write_leak_set
+    from ranker_hooks.lis.leaks.similar_items import frame_schema
 
     schema = frame_schema(embeddings=True)
     frame = pd.DataFrame({n: pd.Series(dtype="float64") for n in schema.names})
@@ -235,8 +235,8 @@ def test_lis_variants_skip_a_leak_set_without_values_with_a_note(tmp_path: Path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mspa_features.leak_defs import LeakSet
-    from ranker_hooks.lis_variants import lis_variants
+    from ranker_hooks.lis.feast_defs import LeakSet
+    from ranker_hooks.lis.variants import lis_variants
 
     class Store:  # every service is registered
         def get_feature_service(self, name: str) -> str:

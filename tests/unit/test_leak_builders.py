@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from mspa_features.errors import LeakBuildError
-from ranker_hooks.base import IdEmbeddings
-from ranker_hooks.leaks.guard import future_information
-from ranker_hooks.leaks.next_positive import next_positive
-from ranker_hooks.leaks.similar_items import similar_items
+from ranker_hooks.lis.leaks.guard import future_information
+from ranker_hooks.lis.leaks.next_positive import next_positive
+from ranker_hooks.lis.leaks.similar_items import similar_items
+from ranker_hooks.rankers.base import IdEmbeddings
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T = T0 + timedelta(days=30)

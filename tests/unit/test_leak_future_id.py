@@ -11,8 +11,8 @@ import pytest
 from _numpy_ranker import NumpyMF
 
 from mspa_features.errors import LeakBuildError
-from ranker_hooks.base import RankerData
-from ranker_hooks.leaks.future_id import future_id_frame, future_id_swap
+from ranker_hooks.lis.leaks.future_id import future_id_frame, future_id_swap
+from ranker_hooks.rankers.base import RankerData
 
 T = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -98,7 +98,7 @@ def test_future_id_frame_rows(m_t: NumpyMF, tmp_path: Path) -> None:
 
 def test_swap_with_the_torch_ranker(tmp_path: Path) -> None:
     """The real backend: M_{T+n} continues M_T, the swap changes only the author table."""
-    from ranker_hooks.torch_ranker import TorchRanker
+    from ranker_hooks.rankers.torch_ranker import TorchRanker
 
     m = TorchRanker(id_dim=4, dense_dim=4, hidden=(8,), epochs=2, batch_size=128, threads=1)
     m.fit(_data(0, T - timedelta(days=30), 30))

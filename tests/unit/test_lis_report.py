@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ranker_hooks.lis import lis_report
+from ranker_hooks.lis.verdicts import lis_report
 
 ROWS = [
     {"variant": "baseline", "kind": "baseline", "auc": 0.71},

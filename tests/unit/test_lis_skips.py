@@ -14,10 +14,12 @@ from mspa_features.errors import LeakBuildError
 def test_an_aligned_set_with_too_few_warm_authors_is_a_note_not_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mspa_features import aligned_defs, leak_defs
-    from ranker_hooks import ablation, aligned_id
-    from ranker_hooks.leaks import build
-    from ranker_hooks.lis_ablation import run_lis
+    from ranker_hooks.ablation import run as ablation
+    from ranker_hooks.aligned_id import build as aligned_id
+    from ranker_hooks.aligned_id import feast_defs as aligned_defs
+    from ranker_hooks.lis import feast_defs as leak_defs
+    from ranker_hooks.lis.ablation import run_lis
+    from ranker_hooks.lis.leaks import build
 
     run_cfg = RunConfig(name="toy", workspace=tmp_path / "ws", data=DataConfig(source="movielens"))
     cfg = SimpleNamespace(

@@ -238,15 +238,15 @@ def test_prompt_longer_than_context_is_an_error(batched):
 
 
 def _rec_conv(pref: str = "likes live music and singers") -> list[ChatMessage]:
-    from mspa_features.prompts import RECOMMEND, render_candidates
+    from mspa_features.compose.prompts import RECOMMEND, render_candidates
 
     cands = ["A singer from Texas", "A cooking show", "A chess coach", "A gamer", "A DJ", "A poet"]
     return RECOMMEND.messages(preference=pref, candidates=render_candidates(cands))
 
 
 def _schemas():
+    from mspa_features.compose.prompts import PREFERENCE, RECOMMEND
     from mspa_features.generation.structured import bound_strings, letter_schema
-    from mspa_features.prompts import PREFERENCE, RECOMMEND
 
     rec6 = bound_strings(letter_schema(RECOMMEND.answer_schema, 6), 48)
     rec2 = bound_strings(letter_schema(RECOMMEND.answer_schema, 2), 48)

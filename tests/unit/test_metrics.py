@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from mspa_features.metrics import (
+from mspa_features.evaluation.metrics import (
     BootstrapResult,
     MetricName,
     a2a_alignment_rate,

@@ -135,7 +135,7 @@ SPLIT = {"train_start": "2024-01-01T00:00:00Z", "split_at": "2024-02-01T00:00:00
     ],
 )
 def test_ablation_config_names_are_checked_at_load(tmp_path: Path, field, value, expect) -> None:
-    from ranker_hooks.ablation import load_ablation_config
+    from ranker_hooks.ablation.run import load_ablation_config
 
     path = _write(tmp_path, "ab.yaml", {"split": SPLIT, field: value})
     with pytest.raises(ConfigError) as e:
@@ -145,7 +145,7 @@ def test_ablation_config_names_are_checked_at_load(tmp_path: Path, field, value,
 
 
 def test_ablation_name_with_quotes_loads(tmp_path: Path) -> None:
-    from ranker_hooks.ablation import load_ablation_config
+    from ranker_hooks.ablation.run import load_ablation_config
 
     path = _write(tmp_path, "ab.yaml", {"split": SPLIT, "name": "bob's ais, v2"})
     assert load_ablation_config(path).name == "bob's ais, v2"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from mspa_features.cli.run import parse_lines
-from mspa_features.composer import Composed
-from mspa_features.evaluation import parse_rate, status_counts
+from mspa_features.compose.composer import Composed
+from mspa_features.evaluation.composer_eval import parse_rate, status_counts
 from mspa_features.generation.base import (
     BackendConfig,
     Generation,
@@ -81,10 +81,10 @@ class _Recorder(GenerationBackend):
 
 
 def test_constrained_answers_get_twice_the_tokens_their_strings_are_bounded_for():
-    from mspa_features.evaluation import recommend_letters
+    from mspa_features.compose.parsing import ParseStats
+    from mspa_features.compose.prompts import RECOMMEND
+    from mspa_features.evaluation.composer_eval import recommend_letters
     from mspa_features.generation.structured import bound_strings, letter_schema
-    from mspa_features.parsing import ParseStats
-    from mspa_features.prompts import RECOMMEND
 
     answer = json.dumps({"User Preference": "x", "Recommendation Reason": "y", "Answer": "B"})
     backend = _Recorder(answer)

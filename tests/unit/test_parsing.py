@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mspa_features.parsing import ParseStats, parse_answer, parse_letter
+from mspa_features.compose.parsing import ParseStats, parse_answer, parse_letter
 
 KEYS = ("User Preference", "Recommendation Reason", "Answer")
 GOOD = '{"User Preference": "action", "Recommendation Reason": "fits", "Answer": "B"}'
@@ -112,7 +112,7 @@ LETTER_CLASS = [
 
 @pytest.mark.parametrize(("text", "m", "expected"), LETTER_CLASS)
 def test_letter_class(text, m, expected):
-    from mspa_features.parsing import answer_letter
+    from mspa_features.compose.parsing import answer_letter
 
     assert answer_letter(text, m) == expected
 
@@ -120,15 +120,15 @@ def test_letter_class(text, m, expected):
 @pytest.mark.parametrize(("text", "m", "expected"), LETTER_CLASS)
 def test_rewards_and_acc_at_m_read_the_same_letter(text, m, expected):
     """The GRPO accuracy reward and Acc@m's reader agree on every member of the class."""
-    from mspa_features.composer import close_json
-    from mspa_features.evaluation import recommend_letters
+    from mspa_features.align.rewards import AccuracyReward
+    from mspa_features.compose.composer import close_json
+    from mspa_features.evaluation.composer_eval import recommend_letters
     from mspa_features.generation.base import (
         BackendConfig,
         Generation,
         GenerationBackend,
         GenerationConfig,
     )
-    from mspa_features.rewards import AccuracyReward
 
     class Canned(GenerationBackend):
         name = "canned"

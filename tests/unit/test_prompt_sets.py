@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mspa_features.config import load_config
-from mspa_features.contracts import Author, Frame
-from mspa_features.errors import ConfigError
-from mspa_features.prompts import (
+from mspa_features.compose.prompts import (
     CATALOGUE,
     LIVESTREAM,
     PREFERENCE,
@@ -20,6 +17,9 @@ from mspa_features.prompts import (
     get_prompt_set,
     load_prompt_file,
 )
+from mspa_features.config import load_config
+from mspa_features.data.contracts import Author, Frame
+from mspa_features.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from mspa_features.cache import ComposerCache, content_key
-from mspa_features.contracts import Author
-from mspa_features.prompts import AUTHOR, PREFERENCE, RECOMMEND, render_author, render_candidates
+from mspa_features.compose.cache import ComposerCache, content_key
+from mspa_features.compose.prompts import (
+    AUTHOR,
+    PREFERENCE,
+    RECOMMEND,
+    render_author,
+    render_candidates,
+)
+from mspa_features.data.contracts import Author
 
 
 def test_prompt_hash_changes_with_text_and_version():

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from mspa_features.rewards import (
+from mspa_features.align.rewards import (
     AccuracyReward,
     FormatReward,
     SimilarityReward,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
+from mspa_features.compose.prompts import PREFERENCE, RECOMMEND
 from mspa_features.errors import MspaError, SchemaConstraintError
 from mspa_features.generation.base import (
     BackendConfig,
@@ -30,7 +31,6 @@ from mspa_features.generation.structured import (
     schemas_for,
     to_json_schema,
 )
-from mspa_features.prompts import PREFERENCE, RECOMMEND
 
 REC = RECOMMEND.answer_schema
 
@@ -263,8 +263,8 @@ class _Recorder(GenerationBackend):
 def test_composer_hands_the_bounded_prompt_schema_only_when_structured() -> None:
     from datetime import UTC, datetime
 
-    from mspa_features.composer import LLMComposer, UserHistory
-    from mspa_features.contracts import Author
+    from mspa_features.compose.composer import LLMComposer, UserHistory
+    from mspa_features.data.contracts import Author
 
     ts = datetime(2026, 1, 1, tzinfo=UTC)
     author = Author(author_id="a1", event_timestamp=ts, profile_text="jazz singer")
@@ -287,8 +287,8 @@ def test_composer_hands_the_bounded_prompt_schema_only_when_structured() -> None
 
 
 def test_acc_at_m_constrains_each_question_to_its_own_letters() -> None:
-    from mspa_features.evaluation import recommend_letters
-    from mspa_features.parsing import ParseStats
+    from mspa_features.compose.parsing import ParseStats
+    from mspa_features.evaluation.composer_eval import recommend_letters
 
     backend = _Recorder([_answer(letter="B")])
     cands = [["a", "b", "c", "d"], ["a", "b"], ["a", "b", "c", "d"]]

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, USERS
 from mspa_features.data import synthetic as syn
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, USERS
 from mspa_features.data.synthetic import (
     SyntheticConfig,
     author_latents,

@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from mspa_features.errors import RankerInputError, TfraEnvironmentError, TfraWorkerError
-from ranker_hooks.base import RankerData
-from ranker_hooks.tfra_ranker import PYTHON_ENV_VAR, TfraRanker, id_keys
+from ranker_hooks.rankers.base import RankerData
+from ranker_hooks.rankers.tfra_ranker import PYTHON_ENV_VAR, TfraRanker, id_keys
 
-WORKER = Path(__file__).resolve().parents[2] / "ranker_hooks" / "tfra_worker.py"
+WORKER = Path(__file__).resolve().parents[2] / "ranker_hooks" / "rankers" / "tfra_worker.py"
 
 
 def _data(n: int = 8, labels: np.ndarray | None = None) -> RankerData:
@@ -84,7 +84,7 @@ def test_id_keys_are_stable_across_processes_and_distinct() -> None:
     assert keys.dtype == np.int64 and len(set(keys.tolist())) == len(ids)
     # Python's str hash is salted per process; the table keys must not be.
     code = (
-        "import numpy as np; from ranker_hooks.tfra_ranker import id_keys; "
+        "import numpy as np; from ranker_hooks.rankers.tfra_ranker import id_keys; "
         "print(id_keys(np.array(['u1', 'u2', 'author:42', 'é'], dtype=object)).tolist())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}

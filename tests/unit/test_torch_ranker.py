@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mspa_features.metrics import auc
-from ranker_hooks.base import IdEmbeddings, RankerData
-from ranker_hooks.torch_ranker import TorchRanker, TorchRankerConfig
+from mspa_features.evaluation.metrics import auc
+from ranker_hooks.rankers.base import IdEmbeddings, RankerData
+from ranker_hooks.rankers.torch_ranker import TorchRanker, TorchRankerConfig
 
 N_USERS, N_AUTHORS = 30, 20
 
@@ -189,7 +189,7 @@ def test_training_leaves_the_callers_torch_settings_alone() -> None:
 
 
 def test_column_stats_match_numpy_and_guard_constant_columns() -> None:
-    from ranker_hooks.torch_ranker import _column_stats
+    from ranker_hooks.rankers.torch_ranker import _column_stats
 
     x = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 4)).astype(np.float32)
     x[:, 2] = 7.0  # constant: std must not be ~0 (it divides)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mspa_features.contracts import AUTHORS, INTERACTIONS, PREFERENCES, USERS
+from mspa_features.data.contracts import AUTHORS, INTERACTIONS, PREFERENCES, USERS
+from mspa_features.data.validation import validate
 from mspa_features.errors import SchemaError
 from mspa_features.io import read_input
-from mspa_features.validation import validate
 
 KNOWN = {"users": {"u1", "u2"}, "authors": {"a1", "a2"}}
 

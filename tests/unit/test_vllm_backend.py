@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mspa_features.compose.prompts import RECOMMEND
 from mspa_features.errors import ConfigError, MissingExtraError, MspaError, SchemaConstraintError
 from mspa_features.generation.base import (
     BackendConfig,
@@ -28,7 +29,6 @@ from mspa_features.generation.vllm_backend import (
     sampling_kwargs,
     to_vllm_messages,
 )
-from mspa_features.prompts import RECOMMEND
 
 
 def _image(w: int, h: int, color: str, fmt: str = "PNG") -> bytes:

@@ -239,8 +239,8 @@ def test_text_only_conversation(backend: QwenVLBackend) -> None:
 def test_schema_forces_the_random_model_into_the_answer(backend: QwenVLBackend) -> None:
     # RANDOM weights: free-form the model writes noise; constrained, every row is a complete
     # answer of its own schema (rows in one batch keep separate grammars).
+    from mspa_features.compose.prompts import RECOMMEND
     from mspa_features.generation.structured import bound_strings, conforms, letter_schema
-    from mspa_features.prompts import RECOMMEND
 
     rec4 = bound_strings(letter_schema(RECOMMEND.answer_schema, 4), 24)
     rec2 = bound_strings(letter_schema(RECOMMEND.answer_schema, 2), 24)

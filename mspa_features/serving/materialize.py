@@ -1,0 +1,679 @@
+"""Register backfilled feature sets with Feast and materialize them online (``mspa register``).
+
+The repo folder (``feature_repo/``) holds configuration only. :func:`store_config` reads one of
+its ``feature_store*.yaml`` files and points the registry and file-based online stores INTO the
+run's workspace, one folder per online store kind::
+
+    <workspace>/feast/<run name>/<online kind>[-<offline kind>]/registry.db
+    <workspace>/feast/<run name>/sqlite/online_store.db
+    <workspace>/feast/<run name>/milvus/milvus.db
+    <workspace>/feast/<run name>/sqlite-spark/...    (feature_store.spark.yaml)
+
+so ``feast apply`` in the repo and several runs never write over each other, and the
+materialization intervals a registry records always describe the online store beside it.
+
+Materialization: a view materialized for the first time starts at its earliest snapshot in the
+data (Feast's own incremental default, now minus TTL, would silently skip a backfill of old
+history such as MovieLens 1997-98); later runs continue from the previous end
+(``materialize_incremental``). ``incremental=False`` re-materializes the whole window.
+
+Writers take the run's lock (:func:`store_lock`, a ``flock`` on
+``<workspace>/locks/<run>.lock``): a second ``mspa register`` or a backfill of the same run
+waits for the first (up to ``$MSPA_LOCK_TIMEOUT`` seconds) or refuses, naming the holder, so
+two ``feast apply`` never interleave their registry rewrites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from mspa_features.config import RunConfig, Workspace
+from mspa_features.errors import ConfigError, FeatureRepoError
+from mspa_features.extras import require
+from mspa_features.serving.definitions import (
+    VARIANTS,
+    author_view_name,
+    build_definitions,
+    pref_view_name,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, RepoConfig
+
+OnlineKind = Literal["sqlite", "redis", "milvus"]
+ONLINE_KINDS: tuple[str, ...] = ("sqlite", "redis", "milvus")
+# feature_store yaml per online store kind, inside the repo folder
+STORE_YAMLS = {
+    "sqlite": "feature_store.yaml",
+    "redis": "feature_store.redis.yaml",
+    "milvus": "feature_store.milvus.yaml",
+}
+# Defaults for ${VAR} placeholders in the yaml files when the variable is unset.
+ENV_DEFAULTS = {"REDIS_CONNECTION_STRING": "localhost:6379"}
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViewReport:
+    """One registered (on-demand) feature view."""
+
+    name: str
+    kind: Literal["feature_view", "on_demand"]
+    feature_set: str
+    features: list[str]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceReport:
+    """One registered feature service and the ``view:feature`` refs it serves."""
+
+    name: str
+    feature_set: str
+    variant: str
+    feature_refs: list[str]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaterializationReport:
+    """What one materialization wrote for one view.
+
+    ``rows`` counts the snapshot rows in ``[start, end]``; ``entities`` the distinct ids among
+    them (Feast writes each id's latest snapshot in the window: one online row per entity).
+    ``mode`` is ``first`` (from the earliest snapshot), ``incremental`` or ``full``, or
+    ``skipped`` (no data yet, or nothing new: ``start >= end``).
+    """
+
+    view: str
+    mode: Literal["first", "incremental", "full", "skipped"]
+    start: datetime | None
+    end: datetime
+    rows: int
+    entities: int
+    latest_snapshot: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterReport:
+    """Everything :func:`register` registered and materialized."""
+
+    project: str
+    registry: str
+    online_store: str
+    offline_store: str
+    feature_sets: dict[str, Path]
+    views: list[ViewReport]
+    services: list[ServiceReport]
+    materialized: list[MaterializationReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _expand_env(text: str) -> str:
+    """``${VAR}`` / ``${VAR:-default}`` from the environment (``ENV_DEFAULTS`` for unset)."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = os.environ.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        return ENV_DEFAULTS.get(name, m.group(0))
+
+    return _ENV.sub(sub, text)
+
+
+def feast_dir(cfg: RunConfig, online_kind: str, offline_kind: str = "duckdb") -> Path:
+    """Where the registry and file-based online store live for this run and store pair.
+
+    One folder per online store kind (``sqlite``, ``redis``, ``milvus``), suffixed with the
+    offline store kind when it is not the default duckdb (``sqlite-spark``): a registry
+    records sources of one offline kind and the materializations of one online store.
+    """
+    leaf = online_kind if offline_kind == "duckdb" else f"{online_kind}-{offline_kind}"
+    return Workspace(cfg.workspace).root / "feast" / cfg.name / leaf
+
+
+def _resolve_yaml(repo_path: Path, store_yaml: Path | None, online: str | None) -> Path:
+    if store_yaml is not None:
+        return Path(store_yaml)
+    kind = online or "sqlite"
+    if kind not in STORE_YAMLS:
+        raise ValueError(f"unknown online store {kind!r}; valid: {list(STORE_YAMLS)}")
+    return Path(repo_path) / STORE_YAMLS[kind]
+
+
+def resolve_repo_path(repo_path: Path) -> Path:
+    """``repo_path`` as given when it exists; a relative path missing from the working directory
+    falls back to this checkout's folder of that name (the main job run from another folder)."""
+    p = Path(repo_path)
+    if p.exists() or p.is_absolute():
+        return p
+    checkout = Path(__file__).resolve().parents[2] / p
+    return checkout if checkout.exists() else p
+
+
+def store_config(
+    cfg: RunConfig,
+    *,
+    repo_path: Path = Path("feature_repo"),
+    store_yaml: Path | None = None,
+    online: OnlineKind | None = None,
+    redis_url: str | None = None,
+    emb_dim: int | None = None,
+) -> RepoConfig:
+    """The Feast ``RepoConfig`` for this run: a repo yaml with paths moved into the workspace.
+
+    Args:
+        cfg: the run config (its workspace and name place the registry and online store).
+        repo_path: the Feast repo folder holding the yaml files.
+        store_yaml: a yaml file to use; default ``repo_path/feature_store[.<online>].yaml``.
+        online: ``sqlite`` (default), ``redis`` or ``milvus``: picks the yaml variant, and
+            replaces the yaml's online store by that kind's defaults when ``store_yaml`` names
+            a file with another one.
+        redis_url: Redis ``host:port[,db=N,...]`` (Feast connection string); overrides
+            the yaml and ``$REDIS_CONNECTION_STRING``.
+        emb_dim: embedding length for vector stores (Milvus ``embedding_dim``).
+
+    Raises:
+        ConfigError: the yaml is missing, invalid, or fails Feast's validation (each field named).
+        MissingExtraError: the online store's client library is not installed.
+    """
+    from feast import RepoConfig
+    from pydantic import ValidationError
+
+    repo_path = resolve_repo_path(repo_path)
+    path = _resolve_yaml(repo_path, store_yaml, online)
+    if not path.is_file():
+        raise ConfigError(path, ["file not found"])
+    try:
+        raw = yaml.safe_load(_expand_env(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as e:
+        raise ConfigError(path, [f"not valid YAML: {e}"]) from e
+    if not isinstance(raw, dict):
+        raise ConfigError(path, ["top level must be a mapping"])
+
+    online_cfg = raw.get("online_store") or {"type": "sqlite"}
+    if isinstance(online_cfg, str):
+        online_cfg = {"type": online_cfg}
+    online_cfg = dict(online_cfg)
+    if online is not None and online_cfg.get("type") != online:
+        online_cfg = {"type": online}
+    kind = online_cfg.get("type", "sqlite")
+    if kind not in ONLINE_KINDS:
+        raise ConfigError(path, [f"online_store.type: {kind!r} is not one of {list(ONLINE_KINDS)}"])
+    offline_cfg = raw.setdefault("offline_store", {"type": "duckdb"})
+    offline_kind = offline_cfg if isinstance(offline_cfg, str) else offline_cfg.get("type", "")
+    where = feast_dir(cfg, kind, str(offline_kind))
+    where.mkdir(parents=True, exist_ok=True)
+    if kind == "sqlite":
+        online_cfg["path"] = str(where / "online_store.db")
+    elif kind == "milvus":
+        require("pymilvus")
+        online_cfg.setdefault("vector_enabled", True)
+        online_cfg.setdefault("metric_type", "COSINE")
+        if not (online_cfg.get("host") or online_cfg.get("uri")) or online_cfg.get("path"):
+            online_cfg["path"] = str(where / "milvus.db")  # milvus-lite: an embedded file
+        if emb_dim:
+            online_cfg["embedding_dim"] = emb_dim
+    elif kind == "redis":
+        require("redis")
+        online_cfg.setdefault("connection_string", ENV_DEFAULTS["REDIS_CONNECTION_STRING"])
+        if redis_url:
+            online_cfg["connection_string"] = redis_url
+    raw["online_store"] = online_cfg
+    raw["registry"] = str(where / "registry.db")
+    try:
+        rc = RepoConfig(repo_path=Path(repo_path).resolve(), **raw)
+        # Online/offline configs are validated lazily by Feast: touch them now so a bad
+        # field fails here, with the file named, not halfway through a materialization.
+        _ = rc.online_store, rc.offline_store
+    except ValidationError as e:
+        problems = [f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(path, problems) from e
+    return rc
+
+
+def open_store(
+    cfg: RunConfig,
+    *,
+    repo_path: Path = Path("feature_repo"),
+    store_yaml: Path | None = None,
+    online: OnlineKind | None = None,
+    redis_url: str | None = None,
+) -> FeatureStore:
+    """A ``FeatureStore`` on this run's registry and online store (see :func:`store_config`)."""
+    from feast import FeatureStore
+
+    return FeatureStore(
+        config=store_config(
+            cfg, repo_path=repo_path, store_yaml=store_yaml, online=online, redis_url=redis_url
+        )
+    )
+
+
+# --------------------------------------------------------------------------- data helpers
+
+
+def discover_feature_sets(cfg: RunConfig) -> dict[str, Path]:
+    """Feature set name -> folder, for every backfill output under the run's features folder."""
+    root = Workspace(cfg.workspace).features(cfg.name)
+    if not root.is_dir():
+        return {}
+    return {
+        d.name: d
+        for d in sorted(root.iterdir())
+        if d.is_dir() and ((d / "preferences").is_dir() or (d / "author_profiles").is_dir())
+    }
+
+
+def _dataset(table_dir: Path) -> Any | None:
+    import pyarrow.dataset as ds
+
+    if not table_dir.is_dir() or not any(table_dir.rglob("*.parquet")):
+        return None
+    return ds.dataset(table_dir, format="parquet", partitioning="hive")
+
+
+def _snapshot_range(table_dir: Path) -> tuple[datetime, datetime] | None:
+    """(earliest, latest) ``event_timestamp`` in a contract folder; None when it holds no rows."""
+    import pyarrow.compute as pc
+
+    dataset = _dataset(table_dir)
+    if dataset is None:
+        return None
+    col = dataset.to_table(columns=["event_timestamp"]).column("event_timestamp")
+    if len(col) == 0:
+        return None
+    mm = pc.min_max(col).as_py()
+    return _utc(mm["min"]), _utc(mm["max"])
+
+
+def _window_counts(table_dir: Path, key: str, start: datetime, end: datetime) -> tuple[int, int]:
+    """(snapshot rows, distinct ids) with ``start <= event_timestamp <= end``."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dataset = _dataset(table_dir)
+    if dataset is None:
+        return 0, 0
+    ts = ds.field("event_timestamp")
+    t = dataset.to_table(columns=[key], filter=(ts >= start) & (ts <= end))
+    return t.num_rows, len(pc.unique(t.column(key)))
+
+
+def _embedding_dim(table_dir: Path, column: str) -> int | None:
+    dataset = _dataset(table_dir)
+    if dataset is None:
+        return None
+    for batch in dataset.to_batches(columns=[column], batch_size=1):
+        if batch.num_rows:
+            value = batch.column(0)[0].as_py()
+            return len(value) if value is not None else None
+    return None
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- register
+
+
+def _views_and_services(store: FeatureStore, sets: Mapping[str, Path]) -> tuple[list, list]:
+    views: list[ViewReport] = []
+    services: list[ServiceReport] = []
+    for fs in sets:
+        for name in (pref_view_name(fs), author_view_name(fs)):
+            fv = store.get_feature_view(name)
+            views.append(
+                ViewReport(
+                    name=name,
+                    kind="feature_view",
+                    feature_set=fs,
+                    features=[f.name for f in fv.features],
+                    tags=dict(fv.tags),
+                )
+            )
+        odfv = store.get_on_demand_feature_view(f"user_author_cosine__{fs}")
+        views.append(
+            ViewReport(
+                name=odfv.name,
+                kind="on_demand",
+                feature_set=fs,
+                features=[f.name for f in odfv.features],
+                tags=dict(odfv.tags),
+            )
+        )
+        for variant in VARIANTS:
+            svc = store.get_feature_service(f"{variant}__{fs}")
+            refs = [
+                f"{p.name_to_use()}:{f.name}"
+                for p in svc.feature_view_projections
+                for f in p.features
+            ]
+            services.append(
+                ServiceReport(
+                    name=svc.name,
+                    feature_set=fs,
+                    variant=variant,
+                    feature_refs=refs,
+                    tags=dict(svc.tags),
+                )
+            )
+    return views, services
+
+
+def register(
+    cfg: RunConfig,
+    feature_sets: list[str] | None = None,
+    *,
+    repo_path: Path = Path("feature_repo"),
+    store_yaml: Path | None = None,
+    incremental: bool = True,
+    end: datetime | None = None,
+    start: datetime | None = None,
+    online: OnlineKind | None = None,
+    redis_url: str | None = None,
+    ttl: timedelta = timedelta(days=365),
+    leaked: Mapping[str, bool] | None = None,
+    model_versions: Mapping[str, str] | None = None,
+    materialize: bool = True,
+) -> RegisterReport:
+    """Apply the definitions of ``feature_sets`` (``feast apply``) and materialize them online.
+
+    Args:
+        cfg: the run config; feature sets are read from
+            ``Workspace(cfg.workspace).features(cfg.name) / <feature set>``.
+        feature_sets: names to register; default every backfilled set found there.
+        repo_path: the Feast repo folder (yaml files).
+        store_yaml: the yaml to use; default ``repo_path/feature_store[.<online>].yaml``.
+            A yaml whose offline store is ``spark`` registers SparkSources.
+        incremental: True: continue from each view's previous end (first run: from its
+            earliest snapshot); False: materialize ``[start, end]`` in full.
+        end: materialize up to this instant (default now, UTC).
+        start: full mode only: window start (default each view's earliest snapshot).
+        online: ``sqlite`` | ``redis`` | ``milvus`` (see :func:`store_config`).
+        redis_url: Redis connection string, overriding the yaml.
+        ttl: point-in-time lookback of every view.
+        leaked: feature set -> built from leaked data (tag ``leaked``).
+        model_versions: feature set -> model version tag (default: read from the data).
+        materialize: False registers only.
+
+    Returns:
+        What was registered (views with tags, services with feature refs) and materialized.
+
+    Raises:
+        FeatureRepoError: no feature set found, a named one has no folder, or a name cannot
+            be used in Feast object names (with the Spark offline store or Milvus: not a plain
+            SQL identifier).
+        ConfigError: the store yaml is invalid.
+        MissingExtraError: the online store's client library is missing.
+        WorkspaceBusyError: another command kept this run's store locked past the timeout
+            (``$MSPA_LOCK_TIMEOUT``); nothing was written.
+    """
+    with store_lock(cfg, "register"):
+        return _register(
+            cfg,
+            feature_sets,
+            repo_path=repo_path,
+            store_yaml=store_yaml,
+            incremental=incremental,
+            end=end,
+            start=start,
+            online=online,
+            redis_url=redis_url,
+            ttl=ttl,
+            leaked=leaked,
+            model_versions=model_versions,
+            materialize=materialize,
+        )
+
+
+def store_lock(cfg: RunConfig, purpose: str) -> Any:
+    """The run's write lock (:func:`mspa_features.locking.run_lock`): held by every command
+    that writes its backfill partitions, Feast registry or online store."""
+    import sys
+
+    from mspa_features.locking import run_lock
+
+    argv = " ".join(sys.argv[1:])[:160]
+    return run_lock(cfg.workspace, cfg.name, purpose=f"{purpose} ({argv})" if argv else purpose)
+
+
+def _check_names(sets: Mapping[str, Path], rc: RepoConfig | None = None) -> None:
+    """Every feature set name must be usable in Feast object names (and, for the Spark
+    offline store or Milvus, as a plain SQL identifier).
+
+    Raises:
+        FeatureRepoError: naming the set and the rule, before anything is applied.
+    """
+    from mspa_features.names import check_feature_set_for_store, feature_set_name
+
+    for fs in sets:
+        try:
+            feature_set_name(fs)
+        except ValueError as e:
+            raise FeatureRepoError(str(e)) from None
+        if rc is not None:
+            why = check_feature_set_for_store(
+                fs, offline=str(rc.offline_store.type), online=str(rc.online_store.type)
+            )
+            if why:
+                raise FeatureRepoError(why)
+
+
+def _register(
+    cfg: RunConfig,
+    feature_sets: list[str] | None,
+    *,
+    repo_path: Path,
+    store_yaml: Path | None,
+    incremental: bool,
+    end: datetime | None,
+    start: datetime | None,
+    online: OnlineKind | None,
+    redis_url: str | None,
+    ttl: timedelta,
+    leaked: Mapping[str, bool] | None,
+    model_versions: Mapping[str, str] | None,
+    materialize: bool,
+) -> RegisterReport:
+    t0 = time.perf_counter()
+    found = discover_feature_sets(cfg)
+    if feature_sets is None:
+        sets = found
+        if not sets:
+            raise FeatureRepoError(
+                f"no backfilled feature set under {Workspace(cfg.workspace).features(cfg.name)}",
+                feature_sets=found,
+            )
+    else:
+        _check_names(dict.fromkeys(feature_sets, Path()))
+        missing = [fs for fs in feature_sets if fs not in found]
+        if missing:
+            raise FeatureRepoError(f"feature set(s) {missing} not backfilled", feature_sets=found)
+        sets = {fs: found[fs] for fs in feature_sets}
+    _check_names(sets)
+
+    emb_dim = next(
+        (d for fs in sets.values() if (d := _embedding_dim(fs / "preferences", "pref_emb"))), 384
+    )
+    rc = store_config(
+        cfg,
+        repo_path=repo_path,
+        store_yaml=store_yaml,
+        online=online,
+        redis_url=redis_url,
+        emb_dim=emb_dim,
+    )
+    _check_names(sets, rc)
+    from feast import FeatureStore
+
+    store = FeatureStore(config=rc)
+    source_kind = "spark" if rc.offline_store.type == "spark" else "file"
+    objects = build_definitions(
+        sets,
+        emb_dim=emb_dim,
+        ttl=ttl,
+        leaked=leaked,
+        model_versions=model_versions,
+        source_kind=source_kind,
+    )
+    store.apply(objects)
+    views, services = _views_and_services(store, sets)
+
+    materialized: list[MaterializationReport] = []
+    if materialize:
+        end = _utc(end) if end is not None else datetime.now(UTC)
+        reg = str(rc.registry.path)
+        # Beside a local registry file; a remote registry (sql://, s3://) keeps no state here.
+        state = None if "://" in reg else Path(reg).parent / MATERIALIZED_STATE
+        materialized = _materialize(
+            store, sets, incremental=incremental, start=start, end=end, state_path=state
+        )
+    return RegisterReport(
+        project=rc.project,
+        registry=str(rc.registry.path),
+        online_store=_describe_online(rc),
+        offline_store=rc.offline_store.type,
+        feature_sets=dict(sets),
+        views=views,
+        services=services,
+        materialized=materialized,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _describe_online(rc: RepoConfig) -> str:
+    o = rc.online_store
+    where = getattr(o, "path", None) or getattr(o, "connection_string", None) or ""
+    return f"{o.type} {where}".strip()
+
+
+MATERIALIZED_STATE = "materialized_at.json"
+
+
+def _rewritten_since(table_dir: Path, since: datetime | None) -> datetime | None:
+    """Start (UTC midnight) of the earliest ``ds=`` partition whose files changed after
+    ``since`` (wall clock); None when none did or ``since`` is unknown.
+
+    Feast's incremental materialization continues from the previous end by *event* time, so a
+    partition a backfill (re)wrote in the past, e.g. a rerun of last month or a late historical
+    range, would never reach the online store without this.
+    """
+    if since is None:
+        return None
+    changed = []
+    for part in Path(table_dir).glob("ds=*"):
+        files = list(part.glob("*.parquet"))
+        if files and max(f.stat().st_mtime for f in files) > since.timestamp():
+            try:
+                day = date.fromisoformat(part.name.removeprefix("ds="))
+            except ValueError:
+                continue
+            changed.append(datetime(day.year, day.month, day.day, tzinfo=UTC))
+    return min(changed) if changed else None
+
+
+def _materialize(
+    store: FeatureStore,
+    sets: Mapping[str, Path],
+    *,
+    incremental: bool,
+    start: datetime | None,
+    end: datetime,
+    state_path: Path | None = None,
+) -> list[MaterializationReport]:
+    # (view name, contract folder, join key) for every view to materialize
+    targets = [
+        (v, root / sub, key)
+        for fs, root in sets.items()
+        for v, sub, key in (
+            (pref_view_name(fs), "preferences", "user_id"),
+            (author_view_name(fs), "author_profiles", "author_id"),
+        )
+    ]
+    reports: list[MaterializationReport] = []
+    # When each view was last materialized (wall clock): partitions written after it are new.
+    state: dict[str, str] = {}
+    if state_path is not None and state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except json.JSONDecodeError:
+            state = {}  # an index only: without it, rewritten partitions are not looked for
+    for view, table_dir, key in targets:
+        rng = _snapshot_range(table_dir)
+        fv = store.get_feature_view(view)
+        previous_end = fv.most_recent_end_time
+        if rng is None:
+            reports.append(_skipped(view, None, end, None))
+            continue
+        started = datetime.now(UTC)
+        last = datetime.fromisoformat(state[view]) if view in state else None
+        rewritten = _rewritten_since(table_dir, last) if incremental else None
+        if incremental and previous_end is not None and rewritten and rewritten < previous_end:
+            mode, window_start = "incremental+rewritten", rewritten
+        elif incremental and previous_end is not None:
+            mode, window_start = "incremental", _utc(previous_end)
+        elif incremental:
+            mode, window_start = "first", rng[0]
+        else:
+            mode, window_start = "full", _utc(start) if start is not None else rng[0]
+        if window_start >= end:
+            reports.append(_skipped(view, window_start, end, rng[1]))
+            continue
+        with warnings.catch_warnings():
+            # ibis (Feast's duckdb offline store) warns on every read about an API of its own.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\.")
+            if mode == "incremental":
+                store.materialize_incremental(end_date=end, feature_views=[view])
+            else:
+                # The window runs to ``end``: each entity gets its latest row overall, so a
+                # rewritten old partition never overwrites a newer online value.
+                store.materialize(start_date=window_start, end_date=end, feature_views=[view])
+        state[view] = started.isoformat()
+        rows, entities = _window_counts(table_dir, key, window_start, end)
+        reports.append(
+            MaterializationReport(
+                view=view,
+                mode=mode,
+                start=window_start,
+                end=end,
+                rows=rows,
+                entities=entities,
+                latest_snapshot=rng[1],
+            )
+        )
+    if state_path is not None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, state_path)
+    return reports
+
+
+def _skipped(
+    view: str, start: datetime | None, end: datetime, latest: datetime | None
+) -> MaterializationReport:
+    return MaterializationReport(
+        view=view, mode="skipped", start=start, end=end, rows=0, entities=0, latest_snapshot=latest
+    )

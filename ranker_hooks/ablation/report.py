@@ -1,0 +1,245 @@
+"""Ablation reports: comparison table (CSV + markdown), delta-AUC plot, rich tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ranker_hooks.ablation.run import AblationResult
+
+COLUMNS = [
+    "variant",
+    "kind",
+    "leaked",
+    "auc",
+    "uauc",
+    "gauc",
+    "logloss",
+    "wpauc",
+    "delta_auc",
+    "delta_auc_ci_low",
+    "delta_auc_ci_high",
+    "p_value",
+    "n_train",
+    "n_test",
+]
+
+
+def comparison_frame(result: AblationResult) -> pd.DataFrame:
+    """One row per variant with the contract columns, in run order."""
+    rows = []
+    for v in result.variants:
+        row = {c: getattr(v, c) for c in COLUMNS if c != "variant"}
+        rows.append({"variant": v.name, **row, "description": v.description})
+    return pd.DataFrame(rows, columns=[*COLUMNS, "description"])
+
+
+def delta_auc_plot(frame: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Horizontal bars of delta AUC vs baseline with the 95 % bootstrap CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on CI machines
+    import matplotlib.pyplot as plt
+
+    f = frame[frame["kind"] != "baseline"]
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 * max(len(f), 1) + 1.4))
+    y = range(len(f))
+    delta = f["delta_auc"].to_numpy(dtype=float)
+    # (2, n) distances below and above, as matplotlib wants; a percentile CI need not hold
+    # the point estimate, and matplotlib refuses negative error lengths.
+    err = np.maximum(
+        [
+            delta - f["delta_auc_ci_low"].to_numpy(dtype=float),
+            f["delta_auc_ci_high"].to_numpy(dtype=float) - delta,
+        ],
+        0.0,
+    )
+    colors = ["tab:red" if leaked else "tab:blue" for leaked in f["leaked"]]
+    ax.barh(list(y), delta, xerr=err, color=colors, alpha=0.8, capsize=4)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(list(y), f["variant"])
+    ax.invert_yaxis()
+    ax.set_xlabel("delta AUC vs baseline (95 % paired bootstrap CI over users)")
+    ax.set_title(title or "AIS/LIS ablation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_reports(result: AblationResult, folder: Path) -> dict[str, Path]:
+    """``comparison.csv``, ``comparison.md`` and ``delta_auc.png`` under ``folder``."""
+    folder = Path(folder)
+    frame = comparison_frame(result)
+    paths = {
+        "csv": folder / "comparison.csv",
+        "markdown": folder / "comparison.md",
+        "plot": folder / "delta_auc.png",
+    }
+    frame.to_csv(paths["csv"], index=False)
+    md = frame.to_markdown(index=False, floatfmt=".4f")
+    notes = "".join(f"\n- {n}" for n in result.notes)
+    paths["markdown"].write_text(
+        f"# Ablation {result.run_name}\n\nwindow: {result.window}, seeds: {result.seeds}\n\n"
+        f"{md}\n{notes}\n",
+        encoding="utf-8",
+    )
+    delta_auc_plot(frame, paths["plot"], title=result.run_name)
+    return paths
+
+
+def _style(lo: float, hi: float) -> str:
+    return "green" if lo > 0 else "red" if hi < 0 else ""
+
+
+def ais_table(result: AblationResult) -> Table:
+    """The AIS/LIS table: metrics per variant and delta AUC with its CI and p-value.
+
+    Kept narrow for terminals: the baseline is the first row, leaked (LIS) variants carry a
+    ``*``, row counts go to the caption, and a CI that excludes 0 is coloured.
+    """
+    from rich import box
+
+    from mspa_features.evaluation.metrics import MIN_USERS_FOR_CI
+
+    first = result.variants[0] if result.variants else None
+    caption = f"train {first.n_train:,} rows, eval {first.n_test:,} rows" if first else ""
+    # Results written before this field existed load it as 0: no flag for them.
+    few = [v for v in result.variants if 0 < v.n_users_both_labels < MIN_USERS_FOR_CI]
+    if few:
+        n = min(v.n_users_both_labels for v in few)
+        caption += (
+            f"; ! only {n} eval users with both labels (< {MIN_USERS_FOR_CI}): the intervals "
+            "are not trustworthy"
+        )
+    if any(v.leaked for v in result.variants):
+        caption += "; * LIS: leaked (future) features, an upper bound, not a deployable gain"
+    t = Table(
+        title=f"ablation {escape(result.run_name)}: train < {result.window['split_at'][:10]} <= "
+        f"eval < {result.window['eval_end'][:10]}, seeds {result.seeds}",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for col in ("variant", "auc", "uauc", "gauc", "logloss", "wpauc", "Δauc", "95% CI", "p"):
+        left = col == "variant"
+        t.add_column(
+            col,
+            justify="left" if left else "right",
+            no_wrap=col not in ("variant", "95% CI"),
+            overflow="fold",  # a long variant name wraps; it is the row's key
+            min_width=10 if left else None,
+        )
+    for v in result.variants:
+        if v.kind == "baseline":
+            delta, ci, p = "-", "-", "-"
+        else:
+            style = _style(v.delta_auc_ci_low, v.delta_auc_ci_high)
+            delta = f"[{style}]{v.delta_auc:+.4f}[/]" if style else f"{v.delta_auc:+.4f}"
+            ci = f"[{v.delta_auc_ci_low:+.4f}, {v.delta_auc_ci_high:+.4f}]"
+            if v in few:
+                ci += "!"
+            p = f"{v.p_value:.3f}"
+        t.add_row(
+            escape(f"{v.name}*" if v.leaked else v.name),
+            f"{v.auc:.4f}",
+            f"{v.uauc:.4f}",
+            f"{v.gauc:.4f}",
+            f"{v.logloss:.4f}",
+            f"{v.wpauc:.4f}",
+            delta,
+            ci,
+            p,
+        )
+    return t
+
+
+def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Variants of two ablations side by side: AUC and delta AUC of each, and B - A."""
+    cols = ["variant", "kind", "auc", "delta_auc", "p_value"]
+    m = a[cols].merge(b[cols], on=["variant"], how="outer", suffixes=("_a", "_b"), sort=False)
+    # Outer merges sort their keys: keep A's run order, then B's own variants.
+    order = list(dict.fromkeys([*a["variant"], *b["variant"]]))
+    m = m.set_index("variant").loc[order].reset_index()
+    m["kind"] = m["kind_a"].fillna(m["kind_b"])
+    m["auc_b_minus_a"] = m["auc_b"] - m["auc_a"]
+    return m[
+        [
+            "variant",
+            "kind",
+            "auc_a",
+            "auc_b",
+            "auc_b_minus_a",
+            "delta_auc_a",
+            "delta_auc_b",
+            "p_value_a",
+            "p_value_b",
+        ]
+    ]
+
+
+def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
+    """Rich rendering of :func:`compare_frames` that fits 80 columns without cutting a number.
+
+    No vertical rules; numbers never wrap or shrink (each column is as wide as its widest
+    value); leaked (LIS) variants carry a ``*`` instead of a kind column; a long variant name
+    folds onto a second line rather than being cut, as the row key it is.
+    """
+    def f(x: float, sign: bool = False, digits: int = 4) -> str:
+        if pd.isna(x):
+            return "-"
+        return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+    rows = [
+        [
+            # Run names and variants are user text: escaped, or "[x]" would be rich markup.
+            escape(str(r.variant)) + ("*" if str(r.kind) == "lis" else ""),
+            f(r.auc_a),
+            f(r.auc_b),
+            f(r.auc_b_minus_a, True),
+            f(r.delta_auc_a, True),
+            f(r.delta_auc_b, True),
+            f(r.p_value_a, digits=3),
+            f(r.p_value_b, digits=3),
+        ]
+        for r in frame.itertuples(index=False)
+    ]
+    leaked = any(str(k) == "lis" for k in frame["kind"])
+    t = Table(
+        title=f"A = {escape(name_a)}   B = {escape(name_b)}",
+        title_justify="left",
+        caption="* leaked (LIS) variant" if leaked else None,
+        caption_justify="left",
+        box=None,  # two spaces between columns: the room a rule would take goes to names
+        pad_edge=False,
+        header_style="bold underline",
+    )
+    heads = ["variant", "auc A", "auc B", "B - A", "Δauc A", "Δauc B", "p A", "p B"]
+    for i, h in enumerate(heads):
+        if i == 0:
+            t.add_column(h, justify="left", overflow="fold", min_width=8)
+            continue
+        width = max([len(h), *(len(r[i]) for r in rows)])
+        t.add_column(h, justify="right", no_wrap=True, min_width=width)
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+__all__ = [
+    "ais_table",
+    "compare_frames",
+    "compare_table",
+    "comparison_frame",
+    "delta_auc_plot",
+    "write_reports",
+]
