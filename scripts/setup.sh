@@ -4,6 +4,7 @@
 #   MSPA_VENV   where the environment lives (default: .venv in the repo)
 #   MSPA_PYTHON   the interpreter the environment is made from (default: python3.11, else python3)
 #   MSPA_WITH_REDIS=1   also make sure redis-server is installed (tests of the Redis store)
+#   MSPA_WITH_CHROMIUM=1   also make sure chromium + chromedriver are installed (gallery test)
 #   MSPA_WITH_DEEPSPEED=1   also install deepspeed (the `gpu` extra's ZeRO engine; its CPU test)
 #   MSPA_WHEEL_CACHE   where the llama-cpp-python wheel built for this CPU is kept
 set -euo pipefail
@@ -17,6 +18,7 @@ source scripts/lib/common.sh
 
 ensure_java
 [[ ${MSPA_WITH_REDIS:-0} == 1 ]] && ensure_redis
+[[ ${MSPA_WITH_CHROMIUM:-0} == 1 ]] && ensure_chromium
 
 optional_installs() {
   [[ ${MSPA_WITH_DEEPSPEED:-0} == 1 ]] && ensure_deepspeed

@@ -3,8 +3,9 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The Redis online-store tests run against a real redis-server; the ZeRO-2/3 test needs deepspeed.
-MSPA_WITH_REDIS=1 MSPA_WITH_DEEPSPEED=1 scripts/setup.sh
+# The Redis online-store tests run against a real redis-server; the ZeRO-2/3 test needs deepspeed;
+# the gallery test opens its page in the distribution's headless chromium.
+MSPA_WITH_REDIS=1 MSPA_WITH_CHROMIUM=1 MSPA_WITH_DEEPSPEED=1 scripts/setup.sh
 # The TFRA ranker backend's own environment (it cannot share numpy/protobuf with feast); its
 # tests drive it from the main environment through MSPA_TFRA_PYTHON.
 scripts/setup_tfra.sh

@@ -61,6 +61,14 @@ ensure_redis() {
   command -v redis-server >/dev/null || die "redis-server still not on PATH after installing it"
 }
 
+# The distribution's chromium and its chromedriver for the gallery's headless-browser test.
+ensure_chromium() {
+  has_chromium && return 0
+  apt_install chromium chromium-driver
+  has_chromium || die "chromium or chromedriver still not on PATH after installing them"
+}
+has_chromium() { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }
+
 # llama.cpp's CPU kernels, chosen from the flags this CPU reports: AVX512 (+VNNI/VBMI/BF16)
 # where present (measured 1.3-1.5x faster prompt processing than AVX2 alone), never AMX (the
 # -march=native build segfaults on these VMs, which report AMX). The explicit flags keep the

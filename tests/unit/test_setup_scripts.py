@@ -226,6 +226,57 @@ def test_missing_redis_server_is_installed_present_one_is_kept(sb: Sandbox) -> N
     assert len(sb.calls()) == n  # second run: already there, apt not called
 
 
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_missing_chromium_is_installed_with_its_driver_present_one_is_kept(
+    sb: Sandbox, uid: int
+) -> None:
+    sb.as_uid(uid)
+    sb.sudo()
+    sb.apt_get({"chromium": ("chromium", "exit 0"), "chromium-driver": ("chromedriver", "exit 0")})
+    proc = sb.run("ensure_chromium")
+    assert proc.returncode == 0, proc.stderr
+    installs = [c for c in sb.calls() if c.startswith("apt-get") and " install " in c]
+    assert installs == [
+        "apt-get[DEBIAN_FRONTEND=noninteractive] install -y -qq chromium chromium-driver"
+    ]
+    assert (sb.bin / "chromium").exists() and (sb.bin / "chromedriver").exists()
+    n = len(sb.calls())
+    assert sb.run("ensure_chromium").returncode == 0
+    assert len(sb.calls()) == n  # second run: both there, apt not called
+
+
+def test_chromium_without_its_driver_installs_both(sb: Sandbox) -> None:
+    sb.as_uid(0)
+    sb.stub("chromium")  # the browser alone is not enough: the test drives it by chromedriver
+    sb.apt_get({"chromium-driver": ("chromedriver", "exit 0")})
+    assert sb.run("ensure_chromium").returncode == 0
+    assert sb.calls()[-1] == (
+        "apt-get[DEBIAN_FRONTEND=noninteractive] install -y -qq chromium chromium-driver"
+    )
+
+
+def test_an_install_that_does_not_provide_chromedriver_is_reported(sb: Sandbox) -> None:
+    sb.as_uid(0)
+    sb.apt_get({"chromium": ("chromium", "exit 0")})  # no driver comes with it
+    proc = sb.run("ensure_chromium")
+    assert proc.returncode == 1
+    assert "chromium or chromedriver still not on PATH" in proc.stderr
+
+
+def test_setup_sh_installs_chromium_only_when_asked(sb: Sandbox) -> None:
+    repo = _fresh_checkout(sb, "scripts/setup.sh")
+    sb.as_uid(0)
+    sb.apt_get({"chromium": ("chromium", "exit 0"), "chromium-driver": ("chromedriver", "exit 0")})
+    proc = _run_script(sb, repo, "scripts/setup.sh")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(c.startswith("apt-get") for c in sb.calls())
+    proc = _run_script(sb, repo, "scripts/setup.sh", MSPA_WITH_CHROMIUM="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "apt-get[DEBIAN_FRONTEND=noninteractive] install -y -qq chromium chromium-driver" in (
+        sb.calls()
+    )
+
+
 # ---- llama.cpp: flags per CPU, and the wheel cache ---------------------------------------------
 
 
