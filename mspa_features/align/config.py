@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mspa_features.align.rewards import reward_weights
+from mspa_features.align.rewards.tawin import check_window
 from mspa_features.config import load_yaml_model
 from mspa_features.errors import ConfigError
 from mspa_features.names import experiment_name
@@ -69,6 +70,19 @@ class AlignDataConfig(_Strict):
     )
 
 
+class TAWinConfig(_Strict):
+    """TAWin (WPAUC paper): reweight each group's negative advantages to the FPR window
+    ``[alpha, alpha + width]`` (see :mod:`mspa_features.align.rewards.tawin`)."""
+
+    alpha: float = Field(ge=0.0, lt=1.0, description="window start: share of negatives above it")
+    width: float = Field(gt=0.0, le=1.0, description="window width d on the FPR axis")
+
+    @model_validator(mode="after")
+    def _window(self) -> TAWinConfig:
+        check_window(self.alpha, self.width)  # raises with the values
+        return self
+
+
 class RewardsConfig(_Strict):
     """``R = l1*accuracy + l2*format + (1 - l1 - l2)*similarity``."""
 
@@ -80,6 +94,10 @@ class RewardsConfig(_Strict):
         "(weights l1' = 1 - l2, l2)",
     )
     format_partial: bool = Field(True, description="graded format reward (see FormatReward)")
+    tawin: TAWinConfig | None = Field(
+        None,
+        description="TAWin advantage reweighting {alpha, width} (None: plain GRPO advantages)",
+    )
 
     @model_validator(mode="after")
     def _sum(self) -> RewardsConfig:

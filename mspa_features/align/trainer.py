@@ -72,6 +72,8 @@ def model_version_id(base: str, cfg: AlignConfig, run_cfg: RunConfig, data_fp: s
     payload["grpo"].pop("deepspeed", None)  # an absolute path: machine-specific
     if not payload["data"]["frames_per_candidate"]:
         del payload["data"]["frames_per_candidate"]  # text-only ids stay what they were
+    if payload["rewards"].get("tawin") is None:
+        payload["rewards"].pop("tawin", None)  # plain GRPO ids stay what they were
     payload["run"] = {"name": run_cfg.name, "seed": run_cfg.seed}
     payload["rows"] = data_fp
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
@@ -271,13 +273,27 @@ def _weight_change(before: dict[str, Any], model: Any) -> tuple[float, float]:
     return (moved / n if n else 0.0), max_delta
 
 
+def grpo_trainer(cfg: AlignConfig, **kwargs: Any) -> Any:
+    """TRL's ``GRPOTrainer``, or :class:`~mspa_features.align.tawin_trainer.TAWinGRPOTrainer`
+    when ``rewards.tawin`` is set; ``kwargs`` are ``GRPOTrainer``'s."""
+    t = cfg.rewards.tawin
+    if t is None:
+        from trl import GRPOTrainer
+
+        return GRPOTrainer(**kwargs)
+    from mspa_features.align.tawin_trainer import TAWinGRPOTrainer
+
+    return TAWinGRPOTrainer(tawin_alpha=t.alpha, tawin_width=t.width, **kwargs)
+
+
 def _train_worker(
     cfg: AlignConfig, model: Any, tok: Any, rewards: list[Any], ds: AlignDataset, ckpt: Path
 ) -> AlignResult:
     """A non-zero rank of a multi-process launch: train and save (collective), no tracking."""
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
-    trainer = GRPOTrainer(
+    trainer = grpo_trainer(
+        cfg,
         model=model,
         reward_funcs=rewards,
         args=GRPOConfig(**cfg.trl_kwargs(ckpt)),
@@ -314,7 +330,7 @@ def train(
 
     import mlflow
     import torch
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from mspa_features.align.policy import load_policy
 
@@ -363,6 +379,7 @@ def train(
     # evaluates (TRL's own logging follows the same rule).
     if int(os.environ.get("RANK", "0")) != 0:
         return _train_worker(cfg, model, tok, rewards, ds, ckpt)
+    tawin = cfg.rewards.tawin
     with mlflow.start_run(run_name=mv) as run:
         mlflow.set_tags({"mspa.model_version": mv, "mspa.base": base, "mspa.stage": "align"})
         mlflow.log_params(
@@ -374,6 +391,7 @@ def train(
                 "mspa.preference_composer": cfg.data.preference_composer,
                 "mspa.frames_per_candidate": cfg.data.frames_per_candidate,
                 **{f"mspa.weight.{k}": v for k, v in weights.items()},
+                **({} if tawin is None else {"mspa.tawin": f"{tawin.alpha},{tawin.width}"}),
             }
         )
         # Sharded (multi-process) parameters cannot be read or sampled from one rank alone.
@@ -381,7 +399,8 @@ def train(
         say("reward probe before training")
         before = probe(model) if local else {}
         args = GRPOConfig(**cfg.trl_kwargs(ckpt))
-        trainer = GRPOTrainer(
+        trainer = grpo_trainer(
+            cfg,
             model=model,
             reward_funcs=rewards,
             args=args,
