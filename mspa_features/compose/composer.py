@@ -1,8 +1,8 @@
 """The Multimodal Preference Composer (MSPA section 3.1).
 
 A user's positive-interaction history (distinct authors, oldest first, strictly before the
-as-of instant) becomes a structured preference text and an embedding; each author becomes a
-description text and an embedding in the same space.
+as-of instant: :mod:`mspa_features.snapshots.history`) becomes a structured preference text and
+an embedding; each author becomes a description text and an embedding in the same space.
 
 Two composers share one interface:
 
@@ -24,17 +24,17 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from mspa_features.compose.cache import ComposerCache, content_key
 from mspa_features.compose.parsing import ParseStats, parse_answer
 from mspa_features.compose.prompts import LIVESTREAM, Prompt, PromptSet, render_author
 from mspa_features.data.contracts import Author
 from mspa_features.generation.base import GenerationBackend, GenerationConfig
+
+# The history rule lives with the other point-in-time rules (mspa_features.snapshots.history);
+# both names stay importable from here for callers of 0.1.
+from mspa_features.snapshots.history import UserHistory, build_histories  # noqa: F401
 
 TEMPLATE_VERSION = "template-v2"  # v2: author text no longer repeats "Profile:"
 
@@ -48,21 +48,6 @@ def close_json(text: str, finish_reason: str) -> str:
     if finish_reason == "stop" and text.count("{") > text.count("}"):
         return text + "}"
     return text
-
-
-@dataclass(frozen=True)
-class UserHistory:
-    """What a preference is built from: the user's distinct positive authors before ``as_of``.
-
-    ``history_count`` counts every positive interaction strictly before ``as_of`` (repeats
-    included); ``authors`` holds each engaged author once, at its first engagement, oldest first.
-    """
-
-    user_id: str
-    as_of: datetime
-    authors: tuple[Author, ...]
-    history_count: int
-    history_last_ts: datetime | None
 
 
 #: ``Composed.decoding`` values: schema-constrained LLM decoding, free-form LLM decoding, or
@@ -460,40 +445,6 @@ class LLMComposer(Composer):
             if c is not None:
                 out[i] = c
         return [c for c in out if c is not None]
-
-
-# --------------------------------------------------------------------------- histories
-
-
-def build_histories(
-    interactions: pd.DataFrame,
-    authors: dict[str, Author],
-    requests: Sequence[tuple[str, datetime]],
-) -> list[UserHistory]:
-    """Histories for (user_id, as_of) requests from positive interactions strictly before as_of.
-
-    Args:
-        interactions: the ``interactions`` contract as a DataFrame (only ``label == 1`` used).
-        authors: author_id -> Author record (its content snapshot).
-        requests: which users, as of when.
-    """
-    pos = interactions[interactions["label"] == 1]
-    pos = pos.sort_values(["user_id", "event_timestamp", "author_id"], kind="stable")
-    by_user: dict[str, tuple[np.ndarray, np.ndarray]] = {
-        u: (g["event_timestamp"].to_numpy(dtype="datetime64[us]"), g["author_id"].to_numpy())
-        for u, g in pos.groupby("user_id", sort=False)
-    }
-    out = []
-    for user_id, as_of in requests:
-        ts, aids = by_user.get(user_id, (np.array([], "datetime64[us]"), np.array([], object)))
-        cut = np.searchsorted(ts, np.datetime64(pd.Timestamp(as_of).tz_convert(None), "us"), "left")
-        seen: dict[str, None] = {}
-        for a in aids[:cut]:
-            seen.setdefault(a, None)
-        hist = tuple(authors[a] for a in seen if a in authors)
-        last = pd.Timestamp(ts[cut - 1]).tz_localize("UTC").to_pydatetime() if cut else None
-        out.append(UserHistory(user_id, pd.Timestamp(as_of).to_pydatetime(), hist, int(cut), last))
-    return out
 
 
 ProgressFn = Callable[[int], None]

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mspa_features.compose.cache import ComposerCache
-from mspa_features.compose.composer import Composer, LLMComposer, TemplateComposer, build_histories
+from mspa_features.compose.composer import Composer, LLMComposer, TemplateComposer
 from mspa_features.compose.feature_rows import (
     FeatureOutput,
     compose_author_rows,
@@ -30,6 +30,7 @@ from mspa_features.config import ComposerConfig, RunConfig, Workspace
 from mspa_features.data.contracts import AUTHORS, Author
 from mspa_features.generation.base import BackendConfig, GenerationBackend, GenerationConfig
 from mspa_features.io import read_parquet, write_parquet_atomic
+from mspa_features.snapshots.history import build_histories
 
 Progress = Callable[[str, int, int], None]
 

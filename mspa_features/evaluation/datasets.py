@@ -6,8 +6,9 @@ U2A (user-to-author) -- one row per user, built by :func:`build_u2a`:
   sorted by ``(event_timestamp, author_id)`` ascending; the **target** is the author of the
   last one (ties on the timestamp go to the largest ``author_id``, so the choice never
   depends on input row order).
-* ``as_of == target_ts``: the history holds only positives strictly before the target's
-  timestamp. Other positives sharing ``target_ts`` are excluded, because a feature computed
+* ``as_of == target_ts``: the history is the point-in-time history as of the target's
+  timestamp (:func:`mspa_features.snapshots.history.positive_histories`): only positives
+  strictly before it. Other positives sharing ``target_ts`` are excluded, because a feature computed
   "as of" that instant cannot have seen them.
 * The history is a sequence of **distinct** authors, oldest first: a re-tipped author keeps
   its first occurrence (and that timestamp). The target never appears in the history: an
@@ -51,6 +52,7 @@ import pyarrow.parquet as pq
 
 from mspa_features.data.contracts import TS
 from mspa_features.errors import ReconciliationError, SchemaError
+from mspa_features.snapshots.history import positive_histories
 
 __all__ = [
     "A2A_FILE",
@@ -286,17 +288,16 @@ def build_u2a(
     p = p[np.lexsort((a[p], t[p], u[p]))]
     pu, pa, pt = u[p], a[p], t[p]
     new_block = np.r_[True, pu[1:] != pu[:-1]] if len(p) else np.array([], dtype=bool)
-    block = np.cumsum(new_block) - 1  # per positive row: index of its user's block
     last = np.flatnonzero(np.r_[new_block[1:], True]) if len(p) else np.array([], np.int64)
     tgt_a, tgt_t = pa[last], pt[last]  # target = last positive of each block
-    # History: strictly before target_ts, never the target author, first occurrence only
-    # (np.unique's return_index is the first index, i.e. the earliest in time).
-    in_hist = np.flatnonzero((pt < tgt_t[block]) & (pa != tgt_a[block]))
-    _, first = np.unique(
-        pu[in_hist].astype(np.int64) * len(author_ids) + pa[in_hist], return_index=True
-    )
-    hist = in_hist[np.sort(first)]
-    seq_len = np.bincount(block[hist], minlength=len(last)) + 1
+    # History: THE point-in-time rule as of target_ts (distinct authors of the positives
+    # strictly before it, at first engagement, oldest first), then without the target author,
+    # whose earlier positive would give the answer away.
+    hs = positive_histories(user_ids[pu], author_ids[pa], pt, user_ids[pu[last]], tgt_t)
+    h_block = np.repeat(np.arange(len(last)), np.diff(hs.offsets))  # per entry: its block
+    h_keep = hs.author_ids != author_ids[tgt_a][h_block]
+    h_block, h_aid, h_ts = h_block[h_keep], hs.author_ids[h_keep], hs.first_us[h_keep]
+    seq_len = np.bincount(h_block, minlength=len(last)) + 1
     kept = np.flatnonzero(seq_len >= min_positives)  # block indices
     n_few_pos = len(user_ids) - len(kept)
 
@@ -337,8 +338,8 @@ def build_u2a(
     out_blocks = kept[enough]
     row_of_block = np.full(len(last), -1)
     row_of_block[out_blocks] = np.arange(n_out)
-    hist = hist[row_of_block[block[hist]] >= 0]  # still ordered by user, then time
-    offsets = np.r_[0, np.cumsum(np.bincount(row_of_block[block[hist]], minlength=n_out))]
+    h_out = row_of_block[h_block] >= 0  # entries of output users: ordered by user, then time
+    offsets = np.r_[0, np.cumsum(np.bincount(row_of_block[h_block[h_out]], minlength=n_out))]
     table = pd.DataFrame({"user_id": user_ids[pu[last[out_blocks]]]})
     splits = np.empty(n_out, dtype=object)
     perm = np.random.default_rng(split_ss).permutation(n_out)
@@ -348,8 +349,8 @@ def build_u2a(
     splits[perm[n_train : n_train + n_val]] = "val"
     splits[perm[n_train + n_val :]] = "test"
     table["split"] = splits
-    table["history_author_ids"] = _split_lists(author_ids[pa[hist]], offsets)
-    table["history_ts"] = _split_lists(_utc(pt[hist]).astype(object).to_numpy(), offsets)
+    table["history_author_ids"] = _split_lists(h_aid[h_out], offsets)
+    table["history_ts"] = _split_lists(_utc(h_ts[h_out]).astype(object).to_numpy(), offsets)
     table["target_author_id"] = author_ids[tgt_a[out_blocks]]
     table["target_ts"] = _utc(tgt_t[out_blocks])
     table["as_of"] = table["target_ts"]
