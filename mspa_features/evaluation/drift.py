@@ -1,0 +1,157 @@
+"""Drift between two model versions of the same features: pure statistics over arrays.
+
+What a ranking engineer asks when a new model version replaces the old one: how far did each
+entity's embedding move (cosine between the two versions for the same entity at the same
+instant), how many users see a different top-k of nearest authors, and how the U2A/A2A metrics
+changed. Reading the embeddings (Feast's point-in-time join), the plot, the JSON and MLflow
+live in :mod:`mspa_features.evaluation.drift_report`; here only maths, testable on known
+answers.
+
+Conventions: cosine is computed on the raw vectors (not assumed unit length); a row with a zero
+vector has no direction, so its cosine is NaN and summaries skip it. Nearest authors are
+exact (brute-force) cosine rankings, ties broken by the lower author index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def _matrix(x: ArrayLike, name: str) -> NDArray[np.float64]:
+    m = np.asarray(x, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (rows, dims) array, got shape {m.shape}")
+    return m
+
+
+def _unit(m: NDArray[np.float64]) -> NDArray[np.float64]:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)  # (n, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, m / np.where(norms > 0, norms, 1.0), np.nan)
+
+
+def row_cosine(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
+    """Cosine between row ``i`` of ``a`` and row ``i`` of ``b`` (the same entity, two versions).
+
+    Args:
+        a: (n, d) embeddings of version A.
+        b: (n, d) embeddings of version B, rows in the same entity order.
+
+    Returns:
+        (n,) cosines in [-1, 1]; NaN where either row is the zero vector.
+
+    Raises:
+        ValueError: shapes differ (different encoders put embeddings in different spaces).
+    """
+    ma, mb = _matrix(a, "a"), _matrix(b, "b")
+    if ma.shape != mb.shape:
+        raise ValueError(
+            f"version A and B embeddings must have one shape, got {ma.shape} and {mb.shape}: "
+            "a cosine between versions needs both in the same space (same encoder)"
+        )
+    return np.clip(np.sum(_unit(ma) * _unit(mb), axis=1), -1.0, 1.0)
+
+
+def top_k(queries: ArrayLike, items: ArrayLike, k: int) -> NDArray[np.intp]:
+    """Indices of the ``k`` items nearest (cosine) to each query, best first.
+
+    Args:
+        queries: (n, d) query embeddings (users' preferences).
+        items: (m, d) item embeddings (authors).
+        k: how many; ``min(k, m)`` columns come back.
+
+    Returns:
+        (n, min(k, m)) item indices; ties rank the lower index first.
+
+    Raises:
+        ValueError: ``k < 1`` or dimensions differ.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    q, it = _matrix(queries, "queries"), _matrix(items, "items")
+    if q.shape[1] != it.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} dims, items {it.shape[1]}")
+    scores = np.nan_to_num(_unit(q) @ _unit(it).T, nan=-np.inf)  # (n, m)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return order[:, : min(k, it.shape[0])]
+
+
+def topk_changed(top_a: ArrayLike, top_b: ArrayLike) -> NDArray[np.bool_]:
+    """Per user: the two top-k lists hold a different set of authors (order ignored)."""
+    a, b = np.asarray(top_a), np.asarray(top_b)
+    if a.shape != b.shape:
+        raise ValueError(f"top-k arrays must have one shape, got {a.shape} and {b.shape}")
+    return np.array([set(x) != set(y) for x, y in zip(a.tolist(), b.tolist(), strict=True)])
+
+
+def topk_overlap(top_a: ArrayLike, top_b: ArrayLike) -> NDArray[np.float64]:
+    """Per user: ``|top_a ∩ top_b| / k`` (1: the same authors, 0: none in common)."""
+    a, b = np.asarray(top_a), np.asarray(top_b)
+    if a.shape != b.shape:
+        raise ValueError(f"top-k arrays must have one shape, got {a.shape} and {b.shape}")
+    k = a.shape[1] if a.ndim == 2 and a.shape[1] else 1
+    return np.array(
+        [len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist(), strict=True)],
+        dtype=np.float64,
+    )
+
+
+def summarize(values: ArrayLike) -> dict[str, float | int]:
+    """``n`` (finite values), ``mean``, ``std`` (population), ``min``, ``p05``, ``median``,
+    ``p95``, ``max`` of the finite values; NaN statistics when there are none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if not len(v):
+        nan = float("nan")
+        return {"n": 0, "mean": nan, "std": nan, "min": nan, "p05": nan, "median": nan,
+                "p95": nan, "max": nan}  # fmt: skip
+    p05, median, p95 = np.percentile(v, [5, 50, 95])
+    return {
+        "n": len(v),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "p05": float(p05),
+        "median": float(median),
+        "p95": float(p95),
+        "max": float(v.max()),
+    }
+
+
+def histogram(
+    values: ArrayLike, *, bins: int = 20, value_range: tuple[float, float] = (-1.0, 1.0)
+) -> dict[str, list[float] | list[int]]:
+    """Counts of the finite values in ``bins`` equal bins over ``value_range`` (the last bin
+    closed): ``{"edges": [bins + 1], "counts": [bins]}``."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    counts, edges = np.histogram(v[np.isfinite(v)], bins=bins, range=value_range)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def metric_deltas(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """``{metric: {"a", "b", "delta": b - a}}`` for the numeric metrics both sides report
+    (booleans and non-finite values left out), sorted by name."""
+
+    def num(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+
+    return {
+        key: {"a": float(a[key]), "b": float(b[key]), "delta": float(b[key]) - float(a[key])}
+        for key in sorted(set(a) & set(b))
+        if num(a[key]) and num(b[key])
+    }
+
+
+__all__ = [
+    "histogram",
+    "metric_deltas",
+    "row_cosine",
+    "summarize",
+    "top_k",
+    "topk_changed",
+    "topk_overlap",
+]
