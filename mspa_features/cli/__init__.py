@@ -9,12 +9,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mspa_features import logs
 from mspa_features.cli import ablate as ablate_cmd
 from mspa_features.cli import align as align_cmd
 from mspa_features.cli import backfill as backfill_cmd
 from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
+from mspa_features.cli import drift as drift_cmd
 from mspa_features.cli import eval as eval_cmd
+from mspa_features.cli import gallery as gallery_cmd
 from mspa_features.cli import lis as lis_cmd
 from mspa_features.cli import nearest as nearest_cmd
 from mspa_features.cli import register as register_cmd
@@ -41,6 +44,8 @@ register_cmd.install(app)
 nearest_cmd.install(register_cmd.features_app)
 ablate_cmd.install(app)
 lis_cmd.install(app)
+drift_cmd.install(app)
+gallery_cmd.install(app)
 
 
 def _exit(code: int) -> None:
@@ -53,18 +58,10 @@ def _exit(code: int) -> None:
     import os
 
     atexit._run_exitfuncs()
+    logs.flush()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _quiet_library_warnings() -> None:
-    """Library deprecation notices (ibis, SQLAlchemy via MLflow) and Feast's "experimental"
-    note on on-demand views say nothing a CLI user can act on; our own warnings still show."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
 
 def _usage_line(e: Exception) -> str:
@@ -96,7 +93,6 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     raised by a command) print one line on stderr and return 2, as do library errors
     (:class:`MspaError`, one clear message); no traceback for either.
     """
-    _quiet_library_warnings()
     try:
         rv = app(args=argv, prog_name="mspa", standalone_mode=False)
     except MspaError as e:
@@ -123,5 +119,10 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Entry point: user-facing errors print one clear line and exit 2, no traceback."""
+    """Entry point: user-facing errors print one clear line and exit 2, no traceback.
+
+    Library warnings, third-party logs and Spark's JVM output go to the run's log file, not
+    the terminal (:mod:`mspa_features.logs`), set up before any library is imported.
+    """
+    logs.install()
     _exit(run_cli())
