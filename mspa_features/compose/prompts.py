@@ -430,7 +430,7 @@ def load_prompt_file(path: str | Path) -> PromptSet:
     Raises:
         ConfigError: naming the file and each offending field.
     """
-    from mspa_features.config import load_yaml_model
+    from mspa_features.config_base import load_yaml_model
 
     p = Path(path)
     spec = load_yaml_model(p, PromptFile)
