@@ -20,6 +20,14 @@ from pydantic import (
 )
 
 from mspa_features.compose.encoders import EncoderConfig
+from mspa_features.data.contracts import AUTHORS
+from mspa_features.data.sources import (
+    ColumnMapping,
+    ContractTimestamps,
+    SparkRead,
+    SparkTables,
+    is_uri,
+)
 from mspa_features.data.synthetic import SyntheticConfig
 from mspa_features.errors import ConfigError
 from mspa_features.generation.base import BackendConfig
@@ -31,10 +39,37 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Where the interactions come from."""
+    """Where the users, authors and interactions come from (every source goes through the same
+    ingest + validation: ``mspa_features.data.ingest.ingest_source``)."""
 
-    source: Literal["movielens", "synthetic"] = Field(
-        description="movielens: MovieLens-100K from the recbole wheel; synthetic: live-stream generator"
+    source: Literal["movielens", "synthetic", "files", "spark"] = Field(
+        description="files: your own contract files (data.path); spark: tables read through "
+        "Spark (data.tables); movielens: MovieLens-100K from the recbole wheel; synthetic: "
+        "live-stream generator"
+    )
+    path: str | None = Field(
+        None,
+        description="files: the folder holding users / authors / interactions (.parquet, .csv "
+        "or .tsv), a local path (relative to the run config's folder) or a URI pyarrow or "
+        "fsspec opens (s3://, gs://, hdfs://, file://...)",
+    )
+    tables: SparkTables | None = Field(
+        None, description="spark: a catalog table or a path per contract"
+    )
+    spark: SparkRead | None = Field(None, description="spark: master, reader format, settings")
+    columns: ColumnMapping = Field(
+        default_factory=ColumnMapping,
+        description="files/spark: per contract, contract column -> your column",
+    )
+    timestamps: ContractTimestamps = Field(
+        default_factory=ContractTimestamps,
+        description="files/spark: per contract, how instants are written (unit: iso | s | ms | "
+        "us; timezone of ISO text without an offset)",
+    )
+    author_modalities: list[str] | None = Field(
+        None,
+        description="author columns that must be non-empty (default: profile_text; synthetic: "
+        "profile_text and frames)",
     )
     positive_threshold: float = Field(
         4.0, ge=1.0, le=5.0, description="MovieLens: a rating >= this is a positive (label 1)"
@@ -42,12 +77,45 @@ class DataConfig(_Strict):
     synthetic: SyntheticConfig | None = Field(None, description="generator settings (synthetic)")
 
     @model_validator(mode="after")
-    def _synthetic_settings(self) -> DataConfig:
+    def _source_settings(self) -> DataConfig:
         if self.source == "synthetic" and self.synthetic is None:
             self.synthetic = SyntheticConfig()
         if self.source != "synthetic" and self.synthetic is not None:
             raise ValueError(f"'synthetic' settings given but source is {self.source!r}")
+        if self.source == "files" and not (self.path or "").strip():
+            raise ValueError("source 'files' needs path: the folder of your contract files")
+        if self.source != "files" and self.path is not None:
+            raise ValueError(f"'path' given but source is {self.source!r} (path is for 'files')")
+        if self.source == "spark" and self.tables is None:
+            raise ValueError(
+                "source 'spark' needs tables: {users: ..., authors: ..., interactions: ...}"
+            )
+        if self.source == "spark" and self.spark is None:
+            self.spark = SparkRead()
+        if self.source != "spark" and (self.tables is not None or self.spark is not None):
+            raise ValueError(f"'tables'/'spark' given but source is {self.source!r}")
+        if self.source in ("movielens", "synthetic"):
+            declared = [k for k in ("columns", "timestamps") if k in self.model_fields_set] + (
+                ["author_modalities"] if self.author_modalities is not None else []
+            )
+            if declared:
+                raise ValueError(
+                    f"{declared[0]!r} applies to sources 'files' and 'spark', not to the "
+                    f"{self.source!r} preset (it writes the contracts' own layout)"
+                )
+        for m in self.author_modalities or []:
+            if m not in AUTHORS.columns:
+                raise ValueError(
+                    f"author_modalities: {m!r} is not an authors column "
+                    f"(valid: {', '.join(AUTHORS.columns)})"
+                )
         return self
+
+    def modalities(self) -> tuple[str, ...]:
+        """Author columns that must be non-empty."""
+        if self.author_modalities is not None:
+            return tuple(self.author_modalities)
+        return ("profile_text", "frames") if self.source == "synthetic" else ("profile_text",)
 
 
 class U2AConfig(_Strict):
@@ -152,6 +220,14 @@ class FeaturesConfig(_Strict):
         description="composers to backfill; llm composes every snapshot with the LLM (slow on CPU)",
     )
     show_users: int = Field(1, ge=0, description="users whose online features are printed")
+    ttl_days: int = Field(
+        365,
+        ge=0,
+        description="Feast TTL of every feature view (days): a snapshot is visible this long in "
+        "point-in-time joins and online reads (0: never expires); Feast's first "
+        "`materialize-incremental` starts at now - TTL, so a historical dataset needs a TTL "
+        "reaching back to its first snapshot (MovieLens 1997-98: 36500)",
+    )
     sample: FeatureSampleConfig | None = Field(
         None,
         description="backfill sample.feature_sets only for a seeded user/author sample "
@@ -316,6 +392,10 @@ def load_config(path: str | Path) -> RunConfig:
     if cfg.ablation.config is not None and not cfg.ablation.config.is_absolute():
         cfg.ablation.config = p.parent / cfg.ablation.config
     cfg.composer.prompts = _resolve_prompts(p, cfg.composer.prompts)
+    if cfg.data.path is not None and not is_uri(cfg.data.path):
+        # Relative to the run config's folder, as every other path in it (and absolute: Spark
+        # workers and later commands run from anywhere).
+        cfg.data.path = str((p.parent / Path(cfg.data.path).expanduser()).resolve())
     cfg.composer.image_root = frame_root(cfg, p)
     # Whether the ablation file exists is checked when the main job starts (pipeline.run), not
     # here: `mspa backfill` on a copied run config must not fail over a stage it does not run.
@@ -326,7 +406,7 @@ def frame_root(cfg: RunConfig, config_path: Path | None = None) -> Path:
     """The folder relative frame paths resolve against: ``composer.image_root`` (relative to
     the run config's folder), else the folder the data was validated from (what
     ``ingest_folder`` passed to validation: the synthetic generator's raw folder), else the
-    run's data folder."""
+    run's data folder (``files`` from a local folder: that folder)."""
     root = cfg.composer.image_root
     if root is not None:
         if not root.is_absolute() and config_path is not None:
@@ -335,6 +415,8 @@ def frame_root(cfg: RunConfig, config_path: Path | None = None) -> Path:
     ws = Workspace(cfg.workspace)
     if cfg.data.source == "synthetic" and cfg.data.synthetic is not None:
         return ws.raw / f"synthetic-{cfg.data.synthetic.fingerprint()}"
+    if cfg.data.source == "files" and cfg.data.path is not None and not is_uri(cfg.data.path):
+        return Path(cfg.data.path).resolve()  # your frames resolve beside your files
     return ws.data(cfg.name)
 
 
