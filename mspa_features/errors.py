@@ -1,13 +1,141 @@
-"""The one errors module: every exception the library raises derives from :class:`MspaError`."""
+"""The one errors module: every exception the library raises derives from :class:`MspaError`.
+
+Each class builds its message from the values that matter (the field, the value it got, the
+valid choices, the record). Where a class replaces a built-in error the library used to raise
+(``ValueError``, ``TypeError``, ``RuntimeError``), it also derives from that built-in, so
+``except ValueError`` in callers (and pydantic, which turns a ``ValueError`` raised in a
+validator into a ``ValidationError``) keeps working. ``tests/unit/test_code_rules.py`` fails
+when the library raises a bare built-in again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
 class MspaError(Exception):
     """Root of all mspa-features errors."""
+
+
+def _where(record: object) -> str:
+    return "" if record is None else f"{record}: "
+
+
+class InvalidValueError(MspaError, ValueError):
+    """A value outside its domain: names the field, the value it got and what is valid.
+
+    ``record`` (optional) says where: a row, a conversation, a group.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        value: object,
+        expected: str,
+        *,
+        record: object = None,
+        hint: str | None = None,
+    ):
+        self.field, self.value, self.expected, self.record = field, value, expected, record
+        msg = f"{_where(record)}{field} must be {expected}, got {value!r}"
+        super().__init__(msg + (f"; {hint}" if hint else ""))
+
+
+class InvalidTypeError(MspaError, TypeError):
+    """A value of the wrong type: names the field, the type expected and the type it got."""
+
+    def __init__(
+        self,
+        field: str,
+        value: object,
+        expected: str,
+        *,
+        record: object = None,
+        hint: str | None = None,
+    ):
+        self.field, self.value, self.expected, self.record = field, value, expected, record
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        msg = f"{_where(record)}{field} must be {expected}, got {type(value).__name__} {shown}"
+        super().__init__(msg + (f"; {hint}" if hint else ""))
+
+
+class UnknownNameError(MspaError, ValueError):
+    """A name that is not one of the registered ones; lists the valid choices."""
+
+    def __init__(
+        self, kind: str, name: object, valid: Iterable[object], *, hint: str | None = None
+    ):
+        self.kind, self.name, self.valid = kind, name, [str(v) for v in valid]
+        msg = f"unknown {kind} {name!r}; valid: {', '.join(self.valid)}"
+        super().__init__(msg + (f" ({hint})" if hint else ""))
+
+
+class InputMismatchError(MspaError, ValueError):
+    """Inputs that must agree (lengths, shapes, counts) do not; names each with what it has."""
+
+    def __init__(
+        self,
+        requirement: str,
+        inputs: Mapping[str, object],
+        *,
+        record: object = None,
+        hint: str | None = None,
+    ):
+        self.requirement, self.inputs, self.record = requirement, dict(inputs), record
+        got = ", ".join(f"{k} {v}" for k, v in self.inputs.items())
+        msg = f"{_where(record)}{' and '.join(self.inputs)} {requirement}, got {got}"
+        super().__init__(msg + (f"; {hint}" if hint else ""))
+
+
+class IncompatibleSettingsError(MspaError, ValueError):
+    """Settings that are valid alone but not together; names each setting and its value."""
+
+    def __init__(self, settings: Mapping[str, object], reason: str, *, fix: str | None = None):
+        self.settings, self.reason = dict(settings), reason
+        got = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        super().__init__(f"{got}: {reason}" + (f"; {fix}" if fix else ""))
+
+
+class DataError(MspaError, ValueError):
+    """Rows or arrays a computation cannot use (NaN, labels that are not 0/1, a duplicate id,
+    a missing column); names the input, the record and the field where known."""
+
+    def __init__(
+        self,
+        source: str,
+        message: str,
+        *,
+        record: object = None,
+        field: str | None = None,
+    ):
+        self.source, self.record, self.field = source, record, field
+        where = "".join(
+            [
+                f" record {record}" if record is not None else "",
+                f" field {field!r}" if field is not None else "",
+            ]
+        )
+        super().__init__(f"{source}{where}: {message}")
+
+
+class BackendError(MspaError, RuntimeError):
+    """A generation or encoding backend cannot serve a call (closed, a native call failed, a
+    model it cannot load); names the backend and what failed."""
+
+    def __init__(self, backend: str, message: str):
+        self.backend = backend
+        super().__init__(f"{backend}: {message}")
+
+
+class BackendInputError(MspaError, ValueError):
+    """A backend got a request it cannot serve (a prompt longer than its context, an image it
+    cannot decode, frames for a text-only model); names the backend and the conversation."""
+
+    def __init__(self, backend: str, message: str, *, record: object = None):
+        self.backend, self.record = backend, record
+        super().__init__(f"{backend}: {_where(record)}{message}")
 
 
 class ConfigError(MspaError):

@@ -14,22 +14,19 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mspa_features.align.rewards import reward_weights
 from mspa_features.align.rewards.tawin import check_window
 from mspa_features.config import load_yaml_model
+from mspa_features.config_base import StrictModel
 from mspa_features.errors import ConfigError
 from mspa_features.names import experiment_name
 
 TINY_RANDOM_LLAMA = "tiny-random-llama"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PolicyModelConfig(_Strict):
+class PolicyModelConfig(StrictModel):
     """The policy to align."""
 
     name: str = Field(
@@ -47,7 +44,7 @@ class PolicyModelConfig(_Strict):
     attn_implementation: str | None = Field(None, description="e.g. flash_attention_2 on GPU")
 
 
-class AlignDataConfig(_Strict):
+class AlignDataConfig(StrictModel):
     """Training prompts built from the U2A dataset of the run config."""
 
     split: Literal["train", "val", "test"] = "train"
@@ -70,7 +67,7 @@ class AlignDataConfig(_Strict):
     )
 
 
-class TAWinConfig(_Strict):
+class TAWinConfig(StrictModel):
     """TAWin (WPAUC paper): reweight each group's negative advantages to the FPR window
     ``[alpha, alpha + width]`` (see :mod:`mspa_features.align.rewards.tawin`)."""
 
@@ -83,7 +80,7 @@ class TAWinConfig(_Strict):
         return self
 
 
-class RewardsConfig(_Strict):
+class RewardsConfig(StrictModel):
     """``R = l1*accuracy + l2*format + (1 - l1 - l2)*similarity``."""
 
     lambda_accuracy: float = Field(0.6, ge=0.0, le=1.0, description="l1")
@@ -112,7 +109,7 @@ class RewardsConfig(_Strict):
         return {"accuracy": acc, "format": fmt, "similarity": sim}
 
 
-class GRPOSettings(_Strict):
+class GRPOSettings(StrictModel):
     """What goes to TRL's ``GRPOConfig`` (same names; see its docs)."""
 
     learning_rate: float = Field(1e-6, gt=0.0, description="paper: 1e-6 (7B, full fine-tune)")
@@ -169,7 +166,7 @@ class GRPOSettings(_Strict):
         return self
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(StrictModel):
     """MLflow: SQLite in the workspace by default."""
 
     mlflow_uri: str | None = Field(None, description="default: sqlite:///<workspace>/mlflow.db")
@@ -181,7 +178,7 @@ class TrackingConfig(_Strict):
         return experiment_name(v, "tracking.experiment")
 
 
-class AlignEvalConfig(_Strict):
+class AlignEvalConfig(StrictModel):
     """Before/after evaluation on held-out users (U2A test split)."""
 
     enabled: bool = True
@@ -205,7 +202,7 @@ class AlignEvalConfig(_Strict):
         return self
 
 
-class AlignConfig(_Strict):
+class AlignConfig(StrictModel):
     """One alignment run."""
 
     run_config: Path = Field(

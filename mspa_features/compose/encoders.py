@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from mspa_features.config_base import StrictModel
 from mspa_features.models import MINILM, ModelNotFoundError, minilm_path
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,11 @@ def default_pooling(model: str) -> Pooling:
     return "cls" if "bge" in model.lower() and not _is_minilm(model) else "mean"
 
 
-class EncoderConfig(BaseModel):
+class EncoderConfig(StrictModel):
     """Which text encoder to load and how to run it.
 
     Unknown keys are rejected; every error names the offending field.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
         MINILM,

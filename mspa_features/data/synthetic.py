@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator
 
+from mspa_features.config_base import StrictModel
 from mspa_features.data.contracts import AUTHORS, INTERACTIONS, TS, USERS
 
 # --------------------------------------------------------------------------- vocabularies
@@ -104,10 +105,8 @@ _BOUNDS: dict[str, tuple[int, int]] = {
 # --------------------------------------------------------------------------- config
 
 
-class SyntheticConfig(BaseModel):
+class SyntheticConfig(StrictModel):
     """Size and seed of a synthetic dataset; the same config always yields the same data."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n_users: int = 1000
     n_authors: int = 200

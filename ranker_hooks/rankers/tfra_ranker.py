@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from mspa_features.config_base import StrictModel
 from mspa_features.errors import (
     RankerInputError,
     TfraEnvironmentError,
@@ -47,10 +48,8 @@ _REPO = Path(__file__).resolve().parents[2]
 PYTHON_ENV_VAR = "MSPA_TFRA_PYTHON"
 
 
-class TfraRankerConfig(BaseModel):
+class TfraRankerConfig(StrictModel):
     """Hyper-parameters of :class:`TfraRanker` (names shared with the torch backend)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id_dim: int = Field(16, ge=1, description="ID embedding size (user and author tables)")
     dense_dim: int = Field(16, ge=1, description="width of the dense tower")
