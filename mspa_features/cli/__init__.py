@@ -15,6 +15,7 @@ from mspa_features.cli import align as align_cmd
 from mspa_features.cli import backfill as backfill_cmd
 from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
+from mspa_features.cli import drift as drift_cmd
 from mspa_features.cli import eval as eval_cmd
 from mspa_features.cli import gallery as gallery_cmd
 from mspa_features.cli import lis as lis_cmd
@@ -43,6 +44,7 @@ register_cmd.install(app)
 nearest_cmd.install(register_cmd.features_app)
 ablate_cmd.install(app)
 lis_cmd.install(app)
+drift_cmd.install(app)
 gallery_cmd.install(app)
 
 
