@@ -91,6 +91,14 @@ class DriftReport:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> dict[str, Any]:
+        """The report without the per-user rows and histograms (for a run's summary.json)."""
+        doc = self.to_json()
+        doc.pop("per_user")
+        for side in ("users", "authors"):
+            doc[side] = {k: v for k, v in doc[side].items() if k != "histogram"}
+        return doc
+
 
 def read_embeddings(
     store: FeatureStore,
