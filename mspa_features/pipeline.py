@@ -515,6 +515,14 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
         t0 = time.perf_counter()
         features = build_features(cfg, ws)
         _timed(timings, "features", t0)
+        if {"template", "llm"} <= set(cfg.features.feature_sets):
+            # Drift from the template to the llm set (issue 16): JSON, plot, an MLflow run.
+            from mspa_features.evaluation.drift_report import drift
+
+            say("drift: template -> llm (Feast point-in-time read at the data's end)")
+            t0 = time.perf_counter()
+            features["drift"] = drift(cfg, "template", "llm").summary()
+            _timed(timings, "drift", t0)
         say("serving: online features for a test user")
         t0 = time.perf_counter()
         serving = serving_preview(cfg, ws, u2a)
