@@ -72,7 +72,9 @@ class _Stages:
 
 
 def bench_p1_p4(args: argparse.Namespace, work: Path) -> None:
-    from mspa_features import backfill as B
+    from mspa_features.snapshots import backfill as B
+    from spark_jobs import backfill as jobs
+    from spark_jobs.session import build_spark_session
 
     cfg, counts = _workspace(work / "main", args.users, args.authors, args.window, args.mean_tips)
     warm_cfg = cfg.model_copy(update={"workspace": work / "warm"})
@@ -84,7 +86,7 @@ def bench_p1_p4(args: argparse.Namespace, work: Path) -> None:
     )
     bf = B.BackfillConfig(master=args.master, spark_conf={"spark.ui.enabled": "false"})
     t0 = time.perf_counter()
-    spark = B.build_spark_session(bf, app_name="bench-backfill")
+    spark = build_spark_session(bf, app_name="bench-backfill")
     t_session = time.perf_counter() - t0
     par = spark.sparkContext.defaultParallelism
     print(f"Spark session start: {t_session:.1f}s ({args.master}, parallelism {par})")
@@ -92,7 +94,7 @@ def bench_p1_p4(args: argparse.Namespace, work: Path) -> None:
     first, last = START + timedelta(days=1), START + timedelta(days=args.days)
     new_day = last + timedelta(days=1)
     t0 = time.perf_counter()
-    B.backfill_preferences(spark, warm_cfg, bf, first, first)
+    jobs.backfill_preferences(spark, warm_cfg, bf, first, first)
     print(
         f"warm-up (workers load composer + encoder; other workspace): "
         f"{time.perf_counter() - t0:.1f}s"
@@ -100,7 +102,7 @@ def bench_p1_p4(args: argparse.Namespace, work: Path) -> None:
 
     stages = _Stages()
     cpu0 = _tree_cpu()
-    full = B.backfill_preferences(spark, cfg, bf, first, last, progress=stages)
+    full = jobs.backfill_preferences(spark, cfg, bf, first, last, progress=stages)
     cpu_full = _tree_cpu() - cpu0
     full.check()
     t_full = full.seconds
@@ -109,7 +111,7 @@ def bench_p1_p4(args: argparse.Namespace, work: Path) -> None:
         f"in {t_full:.1f}s, {cpu_full:.1f}s cpu ({stages.line()})"
     )
     stages = _Stages()
-    inc = B.backfill_preferences(spark, cfg, bf, new_day, new_day, progress=stages)
+    inc = jobs.backfill_preferences(spark, cfg, bf, new_day, new_day, progress=stages)
     inc.check()
     print(f"one new day {new_day}: {inc.written:,} rows in {inc.seconds:.1f}s ({stages.line()})")
     spark.stop()
@@ -257,14 +259,16 @@ def bench_memory(args: argparse.Namespace, work: Path) -> None:
 
 
 def memory_child(args: argparse.Namespace) -> None:
-    from mspa_features import backfill as B
     from mspa_features.config import RunConfig
+    from mspa_features.snapshots import backfill as B
+    from spark_jobs import backfill as jobs
+    from spark_jobs.session import build_spark_session
 
     cfg = RunConfig.model_validate_json(Path(args.mem_child).read_text())
     bf = B.BackfillConfig(master=args.master, spark_conf={"spark.ui.enabled": "false"})
-    spark = B.build_spark_session(bf, app_name="bench-backfill-memory")
+    spark = build_spark_session(bf, app_name="bench-backfill-memory")
     end = START + timedelta(days=args.window)
-    counts = B.backfill_preferences(spark, cfg, bf, end - timedelta(days=args.mem_days - 1), end)
+    counts = jobs.backfill_preferences(spark, cfg, bf, end - timedelta(days=args.mem_days - 1), end)
     spark.stop()
     counts.check()
     print(json.dumps(counts.as_dict()))

@@ -1,7 +1,8 @@
 """mspa-features: MLLM preference features for production rankers, with AIS/LIS proof.
 
-Heavy dependencies (torch, pyspark, feast, transformers) are imported lazily inside the
-functions that need them, so ``import mspa_features`` and ``mspa --help`` stay fast.
+Heavy dependencies (torch, feast, transformers) are imported lazily inside the functions that
+need them, so ``import mspa_features`` and ``mspa --help`` stay fast. Spark is never imported by
+the library: the Spark jobs live in ``spark_jobs/`` and call it.
 """
 
 __version__ = "0.1.0"

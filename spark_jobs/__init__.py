@@ -1,5 +1,12 @@
-"""Batch jobs (PySpark): thin entry points that call the library.
+"""Batch jobs (PySpark): the Spark side of the point-in-time backfills; they call the library.
 
-Point-in-time preference and author-profile backfills land here (issue: Spark backfills and the
-Feast feature repo). Each job is runnable with ``spark-submit`` and from ``mspa backfill``.
+* ``session``: the SparkSession builder and the job's child session, progress reporting;
+* ``plans``: the Spark plans (the snapshots due, the rows each UDF receives);
+* ``udfs``: the ``mapInArrow`` bodies run inside Python workers (history, compose, encode);
+* ``backfill``: the drivers (``backfill_preferences``, ``backfill_authors``, ``run_backfill``);
+* ``submit``: the one ``spark-submit`` entry, ``spark_jobs/submit.py preferences|authors``
+  (also ``python -m spark_jobs``); ``mspa backfill`` and the main job run the same drivers.
+
+The rules the rows obey (the point-in-time history, partition publishing) are the library's
+(:mod:`mspa_features.snapshots`): imports flow from here to ``mspa_features``, never back.
 """

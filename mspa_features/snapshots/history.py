@@ -44,6 +44,7 @@ import pandas as pd
 from mspa_features.data.contracts import Author
 
 __all__ = [
+    "EPOCH",
     "POSITIVE",
     "AuthorSnapshots",
     "Histories",
@@ -57,17 +58,18 @@ __all__ = [
 
 #: The label of a positive interaction (the ``interactions`` contract's ``label``).
 POSITIVE = 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The epoch, UTC: timestamps in arrays are microseconds since it.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def epoch_us(ts: datetime) -> int:
     """A timezone-aware datetime -> microseconds since the epoch (UTC)."""
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+    return (ts - EPOCH) // timedelta(microseconds=1)
 
 
 def utc_from_us(us: int) -> datetime:
     """Microseconds since the epoch -> a UTC datetime."""
-    return _EPOCH + timedelta(microseconds=int(us))
+    return EPOCH + timedelta(microseconds=int(us))
 
 
 def _series_us(values: Iterable) -> np.ndarray:

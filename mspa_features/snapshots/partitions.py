@@ -69,6 +69,7 @@ __all__ = [
     "read_partitions",
     "recover_partitions",
     "snapshot_instant",
+    "staging_area",
 ]
 
 #: ``progress(stage, done, total)``: how jobs report progress to a caller's bar.
@@ -432,6 +433,25 @@ def prepare_output(root: Path, entity: str) -> list[str]:
         shutil.rmtree(p, ignore_errors=True)
         done.append(f"deleted staging {p.name}")
     return done
+
+
+@contextlib.contextmanager
+def staging_area(root: Path, entity: str) -> Iterator[tuple[Path, str]]:
+    """One publishing run of ``entity`` under ``root``: holds :func:`entity_lock`, recovers what
+    a killed run left (:func:`prepare_output`), yields ``(staging folder, run id)`` for the job
+    to write into and :func:`publish` from, and deletes the staging folder on exit.
+
+    Raises:
+        MspaError: another backfill holds this entity's lock.
+    """
+    run_id = uuid.uuid4().hex[:12]
+    with entity_lock(root, entity):
+        prepare_output(root, entity)
+        staging = root / STAGING_DIR / f"{entity}-{run_id}"
+        try:
+            yield staging, run_id
+        finally:
+            drop_staging(staging)
 
 
 def drop_staging(staging: Path) -> None:

@@ -21,11 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mspa_features import backfill as B
 from mspa_features.config import DataConfig, RunConfig, Workspace
 from mspa_features.data.contracts import AUTHOR_PROFILES, AUTHORS, INTERACTIONS, PREFERENCES
 from mspa_features.data.validation import QUARANTINE_SCHEMA
 from mspa_features.errors import ReconciliationError
+from mspa_features.snapshots import backfill as B  # the library side: config, partitions, reads
+from mspa_features.snapshots import partitions
+from spark_jobs import backfill as jobs
+from spark_jobs.session import build_spark_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,7 +48,7 @@ def spark():
         master="local[2]",
         spark_conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"},
     )
-    session = B.build_spark_session(bf, app_name="mspa-tests")
+    session = build_spark_session(bf, app_name="mspa-tests")
     yield session
     session.stop()
 
@@ -76,8 +79,8 @@ def clean(spark, tmp_path_factory, ml_data):
     """A clean run over [START, END] of both entities: the reference every test compares to."""
     cfg = _workspace(tmp_path_factory, ml_data, "clean")
     counts = {
-        "preferences": B.backfill_preferences(spark, cfg, BF, START, END),
-        "author_profiles": B.backfill_authors(spark, cfg, BF, AUTHORS_START, END),
+        "preferences": jobs.backfill_preferences(spark, cfg, BF, START, END),
+        "author_profiles": jobs.backfill_authors(spark, cfg, BF, AUTHORS_START, END),
     }
     return cfg, counts
 
@@ -277,7 +280,7 @@ def _tiny_workspace(tmp_path: Path) -> RunConfig:
 def test_weekly_quarantine_and_point_in_time_author_content(spark, tmp_path):
     cfg = _tiny_workspace(tmp_path)
     bf = B.BackfillConfig(cadence="weekly")
-    counts = B.run_backfill(cfg, bf, date(2024, 1, 6), date(2024, 1, 16), spark=spark)
+    counts = jobs.run_backfill(cfg, bf, date(2024, 1, 6), date(2024, 1, 16), spark=spark)
     root = B.feature_set_dir(cfg, bf)
 
     prefs = counts["preferences"]
@@ -330,7 +333,7 @@ def test_a_range_after_all_content_writes_the_content_valid_at_its_start(spark, 
     (as of its start), and the counts say why rows are or are not there."""
     cfg = _tiny_workspace(tmp_path)
     bf = B.BackfillConfig(cadence="daily")
-    counts = B.run_backfill(cfg, bf, date(2024, 2, 1), date(2024, 2, 3), spark=spark)
+    counts = jobs.run_backfill(cfg, bf, date(2024, 2, 1), date(2024, 2, 3), spark=spark)
     auth = counts["author_profiles"]
     # a1 (newest: 01-09 "Singer A v2"), a2 (01-10) and a3 (blank: quarantined), as of 02-01
     assert (auth.requested, auth.written, auth.quarantined) == (3, 2, 1)
@@ -362,7 +365,7 @@ def test_a_range_after_all_content_writes_the_content_valid_at_its_start(spark, 
 def test_a_range_before_all_content_says_why_it_is_empty(spark, tmp_path):
     cfg = _tiny_workspace(tmp_path)
     bf = B.BackfillConfig(cadence="weekly")
-    counts = B.run_backfill(
+    counts = jobs.run_backfill(
         cfg, bf, date(2023, 12, 1), date(2023, 12, 3), spark=spark, entities=("authors", "users")
     )
     auth = counts["author_profiles"]
@@ -403,7 +406,7 @@ def test_counts_that_do_not_reconcile_publish_nothing(tmp_path):
         )
     root = tmp_path / "fs"
     with pytest.raises(ReconciliationError, match="ds=2024-01-15.*input=2 accepted=1"):
-        B._publish(
+        partitions.publish(
             contract=PREFERENCES,
             root=root,
             dates=[date(2024, 1, 8), date(2024, 1, 15)],
@@ -446,9 +449,9 @@ def test_killed_run_leaves_old_or_new_and_rerun_is_identical(
         os.rename(src, dst)
 
     with monkeypatch.context() as m:
-        m.setattr(B, "_rename", rename)
+        m.setattr(partitions, "_rename", rename)
         with pytest.raises(_Killed):
-            B.backfill_preferences(spark, cfg, BF, START, END)
+            jobs.backfill_preferences(spark, cfg, BF, START, END)
     third = f"ds={START + timedelta(days=2)}"
     hidden = _hidden(pref_dir)
     assert not (pref_dir / third).exists()
@@ -469,7 +472,7 @@ def test_killed_run_leaves_old_or_new_and_rerun_is_identical(
     (pref_dir / ".ds=1997-09-30.tmp-dead" / B.PART_FILE).write_bytes(b"half a file")
     (_root(cfg) / B.STAGING_DIR / "preferences-dead").mkdir(parents=True)
 
-    counts = B.backfill_preferences(spark, cfg, BF, START, END)
+    counts = jobs.backfill_preferences(spark, cfg, BF, START, END)
     counts.check()
     assert _rows(cfg) == _rows(ref_cfg)  # row for row, every column, embeddings included
     assert _quarantine(cfg) == _quarantine(ref_cfg)
@@ -500,10 +503,10 @@ def _stamps(root: Path, dates) -> dict[str, tuple[int, int, int, int]]:
 def test_one_new_day_touches_only_its_partition(spark, clean, tmp_path_factory, ml_data):
     ref_cfg, _ = clean
     cfg = _workspace(tmp_path_factory, ml_data, "incremental")
-    B.backfill_preferences(spark, cfg, BF, D[0], D[4])
+    jobs.backfill_preferences(spark, cfg, BF, D[0], D[4])
     before = _stamps(_root(cfg), D[:5])
     assert not (_root(cfg) / "preferences" / f"ds={D[5]}").exists()
-    counts = B.backfill_preferences(spark, cfg, BF, D[5], D[5])
+    counts = jobs.backfill_preferences(spark, cfg, BF, D[5], D[5])
     assert [p.ds for p in counts.partitions] == [D[5].isoformat()]
     assert _stamps(_root(cfg), D[:5]) == before  # untouched: same inode, same mtime
     manifest = B.read_manifest(_root(cfg) / "preferences")
@@ -525,17 +528,27 @@ def test_one_new_day_touches_only_its_partition(spark, clean, tmp_path_factory, 
 # --------------------------------------------------------------------------- (f) entry points
 
 
-def test_spark_submit_entry_points_parse_arguments():
-    for job in ("backfill_preferences.py", "backfill_authors.py"):
-        proc = subprocess.run(
-            [sys.executable, str(REPO / "spark_jobs" / job), "--help"],
+def test_spark_submit_entry_point_parses_arguments():
+    """One entry, two jobs: ``spark_jobs/submit.py`` (spark-submit's form) and ``-m spark_jobs``."""
+    for cmd in (
+        [sys.executable, str(REPO / "spark_jobs" / "submit.py")],
+        [sys.executable, "-m", "spark_jobs"],
+    ):
+        for job in ("preferences", "authors"):
+            proc = subprocess.run(
+                [*cmd, job, "--help"], capture_output=True, text=True, timeout=120, check=False
+            )
+            assert proc.returncode == 0, proc.stderr
+            out = proc.stdout
+            assert "--config" in out and "--start" in out and "--end" in out
+        bad = subprocess.run(
+            [*cmd, "all", "--config", "x.yaml", "--start", "2024-01-01", "--end", "2024-01-02"],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
-        assert proc.returncode == 0, proc.stderr
-        assert "--config" in proc.stdout and "--start" in proc.stdout and "--end" in proc.stdout
+        assert bad.returncode == 2 and "invalid choice: 'all'" in bad.stderr
 
 
 def test_cli_backfill_runs_and_prints_counts(clean, tmp_path_factory, ml_data):
@@ -611,9 +624,11 @@ def test_cli_backfill_runs_and_prints_counts(clean, tmp_path_factory, ml_data):
 
 
 def test_worker_history_building_matches_build_histories():
-    """The incremental, batch-streamed history equals composer.build_histories, ties included."""
+    """The worker's batch-streamed histories equal composer.build_histories, ties included."""
     from mspa_features.compose.composer import build_histories
     from mspa_features.data.contracts import Author
+    from mspa_features.snapshots.history import AuthorSnapshots, user_snapshots
+    from spark_jobs.udfs import user_groups
 
     rng = np.random.default_rng(0)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -664,10 +679,10 @@ def test_worker_history_building_matches_build_histories():
             ]
         )
     )
-    index = B._AuthorIndex(list(authors.values()))
+    index = AuthorSnapshots(authors.values())
     got = []
-    for user, ts, aids, kinds in B._user_groups(iter(table.to_batches(max_chunksize=37))):
-        got += B.user_histories(user, ts, aids, kinds, index)
+    for user, ts, aids, kinds in user_groups(iter(table.to_batches(max_chunksize=37))):
+        got += user_snapshots(user, ts, aids, kinds, index)
     assert len({h.user_id for h in got}) == 4  # each user seen once despite straddling batches
     expected = build_histories(inter, authors, requests)
     key = lambda h: (h.user_id, h.as_of)

@@ -1,9 +1,9 @@
 """The backfill on a real Spark standalone cluster equals the ``local[*]`` run, row for row.
 
 A master and one worker start on 127.0.0.1 from the ``spark-class`` that pyspark's wheel ships
-(no separate Spark download); both ``spark_jobs/`` entry points run through ``spark-submit
---master spark://127.0.0.1:<port>`` and, as the reference, through ``spark-submit --master
-local[2]``, each on its own copy of the same accepted MovieLens data. Texts and keys must be
+(no separate Spark download); both jobs of the one ``spark_jobs/submit.py`` entry run through
+``spark-submit --master spark://127.0.0.1:<port>`` and, as the reference, through ``spark-submit
+--master local[2]``, each on its own copy of the same accepted MovieLens data. Texts and keys must be
 equal; embeddings equal to float32 rounding (the executors batch texts differently from the local
 run, and the encoder's padding depends on the batch).
 """
@@ -137,7 +137,8 @@ def _submit(master: str, env: dict[str, str], job: str, cfg: Path) -> dict:
     cmd = [
         str(_spark_bin() / "spark-submit"), "--master", master,
         "--conf", "spark.ui.enabled=false", "--conf", "spark.executor.memory=2g",
-        str(REPO / "spark_jobs" / job), "--config", str(cfg), "--start", START, "--end", END,
+        str(REPO / "spark_jobs" / "submit.py"), job,
+        "--config", str(cfg), "--start", START, "--end", END,
     ]
     proc = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO, check=False
@@ -147,11 +148,11 @@ def _submit(master: str, env: dict[str, str], job: str, cfg: Path) -> dict:
 
 
 def _rows(cfg: Path, entity: str) -> dict[str, list]:
-    from mspa_features import backfill as B
     from mspa_features.config import load_config
+    from mspa_features.snapshots.backfill import BackfillConfig, feature_set_dir, read_partitions
 
     run = load_config(cfg)
-    t = B.read_partitions(B.feature_set_dir(run, B.BackfillConfig()) / entity)
+    t = read_partitions(feature_set_dir(run, BackfillConfig()) / entity)
     key = "user_id" if entity == "preferences" else "author_id"
     return t.sort_by([("ds", "ascending"), (key, "ascending")]).to_pydict()
 
@@ -159,8 +160,8 @@ def _rows(cfg: Path, entity: str) -> dict[str, list]:
 @pytest.mark.parametrize(
     ("job", "entity", "text"),
     [
-        ("backfill_preferences.py", "preferences", "pref_text"),
-        ("backfill_authors.py", "author_profiles", "author_text"),
+        ("preferences", "preferences", "pref_text"),
+        ("authors", "author_profiles", "author_text"),
     ],
 )
 def test_cluster_backfill_equals_local_row_for_row(

@@ -154,8 +154,9 @@ def test_two_registers_at_once_leave_a_whole_store(run_yaml) -> None:
 
 def test_backfill_takes_the_same_lock(run_yaml, tmp_path: Path) -> None:
     """A backfill of a run being registered refuses before starting Spark (no session)."""
-    from mspa_features.backfill import BackfillConfig, run_backfill
-    from mspa_features.backfill import parse_date as d
+    from mspa_features.snapshots.backfill import BackfillConfig
+    from mspa_features.snapshots.backfill import parse_date as d
+    from spark_jobs.backfill import run_backfill
 
     _, cfg = run_yaml
     release = tmp_path / "release"

@@ -164,7 +164,7 @@ def test_align_experiment_is_checked_at_load() -> None:
 def test_backfill_feature_set_is_checked_before_spark() -> None:
     from pydantic import ValidationError
 
-    from mspa_features.backfill import BackfillConfig
+    from mspa_features.snapshots.backfill import BackfillConfig
 
     assert BackfillConfig(feature_set="smollm2-135m-grpo-0a1b").feature_set_name.startswith("s")
     with pytest.raises(ValidationError, match='feature_set "it\'s" cannot name Feast objects'):
