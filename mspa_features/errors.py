@@ -347,3 +347,11 @@ class EntityNotFoundError(MspaError):
         super().__init__(
             f"{entity} {entity_id!r} has no {feature} online in feature set {feature_set!r}: {hint}"
         )
+
+
+class NotFittedError(MspaError, RuntimeError):
+    """A model was asked to predict, export or save before :meth:`fit`; names the model."""
+
+    def __init__(self, model: str, action: str = "predict"):
+        self.model, self.action = model, action
+        super().__init__(f"{model}: not fitted, cannot {action}; call fit() first")

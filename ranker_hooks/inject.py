@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from mspa_features.errors import DataError, InvalidValueError, UnknownNameError
 from mspa_features.serving.definitions import STATUS_COLUMNS
 from ranker_hooks.rankers.base import RankerData
 
@@ -111,13 +112,15 @@ class InjectionSpec:
 
     def __post_init__(self) -> None:
         if self.on_failed not in ("mask", "flag", "drop", "keep"):
-            raise ValueError(
-                f"InjectionSpec: on_failed={self.on_failed!r}; valid: mask, flag, drop, keep"
+            raise UnknownNameError(
+                "InjectionSpec on_failed", self.on_failed, ("mask", "flag", "drop", "keep")
             )
         if self.max_tokens < 1 or self.token_buckets < 2:
-            raise ValueError(
-                f"InjectionSpec: max_tokens={self.max_tokens} must be >= 1 and "
-                f"token_buckets={self.token_buckets} >= 2"
+            raise InvalidValueError(
+                "max_tokens and token_buckets",
+                {"max_tokens": self.max_tokens, "token_buckets": self.token_buckets},
+                "max_tokens >= 1 and token_buckets >= 2",
+                record="InjectionSpec",
             )
 
 
@@ -153,7 +156,7 @@ def _selected(features: Sequence[FeatureRef], spec: InjectionSpec) -> list[Featu
     known = {f.name for f in features}
     unknown = [c for c in spec.columns if c not in known]
     if unknown:
-        raise ValueError(f"InjectionSpec.columns {unknown} not in the service; has {sorted(known)}")
+        raise UnknownNameError("InjectionSpec.columns feature", unknown, sorted(known))
     return [f for f in features if f.name in spec.columns]
 
 
@@ -175,17 +178,18 @@ def _vector_block(
     if not dim:
         present = next((v for v, m in zip(values, missing, strict=True) if not m), None)
         if present is None:
-            raise ValueError(
-                f"feature {ref.ref}: every value is missing and the view declares no "
-                "vector_length, so its width is unknown"
+            raise DataError(
+                f"feature {ref.ref}",
+                "every value is missing and the view declares no vector_length, so its width "
+                "is unknown",
             )
         dim = len(present)
     out = np.zeros((n, dim), dtype=np.float32)
     for i in np.flatnonzero(~missing):
         v = np.asarray(values[i], dtype=np.float32)
         if v.shape != (dim,):
-            raise ValueError(
-                f"row {i} ({row_ids[i]}): feature {ref.ref} has shape {v.shape}, expected ({dim},)"
+            raise InvalidValueError(
+                f"feature {ref.ref} shape", v.shape, f"({dim},)", record=f"row {i} ({row_ids[i]})"
             )
         out[i] = v
     return out, missing
@@ -269,11 +273,13 @@ def to_ranker_data(
     """
     for col in ("user_id", "author_id"):
         if col not in frame.columns:
-            raise ValueError(f"feature frame lacks column {col!r}; has {list(frame.columns)}")
+            raise DataError(
+                "feature frame", f"lacks column {col!r}; has {list(frame.columns)}", field=col
+            )
     chosen = _selected(features, spec)
     absent = [f.name for f in chosen if f.name not in frame.columns]
     if absent:
-        raise ValueError(f"feature frame lacks feature column(s) {absent}")
+        raise DataError("feature frame", f"lacks feature column(s) {absent}")
     failed = failed_rows(frame, [f.name for f in chosen])
     if spec.on_failed == "drop" and failed:
         keep = ~np.logical_or.reduce(list(failed.values()))
@@ -322,7 +328,7 @@ def to_ranker_data(
         bad = ~np.isin(lab, (0, 1))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {i} ({row_ids[i]}): {label_column}={lab[i]} is not 0/1")
+            raise DataError(f"row {i} ({row_ids[i]})", f"{label_column}={lab[i]} is not 0/1")
         labels = lab.astype(np.int8)
     ts = None
     if "event_timestamp" in frame.columns:

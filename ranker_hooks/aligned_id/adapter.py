@@ -24,6 +24,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mspa_features.errors import (
+    DataError,
+    InputMismatchError,
+    InvalidValueError,
+    UnknownNameError,
+)
 from ranker_hooks.lis.feast_defs import utc_timestamp
 from ranker_hooks.rankers.base import IdEmbeddings, IdKind
 
@@ -59,8 +65,8 @@ class AlignmentConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in ("regression", "contrastive", "both"):
-            raise ValueError(
-                f"AlignmentConfig: loss={self.loss!r}; valid: regression, contrastive, both"
+            raise UnknownNameError(
+                "AlignmentConfig loss", self.loss, ("regression", "contrastive", "both")
             )
         bad = {
             k: v
@@ -87,7 +93,12 @@ class AlignmentConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             bad["val_fraction"] = self.val_fraction
         if bad:
-            raise ValueError(f"AlignmentConfig: out of range: {bad}")
+            raise InvalidValueError(
+                ", ".join(bad),
+                bad,
+                "in range (see the field's help)",
+                record="AlignmentConfig",
+            )
 
 
 @dataclass(frozen=True)
@@ -135,15 +146,16 @@ class IdAdapter:
         import torch
 
         if content.matrix.shape[1] != self.content_dim:
-            raise ValueError(
-                f"IdAdapter.predict: content has dim {content.matrix.shape[1]}, "
-                f"the adapter was fitted on {self.content_dim}"
+            raise InputMismatchError(
+                "must be equal",
+                {"content dim": content.matrix.shape[1], "fitted content dim": self.content_dim},
+                record="IdAdapter.predict",
             )
         index = {str(i): r for r, i in enumerate(content.ids)}
         ids = np.asarray(content.ids if ids is None else ids, dtype=object)
         missing = [str(i) for i in ids if str(i) not in index]
         if missing:
-            raise ValueError(f"IdAdapter.predict: no content row for ids {missing[:5]}")
+            raise DataError("IdAdapter.predict", f"no content row for ids {missing[:5]}")
         x = torch.as_tensor(
             _finite(content.matrix[[index[str(i)] for i in ids]], "content"), dtype=torch.float32
         )
@@ -160,7 +172,7 @@ def _finite(m: np.ndarray, name: str) -> np.ndarray:
     m = np.asarray(m, dtype=np.float32)
     bad = ~np.isfinite(m).all(axis=1)
     if bad.any():
-        raise ValueError(f"{name}: row {int(bad.argmax())} holds a non-finite value")
+        raise DataError(name, "holds a non-finite value", record=int(bad.argmax()))
     return m
 
 
@@ -196,7 +208,9 @@ def fit_id_adapter(
     c_index = {str(i): r for r, i in enumerate(content.ids)}
     warm = [(c_index[str(i)], r) for r, i in enumerate(id_table.ids) if str(i) in c_index]
     if len(warm) < 4:
-        raise ValueError(f"fit_id_adapter: {len(warm)} warm ids (in both tables); need >= 4")
+        raise InvalidValueError(
+            "warm ids (in both tables)", len(warm), ">= 4", record="fit_id_adapter"
+        )
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(warm))
     n_hold = round(cfg.holdout * len(warm))
@@ -306,7 +320,7 @@ def author_content(author_profiles: Path, *, as_of: datetime | None = None) -> I
 
     folder = Path(author_profiles)
     if not folder.is_dir() or not any(folder.rglob("*.parquet")):
-        raise ValueError(f"author_content: no parquet under {folder}")
+        raise DataError("author_content", f"no parquet under {folder}")
     table = ds.dataset(folder, format="parquet", partitioning="hive").to_table(
         columns=["author_id", "event_timestamp", "author_emb"]
     )
@@ -315,7 +329,7 @@ def author_content(author_profiles: Path, *, as_of: datetime | None = None) -> I
     if as_of is not None:
         df = df[pd.to_datetime(df["event_timestamp"], utc=True) <= utc_timestamp(as_of)]
     if df.empty:
-        raise ValueError(f"author_content: no author embedding in {folder} as of {as_of}")
+        raise DataError("author_content", f"no author embedding in {folder} as of {as_of}")
     df = df.sort_values(["author_id", "event_timestamp"]).drop_duplicates("author_id", keep="last")
     return IdEmbeddings(
         kind="author",

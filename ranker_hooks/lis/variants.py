@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from mspa_features.errors import UnknownNameError
 from mspa_features.serving.definitions import service_name
 from ranker_hooks.ablation.variants import HookContext, Variant, VariantHook
 from ranker_hooks.inject import InjectionSpec, service_exists
@@ -93,7 +94,7 @@ def lis_variants(
     """
     unknown = [k for k in kinds if k not in LIS_KINDS]
     if unknown:
-        raise ValueError(f"unknown LIS kinds {unknown}; valid: {list(LIS_KINDS)}")
+        raise UnknownNameError("LIS kinds", unknown, LIS_KINDS)
     base = service_name("baseline", feature_set)
     out: list[Variant] = []
     notes: list[str] = []

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mspa_features.errors import DataError
+
 # The paper: "+0.0010 AUC is significant" for a production ranker.
 DEFAULT_MIN_EFFECT = 0.001
 
@@ -59,10 +61,11 @@ class _Row(BaseModel):
         for name in ("delta", "ci_low", "ci_high"):
             value = getattr(self, name)
             if value is None or not math.isfinite(value):
-                raise ValueError(f"{name}: a finite number is required for kind {self.kind!r}")
+                # "<field>: <problem>": _parse names the field of a whole-row check from it.
+                raise DataError(name, f"a finite number is required for kind {self.kind!r}")
         # A percentile CI need not hold the point estimate, but ci_low > ci_high is a bug.
         if self.ci_low > self.ci_high:  # type: ignore[operator]
-            raise ValueError(f"ci_low: {self.ci_low} > ci_high {self.ci_high}")
+            raise DataError("ci_low", f"{self.ci_low} > ci_high {self.ci_high}")
         return self
 
 
@@ -75,8 +78,8 @@ def _parse(i: int, raw: Mapping[str, Any]) -> _Row:
         field = ".".join(str(x) for x in err["loc"])
         if not field:  # a whole-row check names its field first: "delta: ..."
             field, msg = (s.strip() for s in msg.split(":", 1))
-        raise ValueError(
-            f"lis_report: row {i} (variant {raw.get('variant')!r}) field {field!r}: {msg}"
+        raise DataError(
+            "lis_report", msg, record=f"row {i} (variant {raw.get('variant')!r})", field=field
         ) from e
 
 
@@ -159,7 +162,7 @@ def lis_report(
     names = [p.variant for p in parsed]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"lis_report: variant names repeat: {dupes}")
+        raise DataError("lis_report", f"variant names repeat: {dupes}", field="variant")
     effects = {
         p.variant: ("reference" if p.kind == "baseline" else _effect(p, min_effect)) for p in parsed
     }
@@ -180,9 +183,11 @@ def lis_report(
             row["verdict"] = _lis_verdict(p, effect)
         else:
             if p.upper_bound is not None and p.upper_bound not in lis:
-                raise ValueError(
-                    f"lis_report: row {i} (variant {p.variant!r}) field 'upper_bound': "
-                    f"{p.upper_bound!r} is not an LIS row; LIS rows: {sorted(lis)}"
+                raise DataError(
+                    "lis_report",
+                    f"{p.upper_bound!r} is not an LIS row; LIS rows: {sorted(lis)}",
+                    record=f"row {i} (variant {p.variant!r})",
+                    field="upper_bound",
                 )
             upper = p.upper_bound or best
             ratio = None

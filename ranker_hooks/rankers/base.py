@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from mspa_features.errors import InputMismatchError
+
 IdKind = Literal["user", "author"]
 
 
@@ -48,20 +50,30 @@ class RankerData:
     def __post_init__(self) -> None:
         n = len(self.user_ids)
         if len(self.author_ids) != n or self.dense.shape[0] != n:
-            raise ValueError(
-                f"RankerData: user_ids ({n}), author_ids ({len(self.author_ids)}) and dense "
-                f"({self.dense.shape[0]} rows) must have the same length"
+            raise InputMismatchError(
+                "must have the same length",
+                {"user_ids": n, "author_ids": len(self.author_ids), "dense": self.dense.shape[0]},
+                record="RankerData",
             )
         if self.dense.ndim != 2 or self.dense.shape[1] != len(self.dense_names):
-            raise ValueError(
-                f"RankerData: dense has shape {self.dense.shape} but {len(self.dense_names)} "
-                "dense_names"
+            raise InputMismatchError(
+                "must agree (one name per dense column)",
+                {"dense": self.dense.shape, "dense_names": len(self.dense_names)},
+                record="RankerData",
             )
         for name, arr in (("labels", self.labels), ("event_ts", self.event_ts)):
             if arr is not None and len(arr) != n:
-                raise ValueError(f"RankerData: {name} has {len(arr)} rows, expected {n}")
+                raise InputMismatchError(
+                    "must have the same length",
+                    {"user_ids": n, name: len(arr)},
+                    record="RankerData",
+                )
         if self.tokens is not None and self.tokens.shape[0] != n:
-            raise ValueError(f"RankerData: tokens has {self.tokens.shape[0]} rows, expected {n}")
+            raise InputMismatchError(
+                "must have the same length",
+                {"user_ids": n, "tokens": self.tokens.shape[0]},
+                record="RankerData",
+            )
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -77,8 +89,10 @@ class IdEmbeddings:
 
     def __post_init__(self) -> None:
         if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.ids):
-            raise ValueError(
-                f"IdEmbeddings({self.kind}): {len(self.ids)} ids but matrix {self.matrix.shape}"
+            raise InputMismatchError(
+                "must agree (one matrix row per id)",
+                {"ids": len(self.ids), "matrix": self.matrix.shape},
+                record=f"IdEmbeddings({self.kind})",
             )
 
 

@@ -36,9 +36,13 @@ from pydantic import Field
 
 from mspa_features.config_base import StrictModel
 from mspa_features.errors import (
+    DataError,
+    InvalidValueError,
+    NotFittedError,
     RankerInputError,
     TfraEnvironmentError,
     TfraWorkerError,
+    UnknownNameError,
 )
 from ranker_hooks.rankers.base import IdEmbeddings, IdKind, Ranker, RankerData
 
@@ -69,7 +73,9 @@ class TfraRankerConfig(StrictModel):
 
     def model_post_init(self, _context: Any) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden: widths must be >= 1 and at least one, got {self.hidden}")
+            raise InvalidValueError(
+                "hidden", self.hidden, "at least one width, each >= 1", record="TfraRankerConfig"
+            )
 
 
 def id_keys(ids: np.ndarray) -> np.ndarray:
@@ -156,7 +162,7 @@ class TfraRanker(Ranker):
 
     def _require_fitted(self) -> None:
         if not self.fitted:
-            raise RuntimeError("TfraRanker: not fitted; call fit() first")
+            raise NotFittedError("TfraRanker")
 
     def _validate(self, data: RankerData, *, train: bool) -> None:
         name = "TfraRanker.fit" if train else "TfraRanker.predict"
@@ -368,7 +374,7 @@ class TfraRanker(Ranker):
 
     def export_id_embeddings(self, kind: IdKind) -> IdEmbeddings:
         if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+            raise UnknownNameError("id kind", kind, _KINDS)
         self._require_fitted()
         with tempfile.TemporaryDirectory(prefix="tfra-io-") as io:
             out = Path(io) / "table.npz"
@@ -378,7 +384,9 @@ class TfraRanker(Ranker):
         registry = self._registry[kind]
         unknown = [k for k in keys.tolist() if k not in registry]
         if unknown:
-            raise RuntimeError(f"TfraRanker: {kind} table holds {len(unknown)} unregistered keys")
+            raise DataError(
+                f"TfraRanker {kind} table", f"{len(unknown)} keys are not in the id registry"
+            )
         # Registry order (first seen first), like the torch backend's vocabulary order.
         row_of = {k: r for r, k in enumerate(keys.tolist())}
         order = [(id_, row_of[k]) for k, id_ in registry.items() if k in row_of]
@@ -389,7 +397,7 @@ class TfraRanker(Ranker):
     def load_id_embeddings(self, table: IdEmbeddings) -> None:
         self._require_fitted()
         if table.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {table.kind!r}")
+            raise UnknownNameError("id kind", table.kind, _KINDS)
         name = f"TfraRanker.load_id_embeddings({table.kind})"
         matrix = np.asarray(table.matrix, dtype=np.float32)
         if matrix.shape[1] != self.config.id_dim:

@@ -21,6 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from mspa_features.errors import (
+    InputMismatchError,
+    InvalidValueError,
+    NotFittedError,
+    RankerInputError,
+    UnknownNameError,
+)
 from ranker_hooks.rankers.base import IdEmbeddings, IdKind, Ranker, RankerData
 
 _KINDS: tuple[IdKind, ...] = ("user", "author")
@@ -58,15 +65,20 @@ class TorchRankerConfig:
         }
         bad = {k: v for k, v in positive.items() if int(v) < 1}
         if bad:
-            raise ValueError(f"TorchRankerConfig: must be >= 1: {bad}")
+            raise InvalidValueError(", ".join(bad), bad, ">= 1", record="TorchRankerConfig")
         if self.cross_layers < 0 or any(h < 1 for h in self.hidden):
-            raise ValueError(
-                f"TorchRankerConfig: cross_layers={self.cross_layers} must be >= 0 and "
-                f"hidden={self.hidden} positive"
+            raise InvalidValueError(
+                "cross_layers and hidden",
+                {"cross_layers": self.cross_layers, "hidden": self.hidden},
+                "cross_layers >= 0 and hidden widths >= 1",
+                record="TorchRankerConfig",
             )
         if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(
-                f"TorchRankerConfig: lr={self.lr} must be > 0, weight_decay={self.weight_decay} >= 0"
+            raise InvalidValueError(
+                "lr and weight_decay",
+                {"lr": self.lr, "weight_decay": self.weight_decay},
+                "lr > 0 and weight_decay >= 0",
+                record="TorchRankerConfig",
             )
 
 
@@ -172,17 +184,21 @@ class TorchRanker(Ranker):
 
     def _check_schema(self, data: RankerData) -> None:
         if self.dense_names is None:
-            raise RuntimeError("TorchRanker: not fitted; call fit() first")
+            raise NotFittedError("TorchRanker")
         if list(data.dense_names) != self.dense_names:
-            raise ValueError(
-                f"TorchRanker: dense columns differ from training: got {data.dense_names[:4]}... "
+            raise RankerInputError(
+                "TorchRanker",
+                f"dense columns differ from training: got {data.dense_names[:4]}... "
                 f"({len(data.dense_names)}), trained on {self.dense_names[:4]}... "
-                f"({len(self.dense_names)})"
+                f"({len(self.dense_names)})",
+                field="dense_names",
             )
         if (data.tokens is not None) != self.uses_tokens:
-            raise ValueError(
-                f"TorchRanker: trained {'with' if self.uses_tokens else 'without'} tokens, "
-                f"data {'has' if data.tokens is not None else 'has no'} tokens"
+            raise RankerInputError(
+                "TorchRanker",
+                f"trained {'with' if self.uses_tokens else 'without'} tokens, "
+                f"data {'has' if data.tokens is not None else 'has no'} tokens",
+                field="tokens",
             )
 
     def _grow(self, kind: IdKind, ids: np.ndarray) -> None:
@@ -235,9 +251,9 @@ class TorchRanker(Ranker):
         import torch
 
         if data.labels is None:
-            raise ValueError("TorchRanker.fit: data has no labels")
+            raise RankerInputError("TorchRanker.fit", "data has no labels", field="labels")
         if len(data) == 0:
-            raise ValueError("TorchRanker.fit: data has no rows")
+            raise RankerInputError("TorchRanker.fit", "data has no rows")
         cfg = self.config
         t0 = time.perf_counter()
         with _torch_settings(cfg.threads):
@@ -313,9 +329,9 @@ class TorchRanker(Ranker):
 
     def export_id_embeddings(self, kind: IdKind) -> IdEmbeddings:
         if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+            raise UnknownNameError("id kind", kind, _KINDS)
         if self._module is None:
-            raise RuntimeError("TorchRanker: not fitted; call fit() first")
+            raise NotFittedError("TorchRanker", "export id embeddings")
         vocab = self.vocab[kind]
         ids = np.array(list(vocab), dtype=object)
         weight = getattr(self._module, kind).weight.detach().numpy()
@@ -326,13 +342,14 @@ class TorchRanker(Ranker):
         import torch
 
         if self._module is None:
-            raise RuntimeError("TorchRanker: not fitted; call fit() first")
+            raise NotFittedError("TorchRanker", "load id embeddings")
         if table.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {table.kind!r}")
+            raise UnknownNameError("id kind", table.kind, _KINDS)
         if table.matrix.shape[1] != self.config.id_dim:
-            raise ValueError(
-                f"load_id_embeddings({table.kind}): dim {table.matrix.shape[1]} != model id_dim "
-                f"{self.config.id_dim}"
+            raise InputMismatchError(
+                "must be equal",
+                {"table dim": table.matrix.shape[1], "model id_dim": self.config.id_dim},
+                record=f"TorchRanker.load_id_embeddings({table.kind})",
             )
         self._grow(table.kind, table.ids)
         rows = torch.from_numpy(self._index(table.kind, table.ids))
@@ -345,7 +362,7 @@ class TorchRanker(Ranker):
         import torch
 
         if self._module is None:
-            raise RuntimeError("TorchRanker: not fitted; nothing to save")
+            raise NotFittedError("TorchRanker", "save")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {

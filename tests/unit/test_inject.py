@@ -90,7 +90,7 @@ def test_unknown_column_and_bad_rows_are_named() -> None:
         to_ranker_data(bad, FEATURES)
     wide = frame()
     wide.at[0, "pref_emb"] = [1.0, 2.0]
-    with pytest.raises(ValueError, match=r"row 0 \(user_id=u1.*pref_emb has shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"row 0 \(user_id=u1.*pref_emb shape must be \(3,\), got \(2,\)"):
         to_ranker_data(wide, FEATURES)
     with pytest.raises(ValueError, match="lacks feature column"):
         to_ranker_data(frame().drop(columns=["author_emb"]), FEATURES)

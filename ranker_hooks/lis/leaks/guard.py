@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mspa_features.errors import LeakedFeatureError
+from mspa_features.errors import DataError, InvalidValueError, LeakedFeatureError
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -36,7 +36,7 @@ def _view_names(store: FeatureStore, features: Any) -> tuple[list[str], dict[str
     names = []
     for ref in features:
         if ":" not in ref:
-            raise ValueError(f"feature ref {ref!r} is not 'view:feature'")
+            raise InvalidValueError("feature ref", ref, "'view:feature'")
         names.append(ref.split(":", 1)[0])
     return names, {}
 
@@ -139,11 +139,12 @@ def future_information(
         ValueError: ``row_ts`` is missing, or none of the knowledge columns is present.
     """
     if row_ts not in frame.columns:
-        raise ValueError(f"frame has no row timestamp column {row_ts!r}")
+        raise DataError("frame", f"no row timestamp column {row_ts!r}", field=row_ts)
     cols = [c for c in (knowledge_columns or KNOWLEDGE_COLUMNS) if c in frame.columns]
     if not cols:
-        raise ValueError(
-            f"frame holds none of the knowledge columns {list(knowledge_columns or KNOWLEDGE_COLUMNS)}"
+        raise DataError(
+            "frame",
+            f"holds none of the knowledge columns {list(knowledge_columns or KNOWLEDGE_COLUMNS)}",
         )
     row_us = _as_us(frame[row_ts])
     first = np.full(len(frame), "", dtype=object)  # "" = clean so far
