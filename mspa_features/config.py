@@ -26,6 +26,7 @@ from mspa_features.data.sources import (
     ContractTimestamps,
     SparkRead,
     SparkTables,
+    is_table_path,
     is_uri,
 )
 from mspa_features.data.synthetic import SyntheticConfig
@@ -396,6 +397,11 @@ def load_config(path: str | Path) -> RunConfig:
         # Relative to the run config's folder, as every other path in it (and absolute: Spark
         # workers and later commands run from anywhere).
         cfg.data.path = str((p.parent / Path(cfg.data.path).expanduser()).resolve())
+    if cfg.data.tables is not None:  # local paths among them, likewise (table names stay)
+        for contract in ("users", "authors", "interactions"):
+            ref = getattr(cfg.data.tables, contract)
+            if is_table_path(ref) and not is_uri(ref):
+                setattr(cfg.data.tables, contract, str((p.parent / ref).resolve()))
     cfg.composer.image_root = frame_root(cfg, p)
     # Whether the ablation file exists is checked when the main job starts (pipeline.run), not
     # here: `mspa backfill` on a copied run config must not fail over a stage it does not run.

@@ -36,11 +36,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from mspa_features.config_base import StrictModel
 from mspa_features.data import timestamps as ts
 from mspa_features.data.contracts import AUTHORS, INTERACTIONS, USERS, Contract
-from mspa_features.errors import SchemaError
+from mspa_features.errors import IncompatibleSettingsError, InvalidValueError, SchemaError
 from mspa_features.io import READABLE
 
 #: The contracts a source provides, in ingest order.
@@ -51,27 +52,25 @@ _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 STAMP_FILE = "_source.json"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --------------------------------------------------------------------------- config models
 
 
 def _contract_columns(contract: Contract, mapping: dict[str, str]) -> dict[str, str]:
     unknown = [k for k in mapping if k not in contract.columns]
     if unknown:
-        raise ValueError(
-            f"{unknown[0]!r} is not a column of contract {contract.name!r} "
-            f"(valid: {', '.join(contract.columns)}); map contract column: your column"
+        raise InvalidValueError(
+            "a mapped column",
+            unknown[0],
+            f"a column of contract {contract.name!r} ({', '.join(contract.columns)})",
+            hint="map contract column: your column",
         )
     blank = [k for k, v in mapping.items() if not str(v).strip()]
     if blank:
-        raise ValueError(f"{blank[0]!r} maps to an empty column name")
+        raise InvalidValueError(f"the column {blank[0]!r} maps to", "", "a column name")
     return mapping
 
 
-class ColumnMapping(_Strict):
+class ColumnMapping(StrictModel):
     """Contract column -> the column of the user's file that holds it, per contract.
 
     ``interactions: {user_id: listener_id, event_timestamp: played_at}`` reads ``user_id`` from
@@ -105,7 +104,7 @@ class ColumnMapping(_Strict):
         return not (self.users or self.authors or self.interactions)
 
 
-class TimestampFormat(_Strict):
+class TimestampFormat(StrictModel):
     """How one contract's instants are written in the user's files."""
 
     unit: Literal["iso", "s", "ms", "us"] = Field(
@@ -126,22 +125,23 @@ class TimestampFormat(_Strict):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as e:
-            raise ValueError(
-                f"unknown time zone {v!r} (an IANA name such as 'UTC' or 'Europe/Paris')"
+            raise InvalidValueError(
+                "timezone", v, "an IANA time zone name such as 'UTC' or 'Europe/Paris'"
             ) from e
         return v
 
     @model_validator(mode="after")
     def _zone_only_for_text(self) -> TimestampFormat:
         if self.unit != "iso" and self.timezone not in (None, "UTC"):
-            raise ValueError(
-                f"epoch numbers (unit {self.unit!r}) are UTC instants by definition; a time "
-                "zone applies only to unit 'iso' (text without an offset)"
+            raise IncompatibleSettingsError(
+                {"unit": self.unit, "timezone": self.timezone},
+                "epoch numbers are UTC instants by definition",
+                fix="a time zone applies only to unit 'iso' (text without an offset)",
             )
         return self
 
 
-class ContractTimestamps(_Strict):
+class ContractTimestamps(StrictModel):
     """Per contract with instants: how its timestamp columns are written."""
 
     authors: TimestampFormat = Field(default_factory=TimestampFormat)
@@ -151,7 +151,7 @@ class ContractTimestamps(_Strict):
         return getattr(self, contract, None) or TimestampFormat()
 
 
-class SparkTables(_Strict):
+class SparkTables(StrictModel):
     """``data.tables`` of ``source: spark``: a catalog table name or a path per contract."""
 
     users: str = Field(min_length=1, description="catalog table (db.users) or a path")
@@ -159,7 +159,7 @@ class SparkTables(_Strict):
     interactions: str = Field(min_length=1)
 
 
-class SparkRead(_Strict):
+class SparkRead(StrictModel):
     """``data.spark``: the session that reads ``data.tables``."""
 
     master: str = Field("local[*]", description="Spark master (local[*], spark://HOST:7077, ...)")
@@ -424,6 +424,15 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
+_TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".orc", ".json", ".jsonl")
+
+
+def is_table_path(ref: str) -> bool:
+    """A ``data.tables`` entry that is a path or URI (read with a reader), not a catalog table
+    name (``db.table``)."""
+    return "/" in ref or "://" in ref or ref.lower().rstrip("/").endswith(_TABLE_SUFFIXES)
+
+
 def open_filesystem(uri: str) -> tuple[Any, str]:
     """(pyarrow filesystem, path in it) for a local path or a URI.
 
@@ -542,6 +551,7 @@ __all__ = [
     "TimestampFormat",
     "apply_columns",
     "epoch_us",
+    "is_table_path",
     "is_uri",
     "locate_files",
     "open_filesystem",

@@ -246,8 +246,9 @@ def test_a_missing_contract_file_is_named_with_what_the_folder_holds(tmp_path: P
         (
             "  source: files\n  path: x\n  columns: {interactions: {uid: user}}\n",
             (
-                "data.columns.interactions: Value error, 'uid' is not a column of contract "
-                "'interactions' (valid: user_id, author_id, event_timestamp, action, value, label)"
+                "data.columns.interactions: Value error, a mapped column must be a column of "
+                "contract 'interactions' (user_id, author_id, event_timestamp, action, value, "
+                "label), got 'uid'; map contract column: your column"
             ),
         ),
         (
@@ -260,14 +261,20 @@ def test_a_missing_contract_file_is_named_with_what_the_folder_holds(tmp_path: P
         ),
         (
             "  source: files\n  path: x\n  timestamps: {authors: {timezone: Mars/Olympus}}\n",
-            "data.timestamps.authors.timezone: Value error, unknown time zone 'Mars/Olympus'",
+            (
+                "data.timestamps.authors.timezone: Value error, timezone must be an IANA time "
+                "zone name such as 'UTC' or 'Europe/Paris', got 'Mars/Olympus'"
+            ),
         ),
         (
             (
                 "  source: files\n  path: x\n  timestamps: {interactions: {unit: ms, timezone: "
                 "Europe/Paris}}\n"
             ),
-            "epoch numbers (unit 'ms') are UTC instants by definition",
+            (
+                "unit='ms', timezone='Europe/Paris': epoch numbers are UTC instants by "
+                "definition; a time zone applies only to unit 'iso'"
+            ),
         ),
         (
             "  source: movielens\n  columns: {users: {user_id: uid}}\n",
