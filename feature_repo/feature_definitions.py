@@ -1,37 +1,63 @@
-"""Feast definitions for ``feast apply`` in this folder (the library does the same in code).
+"""Feast definitions of the MSPA feature store: what ``feast plan`` / ``feast apply`` register here.
 
-Feature sets to register come from ``MSPA_FEATURE_SETS``, a JSON object {name: folder}, e.g.
-``MSPA_FEATURE_SETS='{"template": "../workspace/features/movielens/template"}'``; relative
-folders resolve against this file's folder. Unset, the MovieLens template backfill is used when
-it exists; otherwise only the two entities are registered. ``MSPA_FEAST_SOURCE=spark`` builds
-SparkSources (for ``feature_store.spark.yaml``) instead of FileSources.
+A plain Feast repo (Feast docs, "Feature repository":
+https://docs.feast.dev/reference/feature-repository): ``feature_store.yaml`` says where the
+registry and stores are, this file declares the objects. Which feature sets it declares is data,
+listed in ``feature_sets.yaml`` beside this file, with the dataset's TTL policy:
+
+- entities ``user`` (``user_id``) and ``author`` (``author_id``);
+- per feature set ``fs``: sources ``preferences__{fs}`` / ``author_profiles__{fs}``, feature
+  views ``user_preferences__{fs}`` / ``author_profiles__{fs}``, the on-demand view
+  ``user_author_cosine__{fs}`` and the services ``baseline__{fs}``, ``with_preference__{fs}``,
+  ``with_author__{fs}``, ``all__{fs}`` (:mod:`mspa_features.serving.definitions`);
+- per leak set ``n`` (LIS, tagged ``leaked=true``): ``leak__{n}`` and ``lis__{n}``
+  (:mod:`ranker_hooks.lis.feast_defs`);
+- per aligned set ``fs``: ``aligned_author_id__{fs}`` and ``aligned__{fs}``
+  (:mod:`ranker_hooks.aligned_id.feast_defs`).
+
+A run's store folder (``<workspace>/feast/<run>/<kind>/``) holds a copy of this file beside the
+``feature_sets.yaml`` mspa keeps there, so the CLI there declares what mspa registered.
+SparkSources replace FileSources when the yaml Feast uses has ``offline_store: spark``
+(``FEAST_FS_YAML_FILE_PATH=stores/spark.yaml feast plan``).
 """
 
-import json
-import os
-import re
 from pathlib import Path
 
-from mspa_features.serving.definitions import build_definitions
-
-_HERE = Path(__file__).resolve().parent
-_DEFAULT = {"template": _HERE.parent / "workspace" / "features" / "movielens" / "template"}
-
-
-def _feature_sets() -> dict[str, Path]:
-    raw = os.environ.get("MSPA_FEATURE_SETS")
-    if raw:
-        sets = json.loads(raw)
-        if not isinstance(sets, dict):
-            raise ValueError(f"MSPA_FEATURE_SETS must be a JSON object {{name: path}}, got {raw!r}")
-        return {name: (_HERE / path).resolve() for name, path in sets.items()}
-    return {name: path for name, path in _DEFAULT.items() if path.is_dir()}
-
-
-# feast apply registers every Feast object bound to a module-level name.
-_objects = build_definitions(
-    _feature_sets(), source_kind=os.environ.get("MSPA_FEAST_SOURCE", "file")
+from mspa_features.serving.definitions import entities
+from mspa_features.serving.repo import (
+    FEATURE_SETS_FILE,
+    bind,
+    feature_set_objects,
+    load_feature_sets,
+    offline_kind,
+    source_kind,
 )
-for _obj in _objects:
-    globals()[re.sub(r"\W", "_", _obj.name)] = _obj
-del _obj
+
+_HERE = Path(__file__).parent
+_SETS = load_feature_sets(_HERE / FEATURE_SETS_FILE)
+_SOURCE = source_kind(offline_kind(_HERE))
+
+# The join keys of every view below.
+user, author = entities()
+
+# The MSPA feature sets listed in feature_sets.yaml.
+_objects = feature_set_objects(_SETS, source=_SOURCE)
+
+# Leak sets (LIS upper bounds) and aligned ID sets, when the file lists any: declared here too, so
+# `feast apply` in a run's store never deletes what `mspa lis` registered.
+if _SETS.leak_sets:
+    from ranker_hooks.lis.feast_defs import build_leak_definitions, read_leak_set
+
+    _objects += build_leak_definitions(
+        {name: read_leak_set(e.path) for name, e in _SETS.leak_sets.items()},
+        source_kind=_SOURCE,
+    )
+for _entry in _SETS.aligned_sets.values():
+    from ranker_hooks.aligned_id.feast_defs import build_aligned_definitions, read_aligned_folder
+
+    _objects += build_aligned_definitions(
+        read_aligned_folder(_entry.path), source_kind=_SOURCE, ttl=_SETS.ttl
+    )
+
+# feast apply collects the Feast objects bound to module-level names (one name per object).
+bind(globals(), [user, author, *_objects])

@@ -1,16 +1,23 @@
-"""Register backfilled feature sets with Feast and materialize them online (``mspa register``).
+"""Apply backfilled feature sets to a run's Feast store and materialize them online
+(``mspa register``; Feast docs: "feast apply" registers objects in the registry, ``registry.db``;
+"materialize" loads the latest values into the online store).
 
-The repo folder (``feature_repo/``) holds configuration only. :func:`store_config` reads one of
-its ``feature_store*.yaml`` files and points the registry and file-based online stores INTO the
-run's workspace, one folder per online store kind::
+The repo folder (``feature_repo/``) holds definitions and configuration. :func:`store_config`
+reads one of its store files (``feature_store.yaml``, ``stores/<kind>.yaml``) and points the
+registry and file-based online stores INTO the run's workspace, one folder per store::
 
     <workspace>/feast/<run name>/<online kind>[-<offline kind>]/registry.db
     <workspace>/feast/<run name>/sqlite/online_store.db
     <workspace>/feast/<run name>/milvus/milvus.db
-    <workspace>/feast/<run name>/sqlite-spark/...    (feature_store.spark.yaml)
+    <workspace>/feast/<run name>/sqlite-spark/...    (stores/spark.yaml)
 
-so ``feast apply`` in the repo and several runs never write over each other, and the
-materialization intervals a registry records always describe the online store beside it.
+so several runs never write over each other, and the materialization intervals a registry
+records always describe the online store beside it. :func:`apply_and_materialize` also makes
+that folder a Feast repo (:mod:`mspa_features.serving.repo`): the ``feature_store.yaml`` it
+used, a ``feature_sets.yaml`` listing every set applied there, and a copy of the repo's
+definitions, so ``feast plan`` / ``feast apply`` / ``feast materialize-incremental`` run there
+agree with mspa (one registry, the same objects). The views' TTL is the dataset's policy
+(``features.ttl_days`` in the run config, written to ``feature_sets.yaml``).
 
 Materialization: a view materialized for the first time starts at its earliest snapshot in the
 data (Feast's own incremental default, now minus TTL, would silently skip a backfill of old
@@ -41,11 +48,14 @@ import yaml
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import ConfigError, FeatureRepoError
 from mspa_features.extras import require
-from mspa_features.serving.definitions import (
-    VARIANTS,
-    author_view_name,
-    build_definitions,
-    pref_view_name,
+from mspa_features.serving.definitions import VARIANTS, author_view_name, pref_view_name
+from mspa_features.serving.repo import (
+    FeatureSetEntry,
+    FeatureSetsFile,
+    feature_set_objects,
+    source_kind,
+    update_feature_sets,
+    write_store_repo,
 )
 
 if TYPE_CHECKING:
@@ -53,12 +63,14 @@ if TYPE_CHECKING:
 
 OnlineKind = Literal["sqlite", "redis", "milvus"]
 ONLINE_KINDS: tuple[str, ...] = ("sqlite", "redis", "milvus")
-# feature_store yaml per online store kind, inside the repo folder
+# store file per online store kind, inside the repo folder (Feast's default file, then variants)
 STORE_YAMLS = {
     "sqlite": "feature_store.yaml",
-    "redis": "feature_store.redis.yaml",
-    "milvus": "feature_store.milvus.yaml",
+    "redis": "stores/redis.yaml",
+    "milvus": "stores/milvus.yaml",
 }
+# The folder's feature_store.yaml and the variants beside it (was feature_store.<kind>.yaml).
+SPARK_YAML = "stores/spark.yaml"
 # Defaults for ${VAR} placeholders in the yaml files when the variable is unset.
 ENV_DEFAULTS = {"REDIS_CONNECTION_STRING": "localhost:6379"}
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -109,8 +121,12 @@ class MaterializationReport:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RegisterReport:
-    """Everything :func:`register` registered and materialized."""
+class ApplyReport:
+    """Everything :func:`apply_and_materialize` applied and materialized.
+
+    ``registry`` is the path of the Feast registry (``registry.db``) the objects went into;
+    ``store_dir`` the Feast repo folder holding it (``feature_store.yaml``, ``feature_sets.yaml``).
+    """
 
     project: str
     registry: str
@@ -121,6 +137,7 @@ class RegisterReport:
     services: list[ServiceReport]
     materialized: list[MaterializationReport] = field(default_factory=list)
     seconds: float = 0.0
+    store_dir: Path | None = None
 
 
 # --------------------------------------------------------------------------- configuration
@@ -200,6 +217,36 @@ def store_config(
     from feast import RepoConfig
     from pydantic import ValidationError
 
+    raw, path, where = _store_settings(
+        cfg,
+        repo_path=repo_path,
+        store_yaml=store_yaml,
+        online=online,
+        redis_url=redis_url,
+        emb_dim=emb_dim,
+    )
+    try:
+        rc = RepoConfig(repo_path=where, **raw)
+        # Online/offline configs are validated lazily by Feast: touch them now so a bad
+        # field fails here, with the file named, not halfway through a materialization.
+        _ = rc.online_store, rc.offline_store
+    except ValidationError as e:
+        problems = [f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(path, problems) from e
+    return rc
+
+
+def _store_settings(
+    cfg: RunConfig,
+    *,
+    repo_path: Path,
+    store_yaml: Path | None,
+    online: OnlineKind | None,
+    redis_url: str | None,
+    emb_dim: int | None,
+) -> tuple[dict[str, Any], Path, Path]:
+    """(the store's settings as ``feature_store.yaml`` holds them, the yaml read, the run's
+    store folder); see :func:`store_config`."""
     repo_path = resolve_repo_path(repo_path)
     path = _resolve_yaml(repo_path, store_yaml, online)
     if not path.is_file():
@@ -241,15 +288,7 @@ def store_config(
             online_cfg["connection_string"] = redis_url
     raw["online_store"] = online_cfg
     raw["registry"] = str(where / "registry.db")
-    try:
-        rc = RepoConfig(repo_path=Path(repo_path).resolve(), **raw)
-        # Online/offline configs are validated lazily by Feast: touch them now so a bad
-        # field fails here, with the file named, not halfway through a materialization.
-        _ = rc.online_store, rc.offline_store
-    except ValidationError as e:
-        problems = [f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ConfigError(path, problems) from e
-    return rc
+    return raw, path, where.resolve()
 
 
 def open_store(
@@ -382,7 +421,7 @@ def _views_and_services(store: FeatureStore, sets: Mapping[str, Path]) -> tuple[
     return views, services
 
 
-def register(
+def apply_and_materialize(
     cfg: RunConfig,
     feature_sets: list[str] | None = None,
     *,
@@ -393,27 +432,34 @@ def register(
     start: datetime | None = None,
     online: OnlineKind | None = None,
     redis_url: str | None = None,
-    ttl: timedelta = timedelta(days=365),
+    ttl: timedelta | None = None,
     leaked: Mapping[str, bool] | None = None,
     model_versions: Mapping[str, str] | None = None,
     materialize: bool = True,
-) -> RegisterReport:
+) -> ApplyReport:
     """Apply the definitions of ``feature_sets`` (``feast apply``) and materialize them online.
+
+    The run's store folder becomes a Feast repo listing them (``feature_sets.yaml``, the
+    ``feature_store.yaml`` used, the repo's definitions), and every feature set it lists is
+    (re)applied with the same definitions, so the plain ``feast plan`` there shows no change.
 
     Args:
         cfg: the run config; feature sets are read from
             ``Workspace(cfg.workspace).features(cfg.name) / <feature set>``.
         feature_sets: names to register; default every backfilled set found there.
         repo_path: the Feast repo folder (yaml files).
-        store_yaml: the yaml to use; default ``repo_path/feature_store[.<online>].yaml``.
-            A yaml whose offline store is ``spark`` registers SparkSources.
+        store_yaml: the yaml to use; default ``repo_path/feature_store.yaml``, or
+            ``repo_path/stores/<online>.yaml``. A yaml whose offline store is ``spark``
+            registers SparkSources.
         incremental: True: continue from each view's previous end (first run: from its
             earliest snapshot); False: materialize ``[start, end]`` in full.
         end: materialize up to this instant (default now, UTC).
         start: full mode only: window start (default each view's earliest snapshot).
         online: ``sqlite`` | ``redis`` | ``milvus`` (see :func:`store_config`).
         redis_url: Redis connection string, overriding the yaml.
-        ttl: point-in-time lookback of every view.
+        ttl: every view's TTL (point-in-time lookback; Feast's first
+            ``materialize-incremental`` starts at now - TTL); default the dataset's policy,
+            ``cfg.features.ttl_days``.
         leaked: feature set -> built from leaked data (tag ``leaked``).
         model_versions: feature set -> model version tag (default: read from the data).
         materialize: False registers only.
@@ -431,7 +477,7 @@ def register(
             (``$MSPA_LOCK_TIMEOUT``); nothing was written.
     """
     with store_lock(cfg, "register"):
-        return _register(
+        return _apply_and_materialize(
             cfg,
             feature_sets,
             repo_path=repo_path,
@@ -481,7 +527,7 @@ def _check_names(sets: Mapping[str, Path], rc: RepoConfig | None = None) -> None
                 raise FeatureRepoError(why)
 
 
-def _register(
+def _apply_and_materialize(
     cfg: RunConfig,
     feature_sets: list[str] | None,
     *,
@@ -492,11 +538,11 @@ def _register(
     start: datetime | None,
     online: OnlineKind | None,
     redis_url: str | None,
-    ttl: timedelta,
+    ttl: timedelta | None,
     leaked: Mapping[str, bool] | None,
     model_versions: Mapping[str, str] | None,
     materialize: bool,
-) -> RegisterReport:
+) -> ApplyReport:
     t0 = time.perf_counter()
     found = discover_feature_sets(cfg)
     if feature_sets is None:
@@ -529,16 +575,34 @@ def _register(
     from feast import FeatureStore
 
     store = FeatureStore(config=rc)
-    source_kind = "spark" if rc.offline_store.type == "spark" else "file"
-    objects = build_definitions(
-        sets,
+    store_dir = write_run_repo(
+        cfg,
+        repo_path=repo_path,
+        store_yaml=store_yaml,
+        online=online,
+        redis_url=redis_url,
         emb_dim=emb_dim,
-        ttl=ttl,
-        leaked=leaked,
-        model_versions=model_versions,
-        source_kind=source_kind,
     )
+    leaked, model_versions = dict(leaked or {}), dict(model_versions or {})
+    unknown = set(leaked) - set(sets)
+    if unknown:
+        raise FeatureRepoError(f"'leaked' names unknown feature sets {sorted(unknown)}")
+
+    def add_sets(fsf: FeatureSetsFile) -> None:
+        fsf.emb_dim = emb_dim
+        for fs, root in sets.items():
+            fsf.feature_sets[fs] = FeatureSetEntry(
+                path=Path(root).resolve(),
+                model_version=model_versions.get(fs),
+                leaked=bool(leaked.get(fs, False)),
+            )
+
+    ttl = ttl if ttl is not None else timedelta(days=cfg.features.ttl_days)
+    fsf = update_feature_sets(store_dir, add_sets, ttl=ttl)
+    # Every set the store's file lists, with the definitions the plain Feast CLI builds there.
+    objects = feature_set_objects(fsf, source=source_kind(str(rc.offline_store.type)))
     store.apply(objects)
+    record_infra(store)
     views, services = _views_and_services(store, sets)
 
     materialized: list[MaterializationReport] = []
@@ -550,7 +614,7 @@ def _register(
         materialized = _materialize(
             store, sets, incremental=incremental, start=start, end=end, state_path=state
         )
-    return RegisterReport(
+    return ApplyReport(
         project=rc.project,
         registry=str(rc.registry.path),
         online_store=_describe_online(rc),
@@ -560,7 +624,56 @@ def _register(
         services=services,
         materialized=materialized,
         seconds=time.perf_counter() - t0,
+        store_dir=store_dir,
     )
+
+
+def write_run_repo(
+    cfg: RunConfig,
+    *,
+    repo_path: Path = Path("feature_repo"),
+    store_yaml: Path | None = None,
+    online: OnlineKind | None = None,
+    redis_url: str | None = None,
+    emb_dim: int | None = None,
+) -> Path:
+    """Make the run's store folder (:func:`feast_dir`) a Feast repo for the plain CLI: the
+    ``feature_store.yaml`` mspa opens (absolute paths into that folder) and copies of the
+    repo's ``feature_definitions.py`` and ``.feastignore``. Writers call it under the run's
+    lock (:func:`store_lock`).
+
+    Returns:
+        The store folder.
+    """
+    raw, path, where = _store_settings(
+        cfg,
+        repo_path=repo_path,
+        store_yaml=store_yaml,
+        online=online,
+        redis_url=redis_url,
+        emb_dim=emb_dim,
+    )
+    online_cfg = raw["online_store"]
+    if online_cfg.get("type") == "redis" and not redis_url and os.environ.get(_REDIS_ENV):
+        # Never copy a connection string (it may hold a password) out of the environment.
+        raw = {**raw, "online_store": {**online_cfg, "connection_string": f"${{{_REDIS_ENV}}}"}}
+    write_store_repo(where, raw, repo_path=resolve_repo_path(repo_path), source_yaml=path)
+    return where
+
+
+_REDIS_ENV = "REDIS_CONNECTION_STRING"
+
+
+def record_infra(store: FeatureStore) -> None:
+    """Record in the registry the online tables its views need, as ``feast apply`` does.
+
+    ``FeatureStore.apply`` (a partial apply: it never deletes) creates the tables but leaves the
+    registry's infra record as it was, so ``feast plan`` would list them as to be created. This
+    writes what Feast's own apply writes (``provider.plan_infra`` over the registry, then
+    ``registry.update_infra``; Feast ``FeatureStore._apply_diffs``).
+    """
+    infra = store.provider.plan_infra(store.config, store.registry.proto())
+    store.registry.update_infra(infra, store.project, commit=True)
 
 
 def _describe_online(rc: RepoConfig) -> str:
@@ -677,3 +790,21 @@ def _skipped(
     return MaterializationReport(
         view=view, mode="skipped", start=start, end=end, rows=0, entities=0, latest_snapshot=latest
     )
+
+
+# --------------------------------------------------------------------------- deprecated names
+
+
+def register(*args: Any, **kwargs: Any) -> ApplyReport:
+    """Deprecated name of :func:`apply_and_materialize` (in Feast the registry is
+    ``registry.db``; this function applies the definitions and materializes them)."""
+    warnings.warn(
+        "mspa_features.serving.materialize.register is deprecated: use apply_and_materialize",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return apply_and_materialize(*args, **kwargs)
+
+
+#: Deprecated name of :class:`ApplyReport`.
+RegisterReport = ApplyReport

@@ -14,7 +14,9 @@ snapshot, visible from that snapshot's ``event_timestamp``) and ``aligned.json``
 
 Both carry ``leaked="false"``, ``model_version`` (adapter + M_T), ``feature_set``, ``split_at``.
 The ranker hooks build the rows (:mod:`ranker_hooks.aligned_id.build`); this module stores and
-registers them, so the library never imports the hooks.
+registers them, so the library never imports the hooks. The view takes the dataset's TTL policy
+(``features.ttl_days``, as the composer's author view), and registering a set lists it in the
+run's store file (``feature_sets.yaml``), so ``feast plan`` there declares it too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,7 +173,16 @@ def read_aligned_set(cfg: RunConfig, feature_set: str) -> AlignedSet:
     Raises:
         FeatureRepoError: no readable ``aligned.json``.
     """
-    folder = aligned_root(cfg) / feature_set
+    return read_aligned_folder(aligned_root(cfg) / feature_set)
+
+
+def read_aligned_folder(folder: Path) -> AlignedSet:
+    """The manifest of the aligned set in ``folder`` (``aligned.json``).
+
+    Raises:
+        FeatureRepoError: no readable ``aligned.json``.
+    """
+    folder = Path(folder)
     path = folder / MANIFEST
     try:
         return AlignedSet(**json.loads(path.read_text()), path=folder.resolve())
@@ -179,31 +191,33 @@ def read_aligned_set(cfg: RunConfig, feature_set: str) -> AlignedSet:
 
 
 def build_aligned_definitions(
-    aligned: AlignedSet, *, source_kind: Literal["file", "spark"] = "file"
+    aligned: AlignedSet,
+    *,
+    source_kind: Literal["file", "spark"] = "file",
+    ttl: timedelta = timedelta(days=365),
 ) -> list[Any]:
-    """The Feast objects of one aligned set: the author entity, source, view and service."""
-    from datetime import timedelta
+    """The Feast objects of one aligned set: the author entity, source, view and service.
 
-    from feast import Entity, FeatureService, FeatureView, Field, ValueType
+    Args:
+        aligned: the set's manifest.
+        source_kind: ``file`` (duckdb offline store) or ``spark``.
+        ttl: the view's TTL: the dataset's policy, as the composer's author view.
+    """
+    from feast import FeatureService, FeatureView, Field
     from feast.types import Array, Float32, Int64, String
 
-    from mspa_features.serving.definitions import _source
+    from mspa_features.serving.definitions import _source, entities
 
     fs = aligned.feature_set
-    # The same entity as feast_defs.build_definitions: re-applying it changes nothing.
-    author = Entity(
-        name="author",
-        join_keys=["author_id"],
-        value_type=ValueType.STRING,
-        description="a live-streamer, or a movie for MovieLens (contract: authors.author_id)",
-    )
+    # The entity of every MSPA author view: re-applying it changes nothing.
+    _, author = entities()
     source = _source(
         f"aligned_rows__{fs}", aligned.path / ROWS, source_kind, f"aligned author-ID rows ({fs})"
     )
     view = FeatureView(
         name=aligned_view_name(fs),
         entities=[author],
-        ttl=timedelta(days=365),  # as the composer's author view: a snapshot stays valid
+        ttl=ttl,  # as the composer's author view: a snapshot stays valid
         schema=[
             Field(name=FEATURE, dtype=Array(Float32), vector_length=aligned.dim),
             Field(name="knowledge_ts", dtype=Int64, description="UTC us the value depends on"),
@@ -238,14 +252,34 @@ def register_aligned(
     Raises:
         FeatureRepoError: the set is not built.
     """
-    from mspa_features.serving.materialize import open_store, store_lock
+    from mspa_features.serving.materialize import (
+        open_store,
+        record_infra,
+        store_lock,
+        write_run_repo,
+    )
+    from mspa_features.serving.repo import FolderEntry, load_feature_sets, update_feature_sets
 
     t0 = time.perf_counter()
     aligned = read_aligned_set(cfg, feature_set)
     with store_lock(cfg, "register aligned set"):
         store = open_store(cfg, repo_path=repo_path, store_yaml=store_yaml)
         source_kind = "spark" if store.config.offline_store.type == "spark" else "file"
-        store.apply(build_aligned_definitions(aligned, source_kind=source_kind))
+        store_dir = write_run_repo(cfg, repo_path=repo_path, store_yaml=store_yaml)
+        sets_file = store_dir / "feature_sets.yaml"
+        # The store's TTL policy (what its feature sets were applied with), else the config's.
+        ttl = (
+            load_feature_sets(sets_file).ttl
+            if sets_file.is_file()
+            else timedelta(days=cfg.features.ttl_days)
+        )
+        store.apply(build_aligned_definitions(aligned, source_kind=source_kind, ttl=ttl))
+        record_infra(store)
+
+        def add(fsf: Any) -> None:
+            fsf.aligned_sets[feature_set] = FolderEntry(path=aligned.path)
+
+        update_feature_sets(store_dir, add, ttl=ttl)
     return {
         "view": aligned_view_name(feature_set),
         "service": aligned_service_name(feature_set),
@@ -262,6 +296,7 @@ __all__ = [
     "aligned_service_name",
     "aligned_view_name",
     "build_aligned_definitions",
+    "read_aligned_folder",
     "read_aligned_set",
     "register_aligned",
     "write_aligned_set",

@@ -13,10 +13,12 @@ objects, for leak set ``<name>`` (default ``<kind>_n<horizon>``):
 ==========================  ==========================================================
 
 Both carry tags ``leaked="true"``, ``leak_kind``, ``horizon_days``, ``window_start``,
-``window_end`` and ``feature_set``. Leak views never expire (TTL 0): a leak is meant to be seen
-by every row from its ``event_timestamp`` on. The ranker hooks build the tables
-(:mod:`ranker_hooks.lis.leaks`); this module only stores and registers them, so the library never
-imports the hooks (data flows one way).
+``window_end`` and ``feature_set``. Leak views never expire (:data:`LEAK_TTL`, 100 years): a leak
+is meant to be seen by every row from its ``event_timestamp`` on. The ranker hooks build the
+tables (:mod:`ranker_hooks.lis.leaks`); this module only stores and registers them, so the
+library never imports the hooks (data flows one way). Registering a leak set also lists it in the
+run's store file (``feature_sets.yaml``, :mod:`mspa_features.serving.repo`), so ``feast plan`` /
+``feast apply`` in that folder declare it too and never delete it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ KEYS = {"user_id": "user", "author_id": "author"}  # join key -> Feast entity
 MANIFEST = "leak.json"
 ROWS = "rows"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+#: TTL of every leak view: never expires within any data. Feast's ttl 0 would as well in joins,
+#: but then Feast starts a view's first ``materialize-incremental`` at now - 52 weeks, which loads
+#: nothing of a historical dataset (Feast docs, FeatureStore.materialize_incremental).
+LEAK_TTL = timedelta(days=36500)
 
 
 def leak_view_name(name: str) -> str:
@@ -259,37 +265,33 @@ def _float_width(table: Any, col: Any) -> int:
 
 
 def build_leak_definitions(
-    leak_sets: Mapping[str, LeakSet], *, source_kind: Literal["file", "spark"] = "file"
+    leak_sets: Mapping[str, LeakSet],
+    *,
+    source_kind: Literal["file", "spark"] = "file",
+    ttl: timedelta = LEAK_TTL,
 ) -> list[Any]:
     """The Feast objects for ``leak_sets``: entities, then per set a source, view and service.
 
     The view's schema is read from the written parquet (every column but the key and the
     timestamps), so the builders decide the columns.
 
+    Args:
+        leak_sets: leak set name -> its manifest.
+        source_kind: ``file`` (duckdb offline store) or ``spark``.
+        ttl: the views' TTL; default :data:`LEAK_TTL` (never expires).
+
     Raises:
         FeatureRepoError: a leak set has no rows file or a column Feast cannot type.
     """
     import pyarrow.parquet as pq
-    from feast import Entity, FeatureService, FeatureView, Field, ValueType
+    from feast import FeatureService, FeatureView, Field
 
-    from mspa_features.serving.definitions import _source
+    from mspa_features.serving.definitions import _source, entities
 
-    # The same entities as feast_defs.build_definitions: re-applying them changes nothing.
-    entities = {
-        "user_id": Entity(
-            name="user",
-            join_keys=["user_id"],
-            value_type=ValueType.STRING,
-            description="a viewer/tipper (contract: users.user_id)",
-        ),
-        "author_id": Entity(
-            name="author",
-            join_keys=["author_id"],
-            value_type=ValueType.STRING,
-            description="a live-streamer, or a movie for MovieLens (contract: authors.author_id)",
-        ),
-    }
-    objects: list[Any] = list(entities.values())
+    # The entities of every MSPA view: re-applying them changes nothing.
+    user, author = entities()
+    by_key = {"user_id": user, "author_id": author}
+    objects: list[Any] = [user, author]
     for name, leak in leak_sets.items():
         rows = leak.path / ROWS
         files = sorted(rows.glob("*.parquet"))
@@ -310,8 +312,8 @@ def build_leak_definitions(
         source = _source(f"leak_rows__{name}", rows, source_kind, f"leaked rows ({name})")
         view = FeatureView(
             name=leak_view_name(name),
-            entities=[entities[leak.key]],
-            ttl=timedelta(0),  # never expires: the leak is visible to every later row
+            entities=[by_key[leak.key]],
+            ttl=ttl,  # never expires: the leak is visible to every later row
             schema=fields,
             source=source,
             online=True,
@@ -390,11 +392,20 @@ def _apply_leaks(
     end: datetime | None,
     t0: float,
 ) -> LeakRegisterReport:
-    from mspa_features.serving.materialize import open_store
+    from mspa_features.serving.materialize import open_store, record_infra, write_run_repo
+    from mspa_features.serving.repo import FolderEntry, update_feature_sets
 
     store: FeatureStore = open_store(cfg, repo_path=repo_path, store_yaml=store_yaml)
     source_kind = "spark" if store.config.offline_store.type == "spark" else "file"
     store.apply(build_leak_definitions(sets, source_kind=source_kind))
+    record_infra(store)
+    # Listed in the store's feature_sets.yaml: `feast plan` there declares them too.
+    store_dir = write_run_repo(cfg, repo_path=repo_path, store_yaml=store_yaml)
+
+    def add(fsf: Any) -> None:
+        fsf.leak_sets.update({n: FolderEntry(path=leak.path) for n, leak in sets.items()})
+
+    update_feature_sets(store_dir, add, default_ttl=timedelta(days=cfg.features.ttl_days))
     materialized = []
     if materialize:
         end = end or datetime.now(UTC)
@@ -417,6 +428,7 @@ def _apply_leaks(
 
 __all__ = [
     "LEAK_KINDS",
+    "LEAK_TTL",
     "LeakRegisterReport",
     "LeakSet",
     "build_leak_definitions",

@@ -739,7 +739,7 @@ def test_register_refuses_feature_set_names_feast_cannot_hold(tmp_path: Path) ->
     assert not (Workspace(cfg.workspace).root / "feast" / "names" / "sqlite").exists()
     shutil.rmtree(root / "it's")
     write_feature_set(root / "aligned-7", "template")
-    spark_yaml = REPO / "feature_store.spark.yaml"
+    spark_yaml = REPO / "stores" / "spark.yaml"
     with pytest.raises(FeatureRepoError, match="'aligned-7' cannot be used with the spark store"):
         register(cfg, ["aligned-7"], repo_path=REPO, store_yaml=spark_yaml, materialize=False)
     rep = register(cfg, ["aligned-7"], repo_path=REPO, materialize=False)  # duckdb + sqlite: fine
@@ -836,7 +836,7 @@ def test_spark_offline_store_matches_duckdb(sqlite_run, tmp_path: Path, monkeypa
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     _, _, duck_store = sqlite_run
     cfg = make_cfg(tmp_path, "spark", sets=("template",))
-    spark_yaml = REPO / "feature_store.spark.yaml"
+    spark_yaml = REPO / "stores" / "spark.yaml"
     rep = register(cfg, ["template"], repo_path=REPO, store_yaml=spark_yaml, materialize=False)
     assert rep.offline_store == "spark"
     store = open_store(cfg, repo_path=REPO, store_yaml=spark_yaml)
