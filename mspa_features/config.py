@@ -229,14 +229,6 @@ class FeaturesConfig(_Strict):
         "`materialize-incremental` starts at now - TTL, so a historical dataset needs a TTL "
         "reaching back to its first snapshot (MovieLens 1997-98: 36500)",
     )
-    ttl_days: int = Field(
-        365,
-        ge=0,
-        description="Feast TTL of every feature view (days): a snapshot is visible this long in "
-        "point-in-time joins and online reads (0: never expires); Feast's first "
-        "`materialize-incremental` starts at now - TTL, so a historical dataset needs a TTL "
-        "reaching back to its first snapshot (MovieLens 1997-98: 36500)",
-    )
     sample: FeatureSampleConfig | None = Field(
         None,
         description="backfill sample.feature_sets only for a seeded user/author sample "

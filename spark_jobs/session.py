@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from mspa_features import logs
 from mspa_features.snapshots.backfill import BackfillConfig
 from mspa_features.snapshots.partitions import Progress
 
@@ -45,7 +46,10 @@ def build_spark_session(
     """One SparkSession for a backfill job (start-up costs ~20 s: reuse it).
 
     Sets ``PYSPARK_PYTHON`` to this interpreter and ``SPARK_LOCAL_IP=127.0.0.1`` unless already
-    set, applies :data:`SPARK_DEFAULTS` then ``bf.spark_conf``.
+    set, applies :data:`SPARK_DEFAULTS` then ``bf.spark_conf``. Under the ``mspa`` CLI the JVM
+    starts with its stdout/stderr on the run's log file (its "Using incubator modules" line,
+    anything log4j does not catch: :func:`mspa_features.logs.child_output_to_log`); its log
+    level is ERROR once started.
 
     Args:
         bf: the backfill settings (``spark_conf``, ``master``).
@@ -61,7 +65,8 @@ def build_spark_session(
         builder = builder.master(chosen)
     for k, v in {**SPARK_DEFAULTS, **bf.spark_conf}.items():
         builder = builder.config(k, v)
-    spark = builder.getOrCreate()
+    with logs.child_output_to_log():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
