@@ -50,6 +50,7 @@ from mspa_features.errors import ConfigError, FeatureRepoError
 from mspa_features.extras import require
 from mspa_features.serving.definitions import VARIANTS, author_view_name, pref_view_name
 from mspa_features.serving.repo import (
+    FEATURE_SETS_FILE,
     FeatureSetEntry,
     FeatureSetsFile,
     feature_set_objects,
@@ -598,6 +599,10 @@ def _apply_and_materialize(
             )
 
     ttl = ttl if ttl is not None else timedelta(days=cfg.features.ttl_days)
+    if not (store_dir / FEATURE_SETS_FILE).is_file():
+        # A store registered before the file existed: list what its registry already holds,
+        # so the plain CLI there does not delete it.
+        _adopt_registered(store, store_dir, ttl)
     fsf = update_feature_sets(store_dir, add_sets, ttl=ttl)
     # Every set the store's file lists, with the definitions the plain Feast CLI builds there.
     objects = feature_set_objects(fsf, source=source_kind(str(rc.offline_store.type)))
@@ -662,6 +667,39 @@ def write_run_repo(
 
 
 _REDIS_ENV = "REDIS_CONNECTION_STRING"
+
+
+def _adopt_registered(store: FeatureStore, store_dir: Path, ttl: timedelta) -> None:
+    """Write ``feature_sets.yaml`` for a store registered before it existed: every feature
+    set, leak set and aligned set its registry holds whose folder is still there.
+
+    Leak and aligned views are recognised by name (``leak__<name>``,
+    ``aligned_author_id__<fs>``) and their folder is their source's parent (``<folder>/rows``).
+    """
+    from mspa_features.serving.repo import FolderEntry
+
+    found: dict[str, dict[str, Path]] = {"feature_sets": {}, "leak_sets": {}, "aligned_sets": {}}
+    for fv in store.list_feature_views():
+        path = getattr(fv.batch_source, "path", None)
+        if not path or "://" in str(path):
+            continue
+        folder = Path(path).parent
+        name = fv.name
+        if name.startswith("user_preferences__"):
+            found["feature_sets"][name.removeprefix("user_preferences__")] = folder
+        elif name.startswith("leak__") and (folder / "leak.json").is_file():
+            found["leak_sets"][name.removeprefix("leak__")] = folder
+        elif name.startswith("aligned_author_id__") and (folder / "aligned.json").is_file():
+            found["aligned_sets"][name.removeprefix("aligned_author_id__")] = folder
+
+    def adopt(fsf: FeatureSetsFile) -> None:
+        for fs, folder in found["feature_sets"].items():
+            if folder.is_dir():
+                fsf.feature_sets[fs] = FeatureSetEntry(path=folder)
+        fsf.leak_sets.update({n: FolderEntry(path=p) for n, p in found["leak_sets"].items()})
+        fsf.aligned_sets.update({n: FolderEntry(path=p) for n, p in found["aligned_sets"].items()})
+
+    update_feature_sets(store_dir, adopt, ttl=ttl)
 
 
 def record_infra(store: FeatureStore) -> None:

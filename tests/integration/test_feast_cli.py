@@ -259,6 +259,7 @@ def test_run_store_is_a_feast_repo_that_keeps_what_mspa_registered(tmp_path: Pat
     assert set(sets["feature_sets"]) == {"template"}
     assert set(sets["leak_sets"]) == {"next_positive_n7"}
     assert set(sets["aligned_sets"]) == {"template"}
+    before = (store_dir / "feature_sets.yaml").read_text()
 
     views = {
         "user_preferences__template",
@@ -302,3 +303,12 @@ def test_run_store_is_a_feast_repo_that_keeps_what_mspa_registered(tmp_path: Pat
         entity_rows=[{"user_id": u} for u in USERS],
     ).to_dict()
     assert leak["next_positive_author"] == ["a1", "a0"]
+
+    # A store registered before feature_sets.yaml existed: mspa register lists what its
+    # registry holds (leak and aligned sets too) before adding its own sets.
+    (store_dir / "feature_sets.yaml").unlink()
+    apply_and_materialize(cfg, ["template"], repo_path=REPO, materialize=False)
+    sets = yaml.safe_load((store_dir / "feature_sets.yaml").read_text())
+    assert set(sets["leak_sets"]) == {"next_positive_n7"}
+    assert set(sets["aligned_sets"]) == {"template"}
+    assert sets == yaml.safe_load(before)
