@@ -95,3 +95,27 @@ def test_a_frame_that_does_not_fit_the_schema_is_named(tmp_path) -> None:
             cfg(tmp_path), bad, feature_set="template", model_version="m", split_at=T,
             knowledge_ts=T - timedelta(days=1),
         )  # fmt: skip
+
+
+def test_definitions_take_the_dataset_ttl_and_the_shared_entity(tmp_path) -> None:
+    from mspa_features.serving.definitions import entities
+    from ranker_hooks.aligned_id.feast_defs import (
+        aligned_root,
+        build_aligned_definitions,
+        read_aligned_folder,
+    )
+
+    c = cfg(tmp_path)
+    out = write_aligned_set(
+        c, frame(), feature_set="template", model_version="m", split_at=T, knowledge_ts=T0
+    )
+    # feature_sets.yaml names the folder: the same manifest as by run config and set name.
+    assert read_aligned_folder(aligned_root(c) / "template") == out
+    author, _, view, service = build_aligned_definitions(out, ttl=timedelta(days=36500))
+    assert author == entities()[1]
+    assert view.ttl == timedelta(days=36500)
+    assert view.tags["leaked"] == "false"
+    assert service.name == "aligned__template"
+
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
