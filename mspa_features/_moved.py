@@ -30,6 +30,8 @@ MOVED: dict[str, str] = {
     "mspa_features.feature_reads": "mspa_features.serving.reads",
     "mspa_features.retrieval": "mspa_features.serving.nearest",
     "mspa_features.rewards": "mspa_features.align.rewards",
+    # the main job wires every package together: it belongs to the CLI layer
+    "mspa_features.pipeline": "mspa_features.cli.main_job",
     "mspa_features.leak_defs": "ranker_hooks.lis.feast_defs",
     "mspa_features.aligned_defs": "ranker_hooks.aligned_id.feast_defs",
     "ranker_hooks.base": "ranker_hooks.rankers.base",
@@ -66,6 +68,10 @@ def package_getattr(package: str, name: str) -> object:
     """``__getattr__`` body for a package that took over an old module's name."""
     if name.startswith("__"):
         raise AttributeError(name)
+    # ``from package import submodule`` asks the package first: a real submodule wins, quietly
+    # (``from mspa_features.evaluation import metrics`` is the module, not a moved name).
+    if importlib.util.find_spec(f"{package}.{name}") is not None:
+        return importlib.import_module(f"{package}.{name}")
     module = importlib.import_module(SUCCESSORS[package])
     try:
         value = getattr(module, name)

@@ -223,8 +223,8 @@ def run(
         TimeElapsedColumn,
     )
 
+    from mspa_features.cli.main_job import run as run_pipeline
     from mspa_features.config import load_config
-    from mspa_features.pipeline import run as run_pipeline
 
     cfg = load_config(config)
     t0 = time.perf_counter()

@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def tiny_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic run (40 users, 24 authors) with its U2A/A2A sets: returns the run config."""
+    from mspa_features.cli.main_job import build_eval_sets, prepare_data
     from mspa_features.config import Workspace, load_config
-    from mspa_features.pipeline import build_eval_sets, prepare_data
 
     root = tmp_path_factory.mktemp("align")
     run = {
@@ -219,9 +219,9 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
     from mspa_features.align.config import load_align_config
     from mspa_features.align.trainer import COMPOSE_CONFIG, train
     from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
+    from mspa_features.cli.main_job import feature_range
     from mspa_features.config import Workspace, load_config
     from mspa_features.data.ingest import load_accepted
-    from mspa_features.pipeline import feature_range
     from mspa_features.serving.materialize import open_store, register
     from mspa_features.serving.reads import online_features
 

@@ -64,7 +64,7 @@ def test_ablation_stage_config_resolves_against_the_run_config(tmp_path):
         )
     )
     assert cfg.ablation.config == tmp_path / "ab" / "x.yaml"
-    from mspa_features.pipeline import check_stage_inputs
+    from mspa_features.cli.main_job import check_stage_inputs
 
     # Other commands load the config without the ablation file; the main job refuses to start.
     missing = load_config(

@@ -490,8 +490,8 @@ def test_counts_reconcile_with_every_kind_of_bad_timestamp():
 
 def test_the_data_stage_of_a_run_fails_when_a_contract_accepts_nothing(tmp_path, monkeypatch):
     """Item 10 in ``mspa run``: the data stage fails (counts in the message), files written."""
+    from mspa_features.cli.main_job import prepare_data
     from mspa_features.config import DataConfig, RunConfig, Workspace
-    from mspa_features.pipeline import prepare_data
 
     ml = tmp_path / "raw" / "ml-100k"
     _write_ml(ml, ["1\t10\t5\t881251949000", "2\t20\t3\tsoon"])  # every rating is bad

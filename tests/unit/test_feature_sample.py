@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mspa_features.cli.main_job import draw_sample
 from mspa_features.config import load_config
-from mspa_features.pipeline import draw_sample
 from ranker_hooks.ablation.run import AblationConfig, _variant_names
 
 REPO = Path(__file__).resolve().parents[2]

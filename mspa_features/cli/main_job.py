@@ -1,4 +1,7 @@
-"""The main job: every stage that exists, end to end, ending in a results summary.
+"""The main job (`mspa run`): every stage that exists, end to end, ending in a results summary.
+
+It lives in the CLI layer because it wires the packages together (library, Spark jobs, ranker
+hooks); the library itself never imports them (docs/architecture.md, import contracts).
 
 Stages (each idempotent; a rerun reuses what is already on disk):
 
@@ -247,9 +250,11 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
     """Stage 5: backfill every configured feature set over the data's span (the sampled ones
     for ``features.sample`` only), then register and materialize them; returns reconciled
     counts, the sample and what was registered."""
-    from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
     from mspa_features.data.ingest import load_accepted
     from mspa_features.serving.materialize import register
+    from mspa_features.snapshots.backfill import BackfillConfig
+    from spark_jobs.backfill import run_backfill
+    from spark_jobs.session import build_spark_session
 
     inter = load_accepted(ws.data(cfg.name), "interactions")
     start, end = feature_range(inter)
