@@ -142,6 +142,21 @@ def test_leak_views_carry_the_tags(run) -> None:
     assert store.get_feature_view("author_profiles__template").tags["leaked"] == "false"
 
 
+def test_leak_views_never_expire_and_are_listed_for_the_feast_cli(run) -> None:
+    from mspa_features.serving.materialize import feast_dir
+    from mspa_features.serving.repo import load_feature_sets
+    from ranker_hooks.lis.feast_defs import LEAK_TTL
+
+    cfg, sets, _, store = run
+    # Not Feast's ttl 0: its first materialize-incremental would start a year before now.
+    assert store.get_feature_view(leak_view_name("next_positive_n7")).ttl == LEAK_TTL
+    listed = load_feature_sets(feast_dir(cfg, "sqlite") / "feature_sets.yaml")
+    assert {n: e.path for n, e in listed.leak_sets.items()} == {
+        s.name: s.path for s in sets.values()
+    }
+    assert set(listed.feature_sets) == {"template"}
+
+
 def test_guard_finds_leaked_views_and_refuses_non_lis_variants(run) -> None:
     _, _, _, store = run
     for clean in ("baseline__template", "all__template", "with_author__template"):
