@@ -70,6 +70,7 @@ def ablate(
     Results are written before anything is logged to MLflow; when the tracking store was
     unreachable, rerunning the same command logs those results without training again.
     """
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import Workspace
     from ranker_hooks.ablation.report import ais_table
     from ranker_hooks.ablation.run import load_ablation_config, run_ablation
@@ -87,6 +88,7 @@ def ablate(
         updates["mlflow"] = {**cfg.mlflow.model_dump(), "tracking_uri": tracking_uri}
     cfg = override(cfg, updates, {"variants": "--variant", "seeds": "--seeds"})
     run_cfg = _run_config(cfg, run_config, config)
+    ensure_run_data(run_cfg)  # ingests the run config's data source unless already there
     uri = cfg.mlflow.tracking_uri or _default_uri(run_cfg)
     root = Workspace(run_cfg.workspace).results / "ablation"
     pending = [] if retrain else pending_results(root, request_key(cfg, run_cfg, extra_variants=[]))

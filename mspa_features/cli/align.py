@@ -40,7 +40,11 @@ def align(
         console.print(f"config ok: {config}")
         return
     from mspa_features.align.trainer import train
+    from mspa_features.cli.data import ensure_run_data
+    from mspa_features.config import load_config
 
+    # the run config's data and U2A sets, unless already there
+    ensure_run_data(load_config(cfg.run_config), eval_sets=True)
     res = train(cfg, evaluate=evaluate, progress=lambda m: console.print(f"[dim]{m}[/]"))
     b, a = res.probe_before, res.probe_after
     parts = [f"{k} {b[k]:.3f} -> {a[k]:.3f}" for k in b]

@@ -1,4 +1,8 @@
-"""``mspa backfill``: point-in-time preference and author-profile partitions, with Spark."""
+"""``mspa backfill``: point-in-time preference and author-profile partitions, with Spark.
+
+The CLI wires the packages: the rules come from :mod:`mspa_features.snapshots`, the Spark job
+from :mod:`spark_jobs.backfill` (the same drivers ``spark-submit spark_jobs/submit.py`` runs).
+"""
 
 from __future__ import annotations
 
@@ -56,19 +60,21 @@ def backfill(
 
     from pydantic import ValidationError
 
-    from mspa_features.backfill import (
+    from mspa_features.cli.common import progress_bar
+    from mspa_features.cli.data import ensure_run_data
+    from mspa_features.config import load_config
+    from mspa_features.snapshots.backfill import (
         ENTITIES,
         BackfillConfig,
-        build_spark_session,
         feature_set_dir,
         parse_date,
         partition_dates,
-        run_backfill,
     )
-    from mspa_features.cli.common import progress_bar
-    from mspa_features.config import load_config
+    from spark_jobs.backfill import run_backfill
+    from spark_jobs.session import build_spark_session
 
     cfg = load_config(config)
+    ensure_run_data(cfg)  # ingests the config's data source unless already there
     # One source of truth: the run config's cadence unless the command line overrides it.
     cadence = Cadence(cadence.value if cadence is not None else cfg.features.cadence)
     try:

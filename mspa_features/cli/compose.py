@@ -27,7 +27,7 @@ def _summary(out, what: str, path: Path) -> None:
     from collections import Counter
 
     from mspa_features.cli.common import counts_table
-    from mspa_features.pipeline import StageCounts
+    from mspa_features.cli.main_job import StageCounts
 
     row = StageCounts(
         what,
@@ -64,10 +64,12 @@ def users(
     """Compose preference texts and embeddings for users as of one instant."""
     from datetime import UTC
 
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.compose.jobs import compose_users
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)
+    ensure_run_data(cfg)  # ingests the config's data source unless already there
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)  # CLI datetimes are read as UTC
     with progress_bar() as step:
@@ -82,10 +84,12 @@ def authors(
     limit: Annotated[int | None, typer.Option(help="first N authors; default all")] = None,
 ) -> None:
     """Compose author descriptions and embeddings (same space as preferences)."""
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.compose.jobs import compose_authors
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)
+    ensure_run_data(cfg)
     with progress_bar() as step:
         out = compose_authors(cfg, composer.value, limit=limit, progress=step)
     _summary(out, "author_profiles", Workspace(cfg.workspace).features(cfg.name) / composer.value)

@@ -119,6 +119,110 @@ def validate_file(
     require_accepted([res], quarantine=out / f"{c.name}.quarantine.parquet")
 
 
+def spark_reader(cfg):  # type: ignore[no-untyped-def]
+    """The Spark reader for ``data.source: spark`` (the CLI wires spark_jobs into the library)."""
+    if cfg.data.source != "spark":
+        return None
+    from spark_jobs.sources import export_tables
+
+    return export_tables
+
+
+def ensure_run_data(cfg, *, eval_sets: bool = False, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """Ingest the run config's data source unless ``data/<run>/`` already holds it (every
+    command that reads the accepted tables calls this first); prints the counts when it
+    ingested. With ``eval_sets``, also builds the U2A/A2A sets (the main job's stage 2) when
+    they are missing or the data was ingested again. Returns the validation results, or None
+    when nothing had to be ingested."""
+    from mspa_features.cli.main_job import StageCounts, build_eval_sets
+    from mspa_features.config import Workspace
+    from mspa_features.data.ingest import ensure_data
+
+    ws = Workspace(cfg.workspace)
+    with console.status(f"data: {cfg.data.source} -> {cfg.name} ..."):
+        results = ensure_data(cfg, ws, read_spark=spark_reader(cfg))
+        if eval_sets and (
+            results is not None or not (ws.datasets(cfg.name) / "a2a.parquet").is_file()
+        ):
+            build_eval_sets(cfg, ws)
+    if results is not None and not quiet:
+        console.print(
+            counts_table(
+                f"{cfg.name} ({cfg.data.source}): input = accepted + quarantined",
+                [StageCounts.of(r) for r in results],
+            )
+        )
+        _print_notes(results)
+    return results
+
+
+@app.command("load")
+def load(
+    config: Annotated[Path, typer.Argument(help="run config YAML (its data: section)")],
+) -> None:
+    """Validate the run config's data source into the workspace (what every command does
+    first when the data is not there yet): accepted rows, quarantine with reasons, counts.
+
+    Always ingests again (a changed file or config is picked up by every command anyway).
+    """
+    from mspa_features.cli.main_job import StageCounts
+    from mspa_features.config import Workspace, load_config
+    from mspa_features.data.ingest import ingest_source
+    from mspa_features.errors import NothingAcceptedError
+
+    cfg = load_config(config)
+    ws = Workspace(cfg.workspace)
+    failed: NothingAcceptedError | None = None
+    with console.status(f"data: {cfg.data.source} -> {cfg.name} ..."):
+        try:
+            results = ingest_source(cfg, ws, read_spark=spark_reader(cfg))
+        except NothingAcceptedError as e:
+            failed, results = e, list(e.results or [])
+    console.print(
+        counts_table(
+            f"{cfg.name} ({cfg.data.source}): input = accepted + quarantined",
+            [StageCounts.of(r) for r in results],
+        )
+    )
+    _print_notes(results)
+    for r in results:
+        for row in r.quarantine.slice(0, 3).to_pylist():
+            console.print(
+                f"  {r.contract} row {row['row_number']}: {row['reason']}", highlight=False
+            )
+    console.print(
+        f"accepted -> {ws.data(cfg.name)}\nquarantine -> {ws.quarantine(cfg.name)}",
+        highlight=False,
+    )
+    if failed is not None:
+        raise failed
+
+
+@app.command("example")
+def example(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="where to write it (configs/own_data_example.yaml reads "
+            "workspace/own_data_example)"
+        ),
+    ],
+    seed: Annotated[int, typer.Option(help="generator seed")] = 0,
+) -> None:
+    """Write a small folder of "your own data" in a layout of its own (a generated podcast
+    catalogue: 30 listeners, 40 shows, ~450 plays over 13 weeks, epoch-millisecond times, a few
+    rows wrong on purpose) to try `source: files` on."""
+    from mspa_features.data.sources_example import write_example_folder
+
+    ex = write_example_folder(folder, seed=seed)
+    for name, n in ex.rows.items():
+        bad = len(ex.bad_rows.get(name, {}))
+        console.print(
+            f"{ex.path / (name + '.csv')}: {n} rows ({bad} meant for the quarantine)",
+            highlight=False,
+        )
+
+
 def _print_notes(results: list) -> None:  # type: ignore[type-arg]
     """What validation decided on its own (e.g. the vector length it inferred)."""
     for res in results:

@@ -33,10 +33,12 @@ def u2a(
     ] = None,
 ) -> None:
     """U2A: Acc@m over generations (mean ± std), Recall/NDCG@5/10, plus A2A."""
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.compose.jobs import evaluate
     from mspa_features.config import Workspace, load_config
 
     cfg = load_config(config)
+    ensure_run_data(cfg, eval_sets=True)  # data and U2A/A2A sets, unless already there
     if authors not in (None, "all", "cohort"):
         raise typer.BadParameter(f"--authors is all or cohort, got {authors!r}")
     n = -1 if cohort is None else (None if cohort == 0 else cohort)
@@ -52,10 +54,12 @@ def u2a(
 @app.command("a2a")
 def a2a(config: ConfigArg, composer: ComposersOpt = None) -> None:
     """A2A alignment rate of author description embeddings (no user composition)."""
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.compose.jobs import evaluate
     from mspa_features.config import load_config
 
     cfg = load_config(config)
+    ensure_run_data(cfg, eval_sets=True)
     with progress_bar() as step:
         res = evaluate(cfg, composers=composer, with_u2a=False, progress=step)
     for name, row in res["composers"].items():

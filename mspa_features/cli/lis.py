@@ -73,6 +73,7 @@ def lis(
     Results and verdicts are written before anything is logged to MLflow; when the tracking
     store was unreachable, rerunning the same command logs them without training again.
     """
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import Workspace, load_config
     from mspa_features.errors import ConfigError
     from ranker_hooks.ablation.run import default_tracking_uri, load_ablation_config
@@ -101,6 +102,7 @@ def lis(
     if path is None:
         raise ConfigError(str(config), ["run_config: required (or pass --run-config)"])
     run_cfg = load_config(path)
+    ensure_run_data(run_cfg)  # ingests the run config's data source unless already there
     horizons = list(horizon or DEFAULT_HORIZONS)
     key = request_key(
         cfg, run_cfg, command="lis", horizons=horizons, kinds=kinds, build=build, aligned=aligned

@@ -84,31 +84,15 @@ def _timed(timings: dict[str, float], name: str, t0: float) -> None:
 
 
 def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[ValidationResult]:
-    """Stage 1: obtain the dataset and validate it; writes data/ and quarantine/."""
-    from mspa_features.data.ingest import ingest_folder, write_results
-    from mspa_features.data.validation import require_accepted
+    """Stage 1: obtain the dataset and validate it; writes data/ and quarantine/.
 
-    if cfg.data.source == "movielens":
-        from mspa_features.data import movielens
+    One path for every ``data.source`` (your files, Spark tables, the MovieLens and synthetic
+    presets): :func:`mspa_features.data.ingest.ingest_source`.
+    """
+    from mspa_features.cli.data import spark_reader
+    from mspa_features.data.ingest import ingest_source
 
-        ml_dir = movielens.fetch(ws.raw)
-        results = movielens.convert(
-            ml_dir, positive_threshold=cfg.data.positive_threshold
-        ).results()
-    else:
-        from mspa_features.data.synthetic import write_synthetic
-
-        syn = cfg.data.synthetic
-        assert syn is not None  # the config validator fills it for source=synthetic
-        raw = ws.raw / f"synthetic-{syn.fingerprint()}"
-        if not (raw / "interactions.parquet").exists():
-            write_synthetic(syn, raw)
-        # Synthetic data exercises the multimodal path: authors must carry frames.
-        results = ingest_folder(raw, author_modalities=("profile_text", "frames"))
-    write_results(results, ws.data(cfg.name), ws.quarantine(cfg.name))
-    # A load that accepted no row of a contract fails here, with the counts, not in a later stage.
-    require_accepted(results, quarantine=ws.quarantine(cfg.name))
-    return results
+    return ingest_source(cfg, ws, read_spark=spark_reader(cfg))
 
 
 def build_eval_sets(cfg: RunConfig, ws: Workspace) -> tuple[Any, pd.DataFrame]:

@@ -74,11 +74,13 @@ def register(
     ] = None,
 ) -> None:
     """Register backfilled feature sets with Feast and materialize them to the online store."""
+    from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import load_config
     from mspa_features.serving.materialize import register as do_register
 
     kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)
+    ensure_run_data(cfg)  # ingests the config's data source unless already there
     # No live spinner: Feast prints its own materialization progress to stdout.
     rep = do_register(
         cfg,

@@ -1,10 +1,11 @@
 """Every stage on a tiny dataset of a user's own (issue 14 item 9): 3 users, 5 authors,
 20 interactions, put in a workspace the way a user can today.
 
-There is no run-config source for one's own files (``data.source`` is ``movielens`` or
-``synthetic``, and ``mspa run`` would fetch that dataset into the same folder), so the files
-go through ``mspa data validate <contract> FILE --out <workspace>/data/<run name>``, which
-writes the accepted contract parquet where every later stage reads it. ``mspa backfill``,
+The files go through ``mspa data validate <contract> FILE --out <workspace>/data/<run name>``,
+which writes the accepted contract parquet where every later stage reads it; the run config
+names the same folder as its ``source: files`` (accepted tables validated by hand, without the
+stamp ``mspa data load`` writes, are used as they are; tests/integration/test_own_data_files.py
+runs ``mspa run`` on a source folder end to end). ``mspa backfill``,
 ``mspa register``, ``mspa ablate`` and ``mspa lis`` then run on it. Each one either works or
 says what it had nothing to do for and goes on; none prints a traceback. Before the fix,
 ``mspa lis`` died at its seventh variant: the empty similar-items leak set was written with
@@ -64,8 +65,8 @@ u2,a4,2024-03-01T07:00:00Z,rate,5.0,1
 RUN = """name: tiny
 workspace: ws
 data:
-  source: movielens   # required by the schema; never fetched here (no run-config source
-                      # reads one's own files: they are validated into ws/data/tiny)
+  source: files       # users.csv, authors.csv, interactions.csv beside this file (already
+  path: .             # validated into ws/data/tiny by `mspa data validate`)
 eval:
   composers: []
 features:
