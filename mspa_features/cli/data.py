@@ -210,7 +210,7 @@ def example(
     seed: Annotated[int, typer.Option(help="generator seed")] = 0,
 ) -> None:
     """Write a small folder of "your own data" in a layout of its own (a generated podcast
-    catalogue: 30 listeners, 40 shows, ~450 plays over 13 weeks, epoch-millisecond times, a few
+    catalogue: 30 listeners, 40 shows, 500 plays over 13 weeks, epoch-millisecond times, 7
     rows wrong on purpose) to try `source: files` on."""
     from mspa_features.data.sources_example import write_example_folder
 
