@@ -20,6 +20,7 @@ from mspa_features.cli import eval as eval_cmd
 from mspa_features.cli import gallery as gallery_cmd
 from mspa_features.cli import lis as lis_cmd
 from mspa_features.cli import nearest as nearest_cmd
+from mspa_features.cli import recall as recall_cmd
 from mspa_features.cli import register as register_cmd
 from mspa_features.cli import run as run_cmd
 from mspa_features.cli.common import console
@@ -46,6 +47,7 @@ ablate_cmd.install(app)
 lis_cmd.install(app)
 drift_cmd.install(app)
 gallery_cmd.install(app)
+recall_cmd.install(app)
 
 
 def _exit(code: int) -> None:
