@@ -20,7 +20,7 @@ from mspa_features.align.rewards import reward_weights
 from mspa_features.align.rewards.tawin import check_window
 from mspa_features.config import load_yaml_model
 from mspa_features.config_base import StrictModel
-from mspa_features.errors import ConfigError
+from mspa_features.errors import ConfigError, IncompatibleSettingsError, InvalidValueError
 from mspa_features.names import experiment_name
 
 TINY_RANDOM_LLAMA = "tiny-random-llama"
@@ -147,21 +147,38 @@ class GRPOSettings(StrictModel):
     def _cross(self) -> GRPOSettings:
         batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if (batch * self.num_processes) % self.num_generations:
-            raise ValueError(
+            raise IncompatibleSettingsError(
+                {
+                    "per_device_train_batch_size": self.per_device_train_batch_size,
+                    "gradient_accumulation_steps": self.gradient_accumulation_steps,
+                    "num_processes": self.num_processes,
+                    "num_generations": self.num_generations,
+                },
                 "per_device_train_batch_size * gradient_accumulation_steps * num_processes "
-                f"({self.per_device_train_batch_size} * {self.gradient_accumulation_steps} * "
-                f"{self.num_processes}) must be divisible by num_generations "
-                f"({self.num_generations}): every prompt needs a whole group"
+                f"({batch * self.num_processes}) must be divisible by num_generations: every "
+                "prompt needs a whole group",
             )
         if self.use_cpu and self.bf16:
-            raise ValueError("bf16 needs a GPU: set use_cpu: false or bf16: false")
+            raise IncompatibleSettingsError(
+                {"use_cpu": self.use_cpu, "bf16": self.bf16},
+                "bf16 needs a GPU",
+                fix="set use_cpu: false or bf16: false",
+            )
         if self.use_cpu and self.use_vllm:
-            raise ValueError("use_vllm needs a CUDA GPU (the gpu extra): set use_cpu: false")
+            raise IncompatibleSettingsError(
+                {"use_cpu": self.use_cpu, "use_vllm": self.use_vllm},
+                "use_vllm needs a CUDA GPU (the gpu extra)",
+                fix="set use_cpu: false",
+            )
         colocated = self.use_vllm and self.vllm_mode == "colocate"
         if colocated and self.num_processes % self.vllm_tensor_parallel_size:
-            raise ValueError(
-                f"colocate: num_processes ({self.num_processes}) must be a multiple of "
-                f"vllm_tensor_parallel_size ({self.vllm_tensor_parallel_size})"
+            raise IncompatibleSettingsError(
+                {
+                    "vllm_mode": self.vllm_mode,
+                    "num_processes": self.num_processes,
+                    "vllm_tensor_parallel_size": self.vllm_tensor_parallel_size,
+                },
+                "colocate: num_processes must be a multiple of vllm_tensor_parallel_size",
             )
         return self
 
@@ -198,7 +215,9 @@ class AlignEvalConfig(StrictModel):
     @model_validator(mode="after")
     def _m(self) -> AlignEvalConfig:
         if any(m < 2 or m > 26 for m in self.num_candidates):
-            raise ValueError(f"num_candidates must be in 2..26, got {self.num_candidates}")
+            raise InvalidValueError(
+                "num_candidates", self.num_candidates, "a list of Acc@m values in 2..26"
+            )
         return self
 
 
@@ -222,16 +241,28 @@ class AlignConfig(StrictModel):
     @model_validator(mode="after")
     def _gpu_only(self) -> AlignConfig:
         if self.grpo.use_cpu and self.model.dtype == "bfloat16":
-            raise ValueError("model.dtype bfloat16 needs a GPU (grpo.use_cpu is true)")
+            raise IncompatibleSettingsError(
+                {"model.dtype": self.model.dtype, "grpo.use_cpu": self.grpo.use_cpu},
+                "model.dtype bfloat16 needs a GPU",
+                fix="set grpo.use_cpu: false or model.dtype: float32",
+            )
         if self.model.name in ("smollm2", TINY_RANDOM_LLAMA) and (
             self.model.architecture != "causal-lm"
         ):
-            raise ValueError(f"model {self.model.name!r} is a causal-lm, not vision-language")
+            raise IncompatibleSettingsError(
+                {"model.name": self.model.name, "model.architecture": self.model.architecture},
+                f"model {self.model.name!r} is a causal-lm, not vision-language",
+                fix="set model.architecture: causal-lm",
+            )
         if self.data.frames_per_candidate and self.model.architecture != "vision-language":
-            raise ValueError(
-                f"data.frames_per_candidate ({self.data.frames_per_candidate}) needs "
-                f"model.architecture: vision-language, got {self.model.architecture!r} "
-                "(a causal-lm cannot see images; set frames_per_candidate: 0)"
+            raise IncompatibleSettingsError(
+                {
+                    "data.frames_per_candidate": self.data.frames_per_candidate,
+                    "model.architecture": self.model.architecture,
+                },
+                "data.frames_per_candidate needs model.architecture: vision-language, got "
+                f"{self.model.architecture!r} (a causal-lm cannot see images)",
+                fix="set frames_per_candidate: 0",
             )
         return self
 

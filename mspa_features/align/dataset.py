@@ -28,7 +28,7 @@ import pandas as pd
 from mspa_features.compose.composer import Composer, author_frames
 from mspa_features.compose.prompts import RECOMMEND, render_author, render_candidates
 from mspa_features.data.contracts import Author
-from mspa_features.errors import SchemaError
+from mspa_features.errors import InvalidValueError, SchemaError
 from mspa_features.evaluation.composer_eval import u2a_histories
 
 COLUMNS = (
@@ -162,7 +162,7 @@ def build_align_rows(
         ValueError: ``frames_per_candidate`` is negative.
     """
     if frames_per_candidate < 0:
-        raise ValueError(f"frames_per_candidate must be >= 0, got {frames_per_candidate}")
+        raise InvalidValueError("frames_per_candidate", frames_per_candidate, ">= 0")
     col = f"candidates_m{num_candidates}"
     if col not in u2a.columns:
         have = sorted(c.removeprefix("candidates_m") for c in u2a.columns if "candidates_m" in c)

@@ -13,6 +13,7 @@ from mspa_features.align.rewards.accuracy_rewards import AccuracyReward
 from mspa_features.align.rewards.common import completion_text
 from mspa_features.align.rewards.format_rewards import FormatReward
 from mspa_features.align.rewards.similarity_rewards import SimilarityReward, load_author_embeddings
+from mspa_features.errors import IncompatibleSettingsError, InvalidValueError
 
 
 def reward_weights(lambda_accuracy: float, lambda_format: float) -> tuple[float, float, float]:
@@ -21,16 +22,15 @@ def reward_weights(lambda_accuracy: float, lambda_format: float) -> tuple[float,
     Raises:
         ValueError: a weight is outside [0, 1] or ``l1 + l2 > 1``.
     """
-    if not (0.0 <= lambda_accuracy <= 1.0 and 0.0 <= lambda_format <= 1.0):
-        raise ValueError(
-            f"reward weights must be in [0, 1], got lambda_accuracy={lambda_accuracy}, "
-            f"lambda_format={lambda_format}"
-        )
+    for name, weight in (("lambda_accuracy", lambda_accuracy), ("lambda_format", lambda_format)):
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidValueError(name, weight, "a reward weight in [0, 1]")
     total = lambda_accuracy + lambda_format
     if total > 1.0 + 1e-9:
-        raise ValueError(
+        raise IncompatibleSettingsError(
+            {"lambda_accuracy": lambda_accuracy, "lambda_format": lambda_format},
             f"lambda_accuracy + lambda_format must be <= 1 (the rest weighs similarity), got "
-            f"{lambda_accuracy} + {lambda_format} = {total}"
+            f"{total}",
         )
     # Rounded so 1 - 0.6 - 0.2 reads 0.2, not 0.19999999999999996, in logs and params.
     return lambda_accuracy, lambda_format, max(0.0, round(1.0 - total, 12))

@@ -8,6 +8,7 @@ from typing import Any
 from mspa_features.align.rewards.common import completion_text
 from mspa_features.compose.parsing import parse_answer
 from mspa_features.compose.prompts import RECOMMEND
+from mspa_features.errors import InvalidValueError
 
 
 class FormatReward:
@@ -30,9 +31,9 @@ class FormatReward:
         partial_scale: float = 0.5,
     ):
         if not keys:
-            raise ValueError("FormatReward needs at least one required key")
+            raise InvalidValueError("FormatReward keys", keys, "at least one required key")
         if not 0.0 <= partial_scale <= 1.0:
-            raise ValueError(f"partial_scale must be in [0, 1], got {partial_scale}")
+            raise InvalidValueError("partial_scale", partial_scale, "in [0, 1]")
         self.keys = tuple(keys)
         self.partial = partial
         self.partial_scale = partial_scale

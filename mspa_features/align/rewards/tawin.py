@@ -30,13 +30,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from mspa_features.errors import DataError, IncompatibleSettingsError, InputMismatchError
+
 
 def check_window(alpha: float, width: float) -> None:
     """Raises ValueError unless ``0 <= alpha``, ``0 < width`` and ``alpha + width <= 1``."""
     if not (alpha >= 0.0 and width > 0.0 and alpha + width <= 1.0 + 1e-12):
-        raise ValueError(
-            "TAWin window needs 0 <= alpha, width > 0 and alpha + width <= 1, got "
-            f"alpha={alpha}, width={width}"
+        raise IncompatibleSettingsError(
+            {"alpha": alpha, "width": width},
+            "TAWin window needs 0 <= alpha, width > 0 and alpha + width <= 1",
         )
 
 
@@ -65,9 +67,9 @@ def tawin_weights(
     adv = np.asarray(advantages, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64)
     if adv.ndim != 2 or adv.shape != sc.shape:
-        raise ValueError(
-            f"advantages and scores must be (groups, G) arrays of one shape, got {adv.shape} "
-            f"and {sc.shape}"
+        raise InputMismatchError(
+            "must be (groups, G) arrays of one shape",
+            {"advantages": adv.shape, "scores": sc.shape},
         )
     lo, hi = float(alpha), min(float(alpha) + float(width), 1.0)
     w = np.ones_like(adv)
@@ -77,7 +79,9 @@ def tawin_weights(
         if n == 0:
             continue
         if not np.all(np.isfinite(sc[g, neg])):
-            raise ValueError(f"group {g}: scores of negatives must be finite, got {sc[g, neg]}")
+            raise DataError(
+                f"scores of group {g}", f"negatives must have finite scores, got {sc[g, neg]}"
+            )
         order = neg[np.argsort(-sc[g, neg], kind="stable")]  # best-scored negative first
         k = np.arange(n, dtype=np.float64)
         overlap = np.clip(np.minimum((k + 1) / n, hi) - np.maximum(k / n, lo), 0.0, None)
