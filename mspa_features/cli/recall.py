@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mspa_features.cli.common import console, fail
-from mspa_features.cli.register import ConfigArg, RepoOpt
+from mspa_features.cli.register import ConfigArg, Online, OnlineOpt, RepoOpt
 
 
 def install(app: typer.Typer) -> None:
@@ -49,9 +49,7 @@ def recall(
                      "candidates (default: excluded)"),
     ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="bootstrap resamples")] = 1000,
-    online: Annotated[
-        str, typer.Option("--online", help="the registered store to read (sqlite|redis|milvus)")
-    ] = "sqlite",
+    online: OnlineOpt = Online.sqlite,
     repo: RepoOpt = Path("feature_repo"),
     mlflow_uri: Annotated[
         str | None,
@@ -74,8 +72,6 @@ def recall(
     from ranker_hooks.ablation import load_ablation_config, make_ranker
     from ranker_hooks.recall import recall_replay
 
-    if online not in ("sqlite", "redis", "milvus"):
-        raise typer.BadParameter("must be sqlite, redis or milvus", param_hint="--online")
     cfg = load_config(config)
     path = ablation or cfg.ablation.config
     if path is None:
@@ -86,7 +82,7 @@ def recall(
         cfg,
         abl.split,
         make_ranker=lambda: make_ranker(abl, abl.seeds[0]),
-        store=open_store(cfg, repo_path=repo, online=online),  # type: ignore[arg-type]
+        store=open_store(cfg, repo_path=repo, online=Online(online).value),  # type: ignore[arg-type]
         feature_sets=feature_set or None,
         horizons=horizons,
         ks=k or DEFAULT_KS,
