@@ -34,6 +34,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from mspa_features.config_base import StrictModel
+from mspa_features.errors import IncompatibleSettingsError, InvalidTypeError, InvalidValueError
 from mspa_features.models import MINILM, ModelNotFoundError, minilm_path
 
 logger = logging.getLogger(__name__)
@@ -119,10 +120,11 @@ class EncoderConfig(StrictModel):
         if pooling is None:
             return default_pooling(model)
         if _is_minilm(model) and pooling != "mean":
-            raise ValueError(
-                f"pooling={pooling!r} is wrong for {model!r}: all-MiniLM-L6-v2 was trained with "
-                f"mean pooling, and {pooling} vectors are far from the correct ones (cosine ~0.60 "
-                "for cls). Use pooling='mean' (or leave it unset)"
+            raise IncompatibleSettingsError(
+                {"model": model, "pooling": pooling},
+                f"all-MiniLM-L6-v2 was trained with mean pooling, and {pooling} vectors are far "
+                "from the correct ones (cosine ~0.60 for cls)",
+                fix="use pooling='mean' (or leave it unset)",
             )
         return pooling
 
@@ -130,9 +132,11 @@ class EncoderConfig(StrictModel):
     @classmethod
     def _one_device(cls, devices: str) -> str:
         if "," in devices or devices.strip() != devices:
-            raise ValueError(
-                f"devices must name one torch device (cpu, cuda, cuda:0), got {devices!r}: "
-                "several devices would start FlagEmbedding's multi-process pool"
+            raise InvalidValueError(
+                "devices",
+                devices,
+                "one torch device (cpu, cuda, cuda:0)",
+                hint="several devices would start FlagEmbedding's multi-process pool",
             )
         return devices
 
@@ -161,14 +165,16 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         TypeError: ``texts`` is a single string, or one element is not a string.
     """
     if isinstance(texts, (str, bytes)):
-        raise TypeError(
-            "encode() takes a sequence of strings, got a single "
-            f"{type(texts).__name__}: wrap it in a list"
+        raise InvalidTypeError(
+            "encode() texts",
+            texts,
+            "a sequence of strings",
+            hint=f"wrap a single {type(texts).__name__} in a list",
         )
     out = list(texts)
     for i, text in enumerate(out):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str: {text!r:.80}")
+            raise InvalidTypeError(f"texts[{i}]", text, "str")
         if not text.strip():
             out[i] = ""
     return out

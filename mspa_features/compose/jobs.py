@@ -28,6 +28,7 @@ from mspa_features.compose.feature_rows import (
 )
 from mspa_features.config import ComposerConfig, RunConfig, Workspace
 from mspa_features.data.contracts import AUTHORS, Author
+from mspa_features.errors import UnknownNameError
 from mspa_features.generation.base import BackendConfig, GenerationBackend, GenerationConfig
 from mspa_features.io import read_parquet, write_parquet_atomic
 from mspa_features.snapshots.history import build_histories
@@ -80,7 +81,7 @@ def make_composer(kind: str, cfg: ComposerConfig, cache_: ComposerCache | None) 
             prompts=get_prompt_set(cfg.prompts),
             structured=structured(cfg),
         )
-    raise ValueError(f"unknown composer {kind!r}; valid: template, llm")
+    raise UnknownNameError("composer", kind, ["template", "llm"])
 
 
 def load_authors(ws: Workspace, dataset: str) -> dict[str, Author]:

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from mspa_features.config_base import StrictModel
 from mspa_features.data.contracts import Author
-from mspa_features.errors import ConfigError
+from mspa_features.errors import ConfigError, InputMismatchError, InvalidValueError
 from mspa_features.generation.base import ChatMessage
 
 LETTERS = string.ascii_uppercase
@@ -218,11 +219,16 @@ def render_candidates(authors: Sequence[str], *, image_counts: Sequence[int] | N
     The count is added after clipping so a long description cannot cut it off.
     """
     if len(authors) > len(LETTERS):
-        raise ValueError(f"at most {len(LETTERS)} candidates can be lettered, got {len(authors)}")
+        raise InvalidValueError(
+            "number of candidates", len(authors), f"at most {len(LETTERS)} (one letter each)"
+        )
     lines = [f"{LETTERS[i]}. {_clip(a)}" for i, a in enumerate(authors)]
     if image_counts is not None:
         if len(image_counts) != len(authors):
-            raise ValueError(f"{len(image_counts)} image counts for {len(authors)} candidates")
+            raise InputMismatchError(
+                "must have one entry per candidate",
+                {"image_counts": len(image_counts), "candidates": len(authors)},
+            )
         lines = [
             f"{line}; Frames: {k} image(s)" for line, k in zip(lines, image_counts, strict=True)
         ]
@@ -315,11 +321,7 @@ CATALOGUE = PromptSet(
 PROMPT_SETS: dict[str, PromptSet] = {s.name: s for s in (LIVESTREAM, CATALOGUE)}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AnswerField(_Strict):
+class AnswerField(StrictModel):
     """One string field of an answer schema."""
 
     type: Literal["string"] = "string"
@@ -327,7 +329,7 @@ class AnswerField(_Strict):
     enum: list[str] | None = Field(None, min_length=1)
 
 
-class AnswerSchema(_Strict):
+class AnswerSchema(StrictModel):
     """A JSON schema of an object of string fields (what every backend can constrain to)."""
 
     type: Literal["object"] = "object"
@@ -341,7 +343,10 @@ class AnswerSchema(_Strict):
     @classmethod
     def _unique(cls, v: list[str] | None) -> list[str] | None:
         if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"required repeats a field: {v}")
+            repeated = sorted({k for k in v if v.count(k) > 1})
+            raise InvalidValueError(
+                "required", v, "distinct field names", hint=f"repeats {repeated}"
+            )
         return v
 
     def keys(self) -> tuple[str, ...]:
@@ -357,7 +362,7 @@ class AnswerSchema(_Strict):
         }
 
 
-class PromptSpec(_Strict):
+class PromptSpec(StrictModel):
     """One prompt of a user's file: system message, user template, answer schema."""
 
     system: str = Field(min_length=1)
@@ -365,7 +370,7 @@ class PromptSpec(_Strict):
     answer_schema: AnswerSchema
 
 
-class PromptFile(_Strict):
+class PromptFile(StrictModel):
     """A user's prompt set (YAML). ``recommend`` defaults to the built-in of ``domain``."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -218,9 +218,9 @@ def test_semantic_sanity(encoder):
 
 @pytest.mark.slow
 def test_non_string_input_names_the_index(encoder):
-    with pytest.raises(TypeError, match=r"texts\[2\] is NoneType"):
+    with pytest.raises(TypeError, match=r"texts\[2\] must be str, got NoneType"):
         encoder.encode(["a", "b", None])
-    with pytest.raises(TypeError, match=r"texts\[0\] is int"):
+    with pytest.raises(TypeError, match=r"texts\[0\] must be str, got int"):
         encoder.encode([3])
     with pytest.raises(TypeError, match="single str"):
         encoder.encode("not a list")
