@@ -30,6 +30,8 @@ MOVED: dict[str, str] = {
     "mspa_features.feature_reads": "mspa_features.serving.reads",
     "mspa_features.retrieval": "mspa_features.serving.nearest",
     "mspa_features.rewards": "mspa_features.align.rewards",
+    # the library side of the backfill; its Spark functions moved to spark_jobs (see the module)
+    "mspa_features.backfill": "mspa_features.snapshots.backfill",
     # the main job wires every package together: it belongs to the CLI layer
     "mspa_features.pipeline": "mspa_features.cli.main_job",
     "mspa_features.leak_defs": "ranker_hooks.lis.feast_defs",

@@ -218,12 +218,14 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
 
     from mspa_features.align.config import load_align_config
     from mspa_features.align.trainer import COMPOSE_CONFIG, train
-    from mspa_features.backfill import BackfillConfig, build_spark_session, run_backfill
     from mspa_features.cli.main_job import feature_range
     from mspa_features.config import Workspace, load_config
     from mspa_features.data.ingest import load_accepted
     from mspa_features.serving.materialize import open_store, register
     from mspa_features.serving.reads import online_features
+    from mspa_features.snapshots.backfill import BackfillConfig
+    from spark_jobs.backfill import run_backfill
+    from spark_jobs.session import build_spark_session
 
     torch.set_num_threads(1)
     grpo = {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 2,
