@@ -390,7 +390,7 @@ def recall_replay(
         n_boot, seed: the user bootstrap.
         interactions: the interactions contract frame (default the run's accepted table).
         out_dir: where ``recall.json`` / ``recall.png`` go (default
-            ``results/recall/<run>/``).
+            ``results/recall/<run>/``, ``<run>-keep-seen/`` without ``exclude_seen``).
         tracking_uri: MLflow (default ``sqlite:///<workspace>/mlflow.db``); ``""`` skips it.
 
     Raises:
@@ -507,7 +507,9 @@ def recall_replay(
         notes=notes,
         seconds={k: round(v, 2) for k, v in seconds.items()},
     )
-    out = out_dir or ws.results / "recall" / run_cfg.name
+    out = out_dir or ws.results / "recall" / (
+        run_cfg.name if exclude_seen else f"{run_cfg.name}-keep-seen"
+    )
     out.mkdir(parents=True, exist_ok=True)
     report.json_path = str(out / "recall.json")
     report.plot_path = str(plot(report, out / "recall.png"))

@@ -90,3 +90,16 @@ def test_bootstrap_hit_rates_paired() -> None:
         bootstrap_hit_rates(hits, users[:3])
     with pytest.raises(InvalidValueError):
         bootstrap_hit_rates(hits, users, baseline=2)
+
+
+def test_catalogue_epochs() -> None:
+    """Instants between the same change points (snapshot starts, just after start + TTL) see
+    the same catalogue; a snapshot is still visible at start + TTL itself."""
+    from mspa_features.serving.catalogue import epochs_of
+
+    starts = np.array([10, 20])
+    epoch, cps = epochs_of(np.array([5, 10, 15, 20, 25, 30, 31, 40, 41]), starts, ttl_us=20)
+    assert cps.tolist() == [10, 20, 31, 41]
+    assert epoch.tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 4]
+    epoch, _ = epochs_of(np.array([5, 10, 10_000]), starts, ttl_us=0)  # no TTL: never expires
+    assert epoch.tolist() == [0, 1, 2]
