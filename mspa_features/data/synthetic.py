@@ -29,6 +29,7 @@ from pydantic import ValidationInfo, field_validator
 
 from mspa_features.config_base import StrictModel
 from mspa_features.data.contracts import AUTHORS, INTERACTIONS, TS, USERS
+from mspa_features.errors import InvalidValueError
 
 # --------------------------------------------------------------------------- vocabularies
 
@@ -123,8 +124,9 @@ class SyntheticConfig(StrictModel):
     def _no_bool(cls, v: Any, info: ValidationInfo) -> Any:
         # pydantic's lax mode would turn True into 1; a bool here is always a mistake.
         if isinstance(v, bool):
-            # ValueError, not TypeError: pydantic only turns ValueError into a ValidationError
-            raise ValueError(f"{info.field_name} must be an integer, got {v!r}")  # noqa: TRY004
+            # A ValueError, not InvalidTypeError: pydantic only turns a ValueError into a
+            # ValidationError
+            raise InvalidValueError(info.field_name, v, "an integer")
         return v
 
     @field_validator(*_BOUNDS)
@@ -132,21 +134,21 @@ class SyntheticConfig(StrictModel):
     def _in_bounds(cls, v: int, info: ValidationInfo) -> int:
         lo, hi = _BOUNDS[info.field_name]
         if not lo <= v <= hi:
-            raise ValueError(f"{info.field_name} must be in [{lo}, {hi}], got {v}")
+            raise InvalidValueError(info.field_name, v, f"in [{lo}, {hi}]")
         return v
 
     @field_validator("mean_tips_per_user")
     @classmethod
     def _positive_mean(cls, v: float) -> float:
         if not (math.isfinite(v) and 0.0 < v <= 1000.0):
-            raise ValueError(f"mean_tips_per_user must be in (0, 1000], got {v}")
+            raise InvalidValueError("mean_tips_per_user", v, "in (0, 1000]")
         return v
 
     @field_validator("start")
     @classmethod
     def _aware_start(cls, v: datetime) -> datetime:
         if v.tzinfo is None or v.utcoffset() is None:
-            raise ValueError(f"start must be timezone-aware (e.g. ending in 'Z'), got {v!r}")
+            raise InvalidValueError("start", v, "timezone-aware (e.g. ending in 'Z')")
         return v.astimezone(UTC)
 
     @property

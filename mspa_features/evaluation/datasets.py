@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mspa_features.data.contracts import TS
-from mspa_features.errors import ReconciliationError, SchemaError
+from mspa_features.errors import DataError, InvalidValueError, ReconciliationError, SchemaError
 from mspa_features.snapshots.history import positive_histories
 
 __all__ = [
@@ -204,11 +204,13 @@ def _validate_u2a_args(
 ) -> tuple[int, ...]:
     ms = tuple(sorted({int(m) for m in num_candidates}))
     if not ms or ms[0] < 2 or ms[-1] > len(_LETTERS):
-        raise ValueError(f"num_candidates must be in [2, {len(_LETTERS)}], got {num_candidates}")
+        raise InvalidValueError(
+            "num_candidates", num_candidates, f"candidate set sizes in [2, {len(_LETTERS)}]"
+        )
     if min_positives < 1:
-        raise ValueError(f"min_positives must be >= 1, got {min_positives}")
+        raise InvalidValueError("min_positives", min_positives, ">= 1")
     if len(split) != 3 or min(split) < 0 or not np.isclose(sum(split), 1.0):
-        raise ValueError(f"split must be 3 non-negative fractions summing to 1, got {split}")
+        raise InvalidValueError("split", split, "3 non-negative fractions summing to 1")
     return ms
 
 
@@ -424,7 +426,7 @@ def build_a2a(
         Columns ``a1, a2, a3`` (str) and ``sim_12, sim_13`` (Jaccard, float64).
     """
     if not 0.0 < min_margin <= 1.0:
-        raise ValueError(f"min_margin must be in (0, 1], got {min_margin}")
+        raise InvalidValueError("min_margin", min_margin, "in (0, 1]")
     for c in ("author_id", "attributes"):
         if c not in authors.columns:
             raise SchemaError("<authors frame>", "missing required column", column=c)
@@ -441,7 +443,13 @@ def build_a2a(
         a = a.sort_values(["author_id", "_ts"], kind="mergesort")
         a = a.drop_duplicates("author_id", keep="last")
     elif a["author_id"].duplicated().any():
-        raise ValueError("duplicate author_id without event_timestamp: cannot pick a version")
+        dup = a.loc[a["author_id"].duplicated(), "author_id"].iloc[0]
+        raise DataError(
+            "<authors frame>",
+            "duplicate author_id without an event_timestamp column: cannot pick a version",
+            record=dup,
+            field="author_id",
+        )
     a = a.sort_values("author_id", kind="mergesort")
     ids = a["author_id"].to_numpy(dtype=object)
     tokens = [set(fn(v)) for v in a["attributes"]]

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from mspa_features.errors import InputMismatchError, InvalidValueError
+
 
 def _matrix(x: ArrayLike, name: str) -> NDArray[np.float64]:
     m = np.asarray(x, dtype=np.float64)
     if m.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (rows, dims) array, got shape {m.shape}")
+        raise InvalidValueError(f"{name} shape", m.shape, "2-D (rows, dims)")
     return m
 
 
@@ -49,9 +51,10 @@ def row_cosine(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     """
     ma, mb = _matrix(a, "a"), _matrix(b, "b")
     if ma.shape != mb.shape:
-        raise ValueError(
-            f"version A and B embeddings must have one shape, got {ma.shape} and {mb.shape}: "
-            "a cosine between versions needs both in the same space (same encoder)"
+        raise InputMismatchError(
+            "embeddings must have one shape",
+            {"version A": ma.shape, "version B": mb.shape},
+            hint="a cosine between versions needs both in the same space (same encoder)",
         )
     return np.clip(np.sum(_unit(ma) * _unit(mb), axis=1), -1.0, 1.0)
 
@@ -71,10 +74,12 @@ def top_k(queries: ArrayLike, items: ArrayLike, k: int) -> NDArray[np.intp]:
         ValueError: ``k < 1`` or dimensions differ.
     """
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InvalidValueError("k", k, ">= 1")
     q, it = _matrix(queries, "queries"), _matrix(items, "items")
     if q.shape[1] != it.shape[1]:
-        raise ValueError(f"queries have {q.shape[1]} dims, items {it.shape[1]}")
+        raise InputMismatchError(
+            "must have the same number of dims", {"queries": q.shape[1], "items": it.shape[1]}
+        )
     scores = np.nan_to_num(_unit(q) @ _unit(it).T, nan=-np.inf)  # (n, m)
     order = np.argsort(-scores, axis=1, kind="stable")
     return order[:, : min(k, it.shape[0])]
@@ -84,7 +89,7 @@ def topk_changed(top_a: ArrayLike, top_b: ArrayLike) -> NDArray[np.bool_]:
     """Per user: the two top-k lists hold a different set of authors (order ignored)."""
     a, b = np.asarray(top_a), np.asarray(top_b)
     if a.shape != b.shape:
-        raise ValueError(f"top-k arrays must have one shape, got {a.shape} and {b.shape}")
+        raise InputMismatchError("must have one shape", {"top_a": a.shape, "top_b": b.shape})
     return np.array([set(x) != set(y) for x, y in zip(a.tolist(), b.tolist(), strict=True)])
 
 
@@ -92,7 +97,7 @@ def topk_overlap(top_a: ArrayLike, top_b: ArrayLike) -> NDArray[np.float64]:
     """Per user: ``|top_a ∩ top_b| / k`` (1: the same authors, 0: none in common)."""
     a, b = np.asarray(top_a), np.asarray(top_b)
     if a.shape != b.shape:
-        raise ValueError(f"top-k arrays must have one shape, got {a.shape} and {b.shape}")
+        raise InputMismatchError("must have one shape", {"top_a": a.shape, "top_b": b.shape})
     k = a.shape[1] if a.ndim == 2 and a.shape[1] else 1
     return np.array(
         [len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist(), strict=True)],

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from mspa_features.config import RunConfig, Workspace
+from mspa_features.errors import InvalidValueError
 from mspa_features.evaluation import drift as D
 from mspa_features.serving.definitions import author_view_name, pref_view_name
 
@@ -62,7 +63,7 @@ class VersionSpec:
         """Raises ValueError on an empty set or version."""
         fs, _, version = text.partition("@")
         if not fs or (text.count("@") and not version):
-            raise ValueError(f"expected SET or SET@MODEL_VERSION, got {text!r}")
+            raise InvalidValueError("version", text, "SET or SET@MODEL_VERSION")
         return cls(fs, version or None)
 
     def __str__(self) -> str:
@@ -236,7 +237,7 @@ def drift(
     from mspa_features.data.ingest import load_accepted
 
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InvalidValueError("k", k, ">= 1")
     a = set_a if isinstance(set_a, VersionSpec) else VersionSpec.parse(set_a)
     b = set_b if isinstance(set_b, VersionSpec) else VersionSpec.parse(set_b)
     ws = Workspace(cfg.workspace)

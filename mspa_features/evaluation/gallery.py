@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from mspa_features.errors import DataError, InvalidTypeError, InvalidValueError
 from mspa_features.serving.definitions import author_view_name, pref_view_name
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class Gallery:
 def _utc(ts: datetime) -> pd.Timestamp:
     t = pd.Timestamp(ts)
     if t.tzinfo is None:
-        raise TypeError(f"as_of must be timezone-aware, got {ts!r}")
+        raise InvalidTypeError("as_of", ts, "a timezone-aware datetime")
     return t.tz_convert("UTC")
 
 
@@ -126,7 +127,9 @@ def default_as_of(interactions: pd.DataFrame) -> datetime:
     a history and most of them engage again after it."""
     ts = interactions.loc[interactions["label"] == 1, "event_timestamp"]
     if ts.empty:
-        raise ValueError("no positive interaction: the gallery has no history to show")
+        raise DataError(
+            "interactions", "no positive interaction: the gallery has no history to show"
+        )
     return ts.quantile(0.8, interpolation="lower").floor("s").to_pydatetime()
 
 
@@ -238,9 +241,15 @@ def build_gallery(
     from mspa_features.config import Workspace
     from mspa_features.serving.reads import nearest_authors
 
-    if users < 0 or authors < 0 or k < 1 or pool < 1 or history < 0:
-        raise ValueError(f"need users, authors, history >= 0 and k, pool >= 1; got "
-                         f"{users=}, {authors=}, {history=}, {k=}, {pool=}")
+    for name, value, least in (
+        ("users", users, 0),
+        ("authors", authors, 0),
+        ("history", history, 0),
+        ("k", k, 1),
+        ("pool", pool, 1),
+    ):
+        if value < least:
+            raise InvalidValueError(name, value, f">= {least}")
     data_dir = Workspace(cfg.workspace).data(cfg.name)
     inter = pd.read_parquet(
         data_dir / "interactions.parquet", columns=["user_id", "author_id", "event_timestamp",
