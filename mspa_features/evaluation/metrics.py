@@ -29,14 +29,15 @@ Conventions shared by every metric here:
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import log_loss, roc_auc_score, roc_curve
+
+# The names live beside, in a module without scikit-learn; re-exported here.
+from mspa_features.evaluation.metric_names import MetricName, metric_key
 
 __all__ = [
     "BootstrapResult",
@@ -53,37 +54,6 @@ __all__ = [
     "uauc",
     "wpauc",
 ]
-
-
-class MetricName(StrEnum):
-    """Every metric's name; templated members take their cut-off via :func:`metric_key`."""
-
-    AUC = "auc"
-    LOGLOSS = "logloss"
-    UAUC = "uauc"
-    GAUC = "gauc"
-    WPAUC = "wpauc"
-    ACC_AT_M = "acc@{m}"
-    RECALL_AT_K = "recall@{k}"
-    NDCG_AT_K = "ndcg@{k}"
-    A2A_RATE = "a2a_rate"
-
-
-def metric_key(name: MetricName | str, k: int | None = None) -> str:
-    """The result-table key for ``name``: ``metric_key("recall@{k}", 10) == "recall@10"``.
-
-    ``k`` fills the template's placeholder (``m`` for ``acc@{m}``); it is required for
-    templated names and refused for plain ones, so a missing cut-off never goes unnoticed.
-    """
-    member = MetricName(name)
-    fields = [f for _, f, _, _ in string.Formatter().parse(member.value) if f]
-    if not fields:
-        if k is not None:
-            raise ValueError(f"metric {member.value!r} takes no cut-off, got k={k}")
-        return member.value
-    if k is None or isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"metric {member.value!r} needs a positive integer cut-off, got k={k}")
-    return member.value.format(**{fields[0]: int(k)})
 
 
 # --------------------------------------------------------------------------- validation

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from ranker_hooks.ablation.run import AblationResult
-
-COLUMNS = [
-    "variant",
-    "kind",
-    "leaked",
-    "auc",
-    "uauc",
-    "gauc",
-    "logloss",
-    "wpauc",
-    "delta_auc",
-    "delta_auc_ci_low",
-    "delta_auc_ci_high",
-    "p_value",
-    "n_train",
-    "n_test",
-]
+from ranker_hooks.ablation.results import COLUMNS, AblationResult
 
 
 def comparison_frame(result: AblationResult) -> pd.DataFrame:

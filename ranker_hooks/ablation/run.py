@@ -16,24 +16,33 @@ run per variant; :mod:`ranker_hooks.ablation.tracking`): an unreachable store co
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mspa_features.config import RunConfig, Workspace, load_yaml_model
-from mspa_features.errors import AblationError, ConfigError
-from mspa_features.names import experiment_name, feature_set_name, folder_name, sqlite_uri
-from ranker_hooks.ablation.split import TemporalSplit, load_interactions, split_interactions
-from ranker_hooks.ablation.variants import BUILTIN_VARIANTS, HookContext, Variant, builtin_variant
+from mspa_features.config import RunConfig, Workspace
+from mspa_features.errors import AblationError
+from mspa_features.evaluation import metrics
+from mspa_features.evaluation.metric_names import MetricName
+from ranker_hooks.ablation import report, tracking
+from ranker_hooks.ablation.config import (
+    RANKERS,
+    AblationConfig,
+    default_tracking_uri,
+    load_ablation_config,
+    make_ranker,
+    ranker_class,
+)
+from ranker_hooks.ablation.results import SCORE_METRICS, AblationResult, VariantResult
+from ranker_hooks.ablation.split import load_interactions, split_interactions
+from ranker_hooks.ablation.variants import HookContext, Variant, builtin_variant
 from ranker_hooks.aligned_id.adapter import cold_author_ids
 from ranker_hooks.inject import (
     InjectionSpec,
@@ -46,238 +55,9 @@ from ranker_hooks.inject import (
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from ranker_hooks.rankers.base import Ranker, RankerData
+    from ranker_hooks.rankers.base import RankerData
 
 Progress = Callable[[str, int, int], None]
-
-# Short names of ranker backends; anything else is a dotted ``module:Class`` path.
-RANKERS = {
-    "torch": "ranker_hooks.rankers.torch_ranker:TorchRanker",
-    "tfra": "ranker_hooks.rankers.tfra_ranker:TfraRanker",
-}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RankerSection(_Strict):
-    """The ranker backend and its hyper-parameters (the backend's own config validates them)."""
-
-    type: str = Field("torch", description=f"one of {list(RANKERS)} or 'module:Class'")
-    params: dict[str, Any] = Field(default_factory=dict, description="backend keyword arguments")
-
-
-class InjectionSection(_Strict):
-    """Settings of the hashed text-token features."""
-
-    max_tokens: int = Field(32, ge=1, description="tokens kept per text feature")
-    token_buckets: int = Field(4096, ge=2, description="hash space of text tokens")
-
-
-class BootstrapSection(_Strict):
-    n_boot: int = Field(1000, ge=10, description="bootstrap resamples of users")
-    seed: int = 0
-
-
-class MlflowSection(_Strict):
-    tracking_uri: str | None = Field(
-        None, description="default: sqlite:///<workspace>/mlflow.db; any MLflow URI"
-    )
-    experiment: str = "mspa-ablation"
-
-    @field_validator("experiment")
-    @classmethod
-    def _experiment(cls, v: str) -> str:
-        return experiment_name(v, "mlflow.experiment")
-
-
-class AblationConfig(_Strict):
-    """One ablation (``mspa ablate FILE``)."""
-
-    name: str = Field("ais", description="ablation name; the run folder is <name>-<UTC time>")
-    run_config: Path | None = Field(
-        None, description="the run config YAML (dataset, workspace), relative to this file"
-    )
-    feature_set: str = Field("template", description="feature set of the AIS variants")
-    llm_feature_set: str = Field("llm", description="feature set of the llm_text variant")
-    variants: list[str] = Field(
-        default_factory=lambda: list(BUILTIN_VARIANTS),
-        description=f"built-in variants to run, from {list(BUILTIN_VARIANTS)}",
-    )
-    compare_feature_sets: list[str] = Field(
-        default_factory=list,
-        description=(
-            "more feature sets whose AIS variants run beside feature_set's, named "
-            "<variant>@<set> (the 'all' row of llm_feature_set is the llm_text variant)"
-        ),
-    )
-    users: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="only these users' impressions, for training and evaluation (a user "
-        "sample every compared feature set covers; null: every user)",
-    )
-    authors: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="only impressions of these authors (the sample's authors; null: all)",
-    )
-    split: TemporalSplit
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    threads: int = Field(1, ge=1, description="torch intra-op threads of the ranker")
-    max_train_rows: int | None = Field(
-        None, ge=10, description="keep only the latest N training rows (null: all)"
-    )
-    read_chunk_rows: int = Field(
-        25_000, ge=1, description="entity rows per Feast historical read (bounds peak memory)"
-    )
-    ranker: RankerSection = Field(default_factory=RankerSection)
-    injection: InjectionSection = Field(default_factory=InjectionSection)
-    bootstrap: BootstrapSection = Field(default_factory=BootstrapSection)
-    mlflow: MlflowSection = Field(default_factory=MlflowSection)
-    repo_path: Path = Field(Path("feature_repo"), description="Feast repo folder (yaml files)")
-
-    @field_validator("variants")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        unknown = [x for x in v if x not in BUILTIN_VARIANTS]
-        if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}; built-in: {list(BUILTIN_VARIANTS)}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"variants repeat a name: {v}")
-        return v
-
-    # Names reach folders, MLflow and Feast object names: a bad one fails at load, named.
-    @field_validator("name")
-    @classmethod
-    def _folder(cls, v: str) -> str:
-        return folder_name(v, "name")
-
-    @field_validator("feature_set", "llm_feature_set")
-    @classmethod
-    def _feature_set(cls, v: str) -> str:
-        return feature_set_name(v)
-
-    @model_validator(mode="after")
-    def _compared_sets(self) -> AblationConfig:
-        for fs in getattr(self, "compare_feature_sets", None) or []:
-            feature_set_name(fs, "compare_feature_sets entry")
-        return self
-
-
-def load_ablation_config(path: str | Path) -> AblationConfig:
-    """Load and validate an ablation config; ``run_config`` is resolved against its folder.
-
-    Raises:
-        ConfigError: missing file, bad YAML, an invalid field (named), or a ranker backend
-            that refuses its ``params``.
-    """
-    p = Path(path)
-    cfg = load_yaml_model(p, AblationConfig)
-    if cfg.run_config is not None and not cfg.run_config.is_absolute():
-        cfg.run_config = (p.parent / cfg.run_config).resolve()
-    try:
-        make_ranker(cfg, seed=cfg.seeds[0])
-    except (TypeError, ValueError, ImportError) as e:
-        raise ConfigError(p, [f"ranker: {e}"]) from e
-    return cfg
-
-
-def ranker_class(type_: str) -> type[Ranker]:
-    """The backend class for a short name or ``module:Class`` path.
-
-    Raises:
-        ValueError: unknown short name, or a path that does not name a Ranker subclass.
-    """
-    from ranker_hooks.rankers.base import Ranker
-
-    target = RANKERS.get(type_, type_)
-    if ":" not in target:
-        raise ValueError(f"unknown ranker type {type_!r}; valid: {list(RANKERS)} or 'module:Class'")
-    module, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module), attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, Ranker)):
-        raise TypeError(f"ranker type {type_!r} does not name a Ranker subclass")
-    return cls
-
-
-def make_ranker(cfg: AblationConfig, seed: int) -> Ranker:
-    """A fresh ranker of the configured backend, seeded; torch gets ``threads`` by default."""
-    cls = ranker_class(cfg.ranker.type)
-    params = dict(cfg.ranker.params)
-    if cfg.ranker.type == "torch":
-        params.setdefault("threads", cfg.threads)
-    return cls(**params, seed=seed)
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class VariantResult:
-    """One variant's row of the results JSON (the first 15 fields are the contract)."""
-
-    name: str
-    kind: str
-    leaked: bool
-    auc: float
-    uauc: float
-    gauc: float
-    logloss: float
-    wpauc: float
-    delta_auc: float
-    delta_auc_ci_low: float
-    delta_auc_ci_high: float
-    p_value: float
-    n_train: int
-    n_test: int
-    mlflow_run_id: str | None = None
-    service: str = ""
-    feature_refs: list[str] = field(default_factory=list)
-    model_version: str = ""
-    feature_set: str = ""
-    description: str = ""
-    auc_seeds: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    # Cold slice: test rows whose author was first seen at or after T (no M_T ID row).
-    cold_n_test: int = 0
-    cold_auc: float | None = None
-    cold_delta_auc: float | None = None
-    cold_delta_auc_ci_low: float | None = None
-    cold_delta_auc_ci_high: float | None = None
-    leak_source: str = ""  # lis variants: the leak view or future window read (Variant)
-    # Users of the eval window with both labels: the clusters behind the CI (and UAUC).
-    n_users_both_labels: int = 0
-
-
-@dataclass
-class AblationResult:
-    """What :func:`run_ablation` returns."""
-
-    run_name: str
-    variants: list[VariantResult]
-    results_path: Path
-    parent_run_id: str | None
-    tracking_uri: str
-    window: dict[str, str]
-    seeds: list[int]
-    notes: list[str] = field(default_factory=list)
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    # One line when the MLflow store could not be written (results.json and the reports are
-    # on disk all the same; ``mspa runs log <folder>`` logs them later without training).
-    tracking_error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run": self.run_name,
-            "parent_run_id": self.parent_run_id,
-            "tracking_uri": self.tracking_uri,
-            "window": self.window,
-            "seeds": self.seeds,
-            "notes": self.notes,
-            "variants": [asdict(v) for v in self.variants],
-        }
 
 
 # --------------------------------------------------------------------------- guards
@@ -343,16 +123,16 @@ class _Frames:
         return to_ranker_data(frame, service_features(self.store, service), spec)
 
 
-def _metrics(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> dict[str, float]:
-    from mspa_features.evaluation import metrics as m
-
-    return {
-        "auc": m.auc(labels, scores),
-        "uauc": m.uauc(labels, scores, users),
-        "gauc": m.gauc(labels, scores, users),
-        "logloss": m.logloss(labels, scores),
-        "wpauc": m.wpauc(labels, scores),
+def score_metrics(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> dict[str, float]:
+    """The variant's :data:`~ranker_hooks.ablation.results.SCORE_METRICS` on the eval rows."""
+    values = {
+        MetricName.AUC: lambda: metrics.auc(labels, scores),
+        MetricName.UAUC: lambda: metrics.uauc(labels, scores, users),
+        MetricName.GAUC: lambda: metrics.gauc(labels, scores, users),
+        MetricName.LOGLOSS: lambda: metrics.logloss(labels, scores),
+        MetricName.WPAUC: lambda: metrics.wpauc(labels, scores),
     }
+    return {name: float(values[MetricName(name)]()) for name in SCORE_METRICS}
 
 
 # Fewer users than this on the cold slice: no bootstrap CI (a few clusters give noise, not a CI).
@@ -374,8 +154,6 @@ def cold_slice(
 
     AUC is None when the slice lacks a label; the CI is None below :data:`MIN_COLD_USERS`.
     """
-    from mspa_features.evaluation import metrics
-
     n = int(is_cold.sum())
     out: dict[str, Any] = {
         "cold_n_test": n,
@@ -482,9 +260,183 @@ def variant_feature_set(v: Variant) -> str:
     return v.service.rsplit("__", 1)[-1] if "__" in v.service else ""
 
 
-def default_tracking_uri(run_cfg: RunConfig) -> str:
-    """``sqlite:///<workspace>/mlflow.db`` (a path holding ``?`` or ``%`` escaped)."""
-    return sqlite_uri(Workspace(run_cfg.workspace).root / "mlflow.db")
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass
+class AblationRows:
+    """The rows every variant trains and is scored on (one split for all variants)."""
+
+    interactions: pd.DataFrame  # the run's interactions after the users/authors filters
+    train: pd.DataFrame
+    test: pd.DataFrame
+    entity_rows: pd.DataFrame  # train then test: what one Feast read per service covers
+    is_train: np.ndarray  # (len(entity_rows),) bool
+    cold_author_ids: np.ndarray  # authors first seen at or after T, over every user
+
+
+def load_rows(run_cfg: RunConfig, cfg: AblationConfig) -> AblationRows:
+    """The run's interactions, the configured user/author sample, and the temporal split
+    (the latest ``max_train_rows`` training rows when set).
+
+    Raises:
+        AblationError: an empty training or evaluation window.
+    """
+    interactions = load_interactions(
+        Workspace(run_cfg.workspace).data(run_cfg.name) / "interactions.parquet"
+    )
+    # Cold authors (first seen at or after T) are defined on every user's interactions.
+    cold_ids = cold_author_ids(interactions, cfg.split.split_at)
+    if cfg.users is not None:
+        interactions = interactions[interactions["user_id"].isin(set(cfg.users))]
+        interactions = interactions.reset_index(drop=True)
+    if cfg.authors is not None:
+        interactions = interactions[interactions["author_id"].isin(set(cfg.authors))]
+        interactions = interactions.reset_index(drop=True)
+    train_rows, test_rows = split_interactions(interactions, cfg.split)
+    if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
+        train_rows = train_rows.iloc[-cfg.max_train_rows :].reset_index(drop=True)
+    rows = pd.concat([train_rows, test_rows], ignore_index=True)
+    return AblationRows(
+        interactions=interactions,
+        train=train_rows,
+        test=test_rows,
+        entity_rows=rows,
+        is_train=np.arange(len(rows)) < len(train_rows),
+        cold_author_ids=cold_ids,
+    )
+
+
+def refuse_leaked_variants(store: FeatureStore, variants: Sequence[Variant]) -> None:
+    """:func:`check_not_leaked` for every variant, before any training: a leak must not cost
+    a single epoch."""
+    for v in variants:
+        check_not_leaked(store, v)
+
+
+def service_uses(variants: Sequence[Variant]) -> dict[str, int]:
+    """How many variants read each feature service (a read frame is dropped after its last)."""
+    uses: dict[str, int] = {}
+    for v in variants:
+        uses[v.service] = uses.get(v.service, 0) + 1
+    return uses
+
+
+def variant_data(
+    store: FeatureStore, frames: _Frames, v: Variant, is_train: np.ndarray
+) -> tuple[RankerData, RankerData, list[Any]]:
+    """(train, test, the service's features): the variant's ranker rows from its service's
+    shared read, split like the entity rows."""
+    feats = service_features(store, v.service)
+    data = to_ranker_data(frames.frame(v.service), feats, v.spec)
+    frames.release(v.service)
+    return take(data, is_train), take(data, ~is_train), feats
+
+
+class _Ticker:
+    """``progress("ablation", done, total)`` after each trained seed."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress("ablation", self.done, self.total)
+
+
+def train_and_score(
+    cfg: AblationConfig,
+    v: Variant,
+    train: RankerData,
+    test: RankerData,
+    context: Callable[[int], HookContext],
+    ticker: _Ticker,
+) -> tuple[np.ndarray, list[float]]:
+    """One ranker per seed (the variant's hook prepares the rows and may alter the fitted
+    model); returns the mean of the seeds' test probabilities and each seed's AUC."""
+    seed_scores, seed_aucs = [], []
+    for seed in cfg.seeds:
+        ctx = context(seed)
+        tr, te = v.hook.prepare(train, test, ctx) if v.hook else (train, test)
+        ranker = make_ranker(cfg, seed)
+        ranker.fit(tr)
+        if v.hook:
+            ranker = v.hook.after_fit(ranker, ctx)
+        s = ranker.predict(te)
+        seed_scores.append(s)
+        seed_aucs.append(float(metrics.auc(te.labels, s)))
+        ticker.tick()
+    return np.mean(seed_scores, axis=0), seed_aucs
+
+
+def delta_vs_baseline(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    users: np.ndarray,
+    base_scores: np.ndarray | None,
+    cfg: AblationConfig,
+) -> dict[str, float]:
+    """:data:`~ranker_hooks.ablation.results.DELTA_METRICS` of ``scores`` against the baseline's
+    (a paired cluster bootstrap over users); zeros and p = 1 for the baseline itself
+    (``base_scores`` None)."""
+    if base_scores is None:
+        return {
+            MetricName.DELTA_AUC: 0.0,
+            MetricName.DELTA_AUC_CI_LOW: 0.0,
+            MetricName.DELTA_AUC_CI_HIGH: 0.0,
+            MetricName.P_VALUE: 1.0,
+        }
+    b = metrics.paired_bootstrap(
+        labels, base_scores, scores, users, n_boot=cfg.bootstrap.n_boot, seed=cfg.bootstrap.seed
+    )
+    return {
+        MetricName.DELTA_AUC: b.delta,
+        MetricName.DELTA_AUC_CI_LOW: b.ci_low,
+        MetricName.DELTA_AUC_CI_HIGH: b.ci_high,
+        MetricName.P_VALUE: b.p_value,
+    }
+
+
+def variant_result(
+    store: FeatureStore,
+    v: Variant,
+    feats: Sequence[Any],
+    *,
+    n_train: int,
+    n_test: int,
+    scored: dict[str, Any],
+    seed_aucs: Sequence[float],
+    seconds: float,
+) -> VariantResult:
+    """The variant's row: its metrics (``scored``: score, delta and cold-slice metrics), what
+    it read (service, feature references, model version) and its seed AUCs."""
+    svc = store.get_feature_service(v.service)
+    return VariantResult(
+        name=v.name,
+        kind=v.kind,
+        leaked=v.leaked,
+        n_train=n_train,
+        n_test=n_test,
+        service=v.service,
+        feature_refs=[f.ref for f in feats if v.spec.columns is None or f.name in v.spec.columns],
+        model_version=str(svc.tags.get("model_version", "")),
+        feature_set="" if v.kind == "baseline" else variant_feature_set(v),
+        description=v.description,
+        leak_source=v.leak_source,
+        auc_seeds=[float(x) for x in seed_aucs],
+        seconds=seconds,
+        **{str(k): x for k, x in scored.items()},
+    )
+
+
+def write_outputs(result: AblationResult, out_dir: Path) -> None:
+    """The reports (comparison CSV/markdown, plot) and ``results.json`` under ``out_dir``."""
+    result.artifacts = report.write_reports(result, out_dir)
+    result.results_path.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- runner
 
 
 def run_ablation(
@@ -503,7 +455,7 @@ def run_ablation(
         ablation_cfg: variants, window, seeds, ranker, MLflow.
         progress: ``progress(stage, done, total)`` after each variant and seed.
         extra_variants: more variants (LIS) appended after the built-ins.
-        store: a FeatureStore (default: ``registry.open_store`` on the run).
+        store: a FeatureStore (default: ``serving.materialize.open_store`` on the run).
         run_name: run folder and MLflow parent run name (default ``<name>-<UTC time>``).
 
     Returns:
@@ -513,9 +465,6 @@ def run_ablation(
         AblationError: empty window, missing service, no baseline.
         LeakedFeatureError: a non-LIS variant reads a view tagged leaked.
     """
-    from mspa_features.evaluation import metrics
-    from ranker_hooks.ablation import report, tracking
-
     t_start = time.perf_counter()
     cfg = ablation_cfg
     if store is None:
@@ -523,37 +472,28 @@ def run_ablation(
 
         store = open_store(run_cfg, repo_path=cfg.repo_path)
     variants, notes = resolve_variants(store, cfg, extra_variants)
-    for v in variants:  # before any training: a leak must not cost a single epoch
-        check_not_leaked(store, v)
-
-    interactions = load_interactions(
-        Workspace(run_cfg.workspace).data(run_cfg.name) / "interactions.parquet"
-    )
-    # Cold authors (first seen at or after T) are defined on every user's interactions.
-    cold_ids = cold_author_ids(interactions, cfg.split.split_at)
-    if cfg.users is not None:
-        interactions = interactions[interactions["user_id"].isin(set(cfg.users))]
-        interactions = interactions.reset_index(drop=True)
-    if cfg.authors is not None:
-        interactions = interactions[interactions["author_id"].isin(set(cfg.authors))]
-        interactions = interactions.reset_index(drop=True)
-    train_rows, test_rows = split_interactions(interactions, cfg.split)
-    if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
-        train_rows = train_rows.iloc[-cfg.max_train_rows :].reset_index(drop=True)
-    rows = pd.concat([train_rows, test_rows], ignore_index=True)
-    is_train = np.arange(len(rows)) < len(train_rows)
-    uses: dict[str, int] = {}
-    for v in variants:
-        uses[v.service] = uses.get(v.service, 0) + 1
-    frames = _Frames(store, rows, uses, cfg.read_chunk_rows)
+    refuse_leaked_variants(store, variants)
+    rows = load_rows(run_cfg, cfg)
+    frames = _Frames(store, rows.entity_rows, service_uses(variants), cfg.read_chunk_rows)
 
     run_name = run_name or f"{cfg.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out_dir = Workspace(run_cfg.workspace).results / "ablation" / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     uri = cfg.mlflow.tracking_uri or default_tracking_uri(run_cfg)
     window = cfg.split.describe()
-    total = len(variants) * len(cfg.seeds)
-    done = 0
+    ticker = _Ticker(progress, total=len(variants) * len(cfg.seeds))
+
+    def context(seed: int) -> HookContext:
+        return HookContext(
+            store=store,
+            split=cfg.split,
+            seed=seed,
+            make_ranker=lambda: make_ranker(cfg, seed),
+            read=frames.read,
+            interactions=rows.interactions,
+            train_rows=rows.train,
+            test_rows=rows.test,
+        )
 
     results: list[VariantResult] = []
     base_scores: np.ndarray | None = None
@@ -562,91 +502,40 @@ def run_ablation(
     ) as tracker:
         for v in variants:
             t0 = time.perf_counter()
-            feats = service_features(store, v.service)
-            data = to_ranker_data(frames.frame(v.service), feats, v.spec)
-            frames.release(v.service)
-            train, test = take(data, is_train), take(data, ~is_train)
-            del data  # the split copies are what training needs
-            seed_scores, seed_aucs = [], []
-            for seed in cfg.seeds:
-                ctx = HookContext(
-                    store=store,
-                    split=cfg.split,
-                    seed=seed,
-                    make_ranker=lambda seed=seed: make_ranker(cfg, seed),
-                    read=frames.read,
-                    interactions=interactions,
-                    train_rows=train_rows,
-                    test_rows=test_rows,
-                )
-                tr, te = v.hook.prepare(train, test, ctx) if v.hook else (train, test)
-                ranker = make_ranker(cfg, seed)
-                ranker.fit(tr)
-                if v.hook:
-                    ranker = v.hook.after_fit(ranker, ctx)
-                s = ranker.predict(te)
-                seed_scores.append(s)
-                seed_aucs.append(metrics.auc(te.labels, s))
-                done += 1
-                if progress:
-                    progress("ablation", done, total)
-            scores = np.mean(seed_scores, axis=0)
+            train, test, feats = variant_data(store, frames, v, rows.is_train)
+            scores, seed_aucs = train_and_score(cfg, v, train, test, context, ticker)
             labels, users = test.labels, test.user_ids
-            mets = _metrics(labels, scores, users)
-            is_cold = np.isin(test.author_ids.astype(str), cold_ids)
-            cold = cold_slice(
-                labels,
-                scores,
-                users,
-                is_cold,
-                base_scores=None if v.kind == "baseline" else base_scores,
-                n_boot=cfg.bootstrap.n_boot,
-                seed=cfg.bootstrap.seed,
-            )
-            if v.kind == "baseline" and (note := cold_note(labels, users, is_cold)):
+            is_cold = np.isin(test.author_ids.astype(str), rows.cold_author_ids)
+            baseline = v.kind == "baseline"
+            if baseline and (note := cold_note(labels, users, is_cold)):
                 notes.append(note)
-            if v.kind == "baseline":
-                base_scores = scores
-                delta = {"delta_auc": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
-            else:
-                assert base_scores is not None  # baseline sorts first
-                b = metrics.paired_bootstrap(
+            reference = None if baseline else base_scores
+            assert baseline or reference is not None  # the baseline sorts first
+            scored = {
+                **score_metrics(labels, scores, users),
+                **delta_vs_baseline(labels, scores, users, reference, cfg),
+                "n_users_both_labels": metrics.users_with_both_labels(labels, users),
+                **cold_slice(
                     labels,
-                    base_scores,
                     scores,
                     users,
+                    is_cold,
+                    base_scores=reference,
                     n_boot=cfg.bootstrap.n_boot,
                     seed=cfg.bootstrap.seed,
-                )
-                delta = {
-                    "delta_auc": b.delta,
-                    "ci_low": b.ci_low,
-                    "ci_high": b.ci_high,
-                    "p_value": b.p_value,
-                }
-            svc = store.get_feature_service(v.service)
-            refs = [f.ref for f in feats if v.spec.columns is None or f.name in v.spec.columns]
-            res = VariantResult(
-                name=v.name,
-                kind=v.kind,
-                leaked=v.leaked,
-                **mets,
-                delta_auc=delta["delta_auc"],
-                delta_auc_ci_low=delta["ci_low"],
-                delta_auc_ci_high=delta["ci_high"],
-                p_value=delta["p_value"],
+                ),
+            }
+            if baseline:
+                base_scores = scores
+            res = variant_result(
+                store,
+                v,
+                feats,
                 n_train=len(train),
                 n_test=len(test),
-                service=v.service,
-                feature_refs=refs,
-                model_version=str(svc.tags.get("model_version", "")),
-                feature_set="" if v.kind == "baseline" else variant_feature_set(v),
-                description=v.description,
-                leak_source=v.leak_source,
-                n_users_both_labels=metrics.users_with_both_labels(labels, users),
-                auc_seeds=[float(x) for x in seed_aucs],
+                scored=scored,
+                seed_aucs=seed_aucs,
                 seconds=time.perf_counter() - t0,
-                **cold,
             )
             res.mlflow_run_id = tracker.log_variant(res, cfg.seeds)
             results.append(res)
@@ -661,23 +550,28 @@ def run_ablation(
             seeds=list(cfg.seeds),
             notes=notes,
         )
-        result.artifacts = report.write_reports(result, out_dir)
-        result.results_path.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+        write_outputs(result, out_dir)
         tracker.log_summary(result, seconds=time.perf_counter() - t_start)
     return result
 
 
 __all__ = [
+    "RANKERS",
     "AblationConfig",
     "AblationResult",
+    "AblationRows",
     "VariantResult",
     "check_not_leaked",
     "cold_slice",
     "default_tracking_uri",
+    "delta_vs_baseline",
     "load_ablation_config",
+    "load_rows",
     "make_ranker",
     "ranker_class",
     "resolve_variants",
     "run_ablation",
+    "score_metrics",
+    "train_and_score",
     "variant_feature_set",
 ]

@@ -34,30 +34,12 @@ import pandas as pd
 
 from mspa_features.errors import RunNotFoundError, TrackingError
 from mspa_features.mlflow_store import ensure_experiment
+from ranker_hooks.ablation.results import COLD_METRICS, METRICS, AblationResult, VariantResult
 
 if TYPE_CHECKING:
     from mspa_features.config import RunConfig
-    from ranker_hooks.ablation.run import AblationConfig, AblationResult, VariantResult
+    from ranker_hooks.ablation.config import AblationConfig
 
-METRICS = (
-    "auc",
-    "uauc",
-    "gauc",
-    "logloss",
-    "wpauc",
-    "delta_auc",
-    "delta_auc_ci_low",
-    "delta_auc_ci_high",
-    "p_value",
-)
-# The cold-start slice (test rows whose author was first seen at or after T).
-COLD_METRICS = (
-    "cold_n_test",
-    "cold_auc",
-    "cold_delta_auc",
-    "cold_delta_auc_ci_low",
-    "cold_delta_auc_ci_high",
-)
 RESULTS = "results.json"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _ABLATION_FILTER = "tags.`mspa.kind` = 'ablation'"  # constant: no user text in a filter
@@ -179,11 +161,9 @@ def set_request(folder: str | Path, request: str) -> None:
 
 
 def load_result(folder: str | Path) -> AblationResult:
-    """The :class:`~ranker_hooks.ablation.run.AblationResult` recorded in ``folder``'s results.json
-    (for tables printed without training)."""
+    """The :class:`~ranker_hooks.ablation.results.AblationResult` recorded in ``folder``'s
+    results.json (for tables printed without training)."""
     import dataclasses
-
-    from ranker_hooks.ablation.run import AblationResult, VariantResult
 
     path = Path(folder)
     path = path.parent if path.name == RESULTS else path

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from mspa_features.config import RunConfig
-    from ranker_hooks.ablation.run import AblationConfig, AblationResult
+    from ranker_hooks.ablation.config import AblationConfig
+    from ranker_hooks.ablation.results import AblationResult
 
 _LIS_NAME = re.compile(r"^lis_(?P<kind>[a-z_]+)_n(?P<n>\d+)$")
 
@@ -147,7 +148,8 @@ def run_lis(
         LeakBuildError, AblationError, LeakedFeatureError: see the steps.
     """
     from mspa_features.serving.materialize import open_store
-    from ranker_hooks.ablation.run import make_ranker, run_ablation
+    from ranker_hooks.ablation.config import make_ranker
+    from ranker_hooks.ablation.run import run_ablation
     from ranker_hooks.lis.feast_defs import discover_leak_sets, register_leaks
     from ranker_hooks.lis.leaks.build import build_leak_sets
 

@@ -14,6 +14,7 @@ from mspa_features.errors import LeakBuildError
 def test_an_aligned_set_with_too_few_warm_authors_is_a_note_not_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ranker_hooks.ablation import config as ablation_config
     from ranker_hooks.ablation import run as ablation
     from ranker_hooks.aligned_id import build as aligned_id
     from ranker_hooks.aligned_id import feast_defs as aligned_defs
@@ -55,7 +56,7 @@ def test_an_aligned_set_with_too_few_warm_authors_is_a_note_not_a_failure(
     monkeypatch.setattr(aligned_id, "build_aligned_set", no_aligned_set)
     monkeypatch.setattr(aligned_defs, "register_aligned", must_not_register)
     monkeypatch.setattr(ablation, "run_ablation", fake_ablation)
-    monkeypatch.setattr(ablation, "make_ranker", lambda *a, **k: None)
+    monkeypatch.setattr(ablation_config, "make_ranker", lambda *a, **k: None)
 
     out = run_lis(run_cfg, cfg, horizons=(7,), kinds=("future_id",), store=Store())
     assert ran["variants"] == ["lis_future_id_n7"]  # no aligned_id: not built in this run

@@ -1,0 +1,56 @@
+"""Metric names: one string enum and one key format for every table, JSON file and MLflow run.
+
+Kept apart from the metric maths (:mod:`mspa_features.evaluation.metrics`, which imports
+scikit-learn) so that reports and trackers can name metrics without computing any, as
+torchrec's ``metrics_namespace.py`` sits beside its metric modules.
+"""
+
+from __future__ import annotations
+
+import string
+from enum import StrEnum
+
+__all__ = ["MetricName", "metric_key", "slice_key"]
+
+
+class MetricName(StrEnum):
+    """Every metric's name; templated members take their cut-off via :func:`metric_key`."""
+
+    AUC = "auc"
+    LOGLOSS = "logloss"
+    UAUC = "uauc"
+    GAUC = "gauc"
+    WPAUC = "wpauc"
+    ACC_AT_M = "acc@{m}"
+    RECALL_AT_K = "recall@{k}"
+    NDCG_AT_K = "ndcg@{k}"
+    A2A_RATE = "a2a_rate"
+    # A variant against its baseline (ablations): delta AUC with its 95 % paired bootstrap CI
+    # over users and the two-sided p-value (``metrics.paired_bootstrap``).
+    DELTA_AUC = "delta_auc"
+    DELTA_AUC_CI_LOW = "delta_auc_ci_low"
+    DELTA_AUC_CI_HIGH = "delta_auc_ci_high"
+    P_VALUE = "p_value"
+
+
+def metric_key(name: MetricName | str, k: int | None = None) -> str:
+    """The result-table key for ``name``: ``metric_key("recall@{k}", 10) == "recall@10"``.
+
+    ``k`` fills the template's placeholder (``m`` for ``acc@{m}``); it is required for
+    templated names and refused for plain ones, so a missing cut-off never goes unnoticed.
+    """
+    member = MetricName(name)
+    fields = [f for _, f, _, _ in string.Formatter().parse(member.value) if f]
+    if not fields:
+        if k is not None:
+            raise ValueError(f"metric {member.value!r} takes no cut-off, got k={k}")
+        return member.value
+    if k is None or isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"metric {member.value!r} needs a positive integer cut-off, got k={k}")
+    return member.value.format(**{fields[0]: int(k)})
+
+
+def slice_key(slice_name: str, key: str) -> str:
+    """The key of a metric computed on a slice of the rows: ``slice_key("cold", "auc") ==
+    "cold_auc"``."""
+    return f"{slice_name}_{key}"
