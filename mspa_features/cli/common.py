@@ -99,6 +99,18 @@ def override(model: _M, updates: Mapping[str, Any], options: Mapping[str, str]) 
         ) from e
 
 
+def spark_reader(cfg):  # type: ignore[no-untyped-def]
+    """The Spark reader for ``data.source: spark`` (the CLI wires spark_jobs into the library).
+
+    Here, not in ``cli/data.py``, because the main job needs it too and ``cli/data.py`` imports
+    the main job's stages: keeping it below both keeps the two modules out of a cycle."""
+    if cfg.data.source != "spark":
+        return None
+    from spark_jobs.sources import export_tables
+
+    return export_tables
+
+
 def counts_table(title: str, counts: Iterable[object]) -> Table:
     """Input = accepted + quarantined per contract, with the top quarantine reasons."""
     t = Table(title=title, title_justify="left")

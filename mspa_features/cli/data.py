@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import console, counts_table
+from mspa_features.cli.common import console, counts_table, spark_reader
 
 app = typer.Typer(help="Fetch, generate and validate input data.", no_args_is_help=True)
 
@@ -117,15 +117,6 @@ def validate_file(
         for r in q:
             console.print(f"  row {r['row_number']}: {r['reason']}", highlight=False)
     require_accepted([res], quarantine=out / f"{c.name}.quarantine.parquet")
-
-
-def spark_reader(cfg):  # type: ignore[no-untyped-def]
-    """The Spark reader for ``data.source: spark`` (the CLI wires spark_jobs into the library)."""
-    if cfg.data.source != "spark":
-        return None
-    from spark_jobs.sources import export_tables
-
-    return export_tables
 
 
 def ensure_run_data(cfg, *, eval_sets: bool = False, quiet: bool = False):  # type: ignore[no-untyped-def]

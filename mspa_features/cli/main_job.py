@@ -89,7 +89,7 @@ def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[Va
     One path for every ``data.source`` (your files, Spark tables, the MovieLens and synthetic
     presets): :func:`mspa_features.data.ingest.ingest_source`.
     """
-    from mspa_features.cli.data import spark_reader
+    from mspa_features.cli.common import spark_reader
     from mspa_features.data.ingest import ingest_source
 
     return ingest_source(cfg, ws, read_spark=spark_reader(cfg))
