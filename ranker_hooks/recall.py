@@ -64,6 +64,8 @@ class Queries:
         history: per query, the distinct authors (indices) the user engaged with positively
             strictly before its instant, oldest first.
         authors: the global author index (sorted ids).
+        allowed: ``(len(authors),)`` the authors that may be retrieved (a sample's authors),
+            or None: every author.
     """
 
     users: np.ndarray
@@ -71,6 +73,7 @@ class Queries:
     target: np.ndarray
     history: list[np.ndarray]
     authors: list[str]
+    allowed: np.ndarray | None = None
 
     @property
     def instants(self) -> pd.Series:
@@ -81,9 +84,19 @@ class Queries:
 
 
 def build_queries(
-    interactions: pd.DataFrame, authors: Sequence[str], start: Any, end: Any
+    interactions: pd.DataFrame,
+    authors: Sequence[str],
+    start: Any,
+    end: Any,
+    *,
+    users: Iterable[str] | None = None,
+    sample_authors: Iterable[str] | None = None,
 ) -> Queries:
-    """Every positive impression in ``[start, end)`` with the user's positive history before it."""
+    """Every positive impression in ``[start, end)`` with the user's positive history before it.
+
+    With ``users`` / ``sample_authors`` (a sample), only those users' impressions of those
+    authors, and only those authors as candidates; histories keep every earlier positive.
+    """
     from ranker_hooks.lis.leaks.windows import checked_interactions, in_window
 
     df = checked_interactions(interactions, "recall replay")
@@ -91,6 +104,13 @@ def build_queries(
     code = {a: i for i, a in enumerate(authors)}
     test = in_window(df, start, end)
     test = test[test["label"] == 1]
+    if users is not None:
+        test = test[test["user_id"].isin({str(u) for u in users})]
+    allowed = None
+    if sample_authors is not None:
+        keep = {str(a) for a in sample_authors}
+        test = test[test["author_id"].isin(keep)]
+        allowed = np.array([a in keep for a in authors], dtype=bool)
     pos = df[df["label"] == 1].drop_duplicates(["user_id", "author_id"], keep="first")
     by_user = {
         u: (g["event_timestamp"].to_numpy("datetime64[us]").astype(np.int64),
@@ -111,6 +131,7 @@ def build_queries(
         target=test["author_id"].map(code).fillna(-1).to_numpy(np.int64),
         history=history,
         authors=authors,
+        allowed=allowed,
     )
 
 
@@ -144,6 +165,8 @@ def _score_block(
 ) -> None:
     """Ranks of ``rows`` from their ``(len(rows), m)`` scores (NaN: not a candidate)."""
     _mask_seen(scores, rows, q, exclude_seen)
+    if q.allowed is not None:
+        scores[:, ~q.allowed] = np.nan
     acc["ranks"][rows] = R.target_ranks(scores, q.target[rows])
     has_query = ~np.isnan(scores).all(axis=1)
     acc["with_query"] += int(has_query.sum())
@@ -317,6 +340,7 @@ class RecallReport:
     n_users: int
     n_authors: int
     exclude_seen: bool
+    sample: dict[str, int] | None  # users and authors of a sample replay (None: all)
     target_seen: int  # queries whose target the user had already engaged with (a sure miss)
     sources: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
@@ -372,6 +396,8 @@ def recall_replay(
     n_boot: int = 1000,
     seed: int = 0,
     interactions: pd.DataFrame | None = None,
+    users: Sequence[str] | None = None,
+    authors: Sequence[str] | None = None,
     out_dir: Path | None = None,
     tracking_uri: str | None = None,
 ) -> RecallReport:
@@ -389,6 +415,8 @@ def recall_replay(
         exclude_seen: drop authors the user already engaged with positively.
         n_boot, seed: the user bootstrap.
         interactions: the interactions contract frame (default the run's accepted table).
+        users, authors: replay a sample: only these users' impressions of these authors, and
+            only these authors as candidates (the ablation's ``users`` / ``authors``).
         out_dir: where ``recall.json`` / ``recall.png`` go (default
             ``results/recall/<run>/``, ``<run>-keep-seen/`` without ``exclude_seen``).
         tracking_uri: MLflow (default ``sqlite:///<workspace>/mlflow.db``); ``""`` skips it.
@@ -398,7 +426,7 @@ def recall_replay(
             lacks a label.
     """
     from mspa_features.data.ingest import load_accepted
-    from mspa_features.serving.definitions import pref_view_name
+    from mspa_features.serving.definitions import author_view_name, pref_view_name
     from ranker_hooks.aligned_id.feast_defs import aligned_view_name
     from ranker_hooks.lis.leaks.windows import checked_interactions
 
@@ -411,7 +439,10 @@ def recall_replay(
     df = checked_interactions(interactions, "recall replay")
     authors_df = load_accepted(data, "authors")
     authors_df["author_id"] = authors_df["author_id"].astype(str)
-    q = build_queries(df, authors_df["author_id"], split.split_at, split.eval_end)
+    q = build_queries(
+        df, authors_df["author_id"], split.split_at, split.eval_end,
+        users=users, sample_authors=authors,
+    )
     if not len(q):
         raise AblationError(
             f"no positive impression in [{split.split_at}, {split.eval_end}) to replay"
@@ -421,15 +452,16 @@ def recall_replay(
         .reindex(q.authors)
         .pipe(lambda s: pd.to_datetime(s, utc=True).to_numpy("datetime64[us]").astype(np.int64))
     )
-    ks_out = R.cutoffs(ks, len(q.authors))
-    views = {v.name for v in store.list_feature_views()}
+    n_catalogue = len(q.authors) if q.allowed is None else int(q.allowed.sum())
+    ks_out = R.cutoffs(ks, n_catalogue)
+    views = {v.name: {f.name for f in v.features} for v in store.list_feature_views()}
+    notes: list[str] = []
     if feature_sets is None:
         feature_sets = sorted(
-            v.name.removeprefix("user_preferences__")
-            for v in store.list_feature_views()
-            if v.name.startswith("user_preferences__")
+            name.removeprefix("user_preferences__")
+            for name in views
+            if name.startswith("user_preferences__")
         )
-    notes: list[str] = []
     results: list[SourceResult] = []
 
     table_t, future, m_t_stats = _m_t_tables(df, split, horizons, make_ranker, seconds)
@@ -441,6 +473,12 @@ def recall_replay(
     for fs in feature_sets:
         if pref_view_name(fs) not in views:
             notes.append(f"pref@{fs} skipped: feature set {fs!r} is not registered")
+            continue
+        if "pref_emb" not in views[pref_view_name(fs)] or "author_emb" not in views.get(
+            author_view_name(fs), ()
+        ):
+            notes.append(f"pref@{fs} skipped: its views hold no pref_emb / author_emb "
+                         "(a compact set stores codes)")
             continue
         results.append(rank_feature_set(store, fs, q, exclude_seen=exclude_seen))
         if aligned and aligned_view_name(fs) in views:
@@ -500,16 +538,18 @@ def recall_replay(
         ks=ks_out,
         n_queries=len(q),
         n_users=len(set(q.users.tolist())),
-        n_authors=len(q.authors),
+        n_authors=n_catalogue,
         exclude_seen=exclude_seen,
+        sample=None if users is None and authors is None else {
+            "users": len(set(users or q.users.tolist())), "authors": n_catalogue
+        },
         target_seen=target_seen,
         sources=sources,
         notes=notes,
         seconds={k: round(v, 2) for k, v in seconds.items()},
     )
-    out = out_dir or ws.results / "recall" / (
-        run_cfg.name if exclude_seen else f"{run_cfg.name}-keep-seen"
-    )
+    suffix = ("" if exclude_seen else "-keep-seen") + ("" if report.sample is None else "-sample")
+    out = out_dir or ws.results / "recall" / f"{run_cfg.name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     report.json_path = str(out / "recall.json")
     report.plot_path = str(plot(report, out / "recall.png"))

@@ -48,6 +48,11 @@ def recall(
         typer.Option("--keep-seen", help="keep authors the user already engaged with as "
                      "candidates (default: excluded)"),
     ] = False,
+    sample: Annotated[
+        bool,
+        typer.Option("--sample", help="replay the run config's features.sample only: its users' "
+                     "impressions of its authors, its authors as candidates"),
+    ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="bootstrap resamples")] = 1000,
     online: OnlineOpt = Online.sqlite,
     repo: RepoOpt = Path("feature_repo"),
@@ -78,6 +83,17 @@ def recall(
         fail(f"{config} names no ablation.config: give --ablation FILE (its split is replayed)")
     abl = load_ablation_config(path)
     horizons = [] if no_lis else (horizon or list(cfg.ablation.horizons))
+    users, authors = abl.users, abl.authors
+    if sample:
+        from mspa_features.cli.main_job import draw_sample
+        from mspa_features.config import Workspace
+        from mspa_features.data.ingest import load_accepted
+
+        inter = load_accepted(Workspace(cfg.workspace).data(cfg.name), "interactions")
+        drawn = draw_sample(cfg, inter)
+        if drawn is None:
+            fail(f"{config} has no features.sample to replay (--sample)")
+        users, authors = drawn["users"], drawn["authors"]
     report = recall_replay(
         cfg,
         abl.split,
@@ -87,6 +103,8 @@ def recall(
         horizons=horizons,
         ks=k or DEFAULT_KS,
         exclude_seen=not keep_seen,
+        users=users,
+        authors=authors,
         n_boot=n_boot,
         seed=abl.bootstrap.seed,
         tracking_uri="" if no_mlflow else mlflow_uri,
@@ -106,7 +124,7 @@ def recall_lines(doc: dict) -> str:
     head = (
         f"recall replay {doc['run']}: {doc['n_queries']} positive impressions of "
         f"{doc['n_users']} users in [{sp['split_at']}, {sp['eval_end']}), catalogue of "
-        f"{doc['n_authors']} authors; seen authors "
+        f"{doc['n_authors']} authors{' (sample)' if doc.get('sample') else ''}; seen authors "
         f"{'excluded' if doc['exclude_seen'] else 'kept'}; 95% CI over users"
     )
     lines = [
