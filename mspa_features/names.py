@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mspa_features.errors import InvalidValueError
+
 MAX_FOLDER_NAME = 120
 MAX_FEATURE_SET = 64
 MAX_EXPERIMENT = 200
@@ -53,7 +55,9 @@ def folder_name(value: str, what: str = "name") -> str:
     elif len(value) > MAX_FOLDER_NAME:
         problem = f"is longer than {MAX_FOLDER_NAME} characters"
     if problem:
-        raise ValueError(f"{what} {value!r} {problem}; it names a folder: use plain text")
+        raise InvalidValueError(
+            what, value, "plain text that can name a folder", hint=f"it {problem}"
+        )
     return value
 
 
@@ -70,10 +74,12 @@ def feature_set_name(value: str, what: str = "feature set") -> str:
         or "__" in value
         or len(value) > MAX_FEATURE_SET
     ):
-        raise ValueError(
-            f"{what} {value!r} cannot name Feast objects: use letters, digits, '_', '-' or '.' "
-            f"(starting with a letter or digit, at most {MAX_FEATURE_SET}), without '__' "
-            "(the name separator)"
+        raise InvalidValueError(
+            what,
+            value,
+            "a name Feast objects can hold",
+            hint=f"use letters, digits, '_', '-' or '.' (starting with a letter or digit, at "
+            f"most {MAX_FEATURE_SET}), without '__' (the name separator)",
         )
     return value
 
@@ -98,9 +104,8 @@ def experiment_name(value: str, what: str = "experiment") -> str:
     """``value`` if it can name an MLflow experiment, else ValueError (empty, control
     characters, longer than :data:`MAX_EXPERIMENT`)."""
     if not value or not value.strip() or _CONTROL.search(value) or len(value) > MAX_EXPERIMENT:
-        raise ValueError(
-            f"{what} {value!r} must be non-empty printable text of at most {MAX_EXPERIMENT} "
-            "characters"
+        raise InvalidValueError(
+            what, value, f"non-empty printable text of at most {MAX_EXPERIMENT} characters"
         )
     return value
 

@@ -41,6 +41,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from mspa_features.errors import InvalidValueError, UnknownNameError
+
 USER_ENTITY = "user"
 AUTHOR_ENTITY = "author"
 COSINE_FEATURE = "pref_author_cosine"
@@ -100,7 +102,7 @@ def service_name(variant: str, fs: str) -> str:
         ValueError: ``variant`` is not one of :data:`VARIANTS`.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown ranker variant {variant!r}; valid: {list(VARIANTS)}")
+        raise UnknownNameError("ranker variant", variant, VARIANTS)
     return f"{variant}__{fs}"
 
 
@@ -166,7 +168,7 @@ def _source(name: str, path: Path, kind: Literal["file", "spark"], description: 
             description=description,
         )
     if kind != "file":
-        raise ValueError(f"unknown source kind {kind!r}; valid: ['file', 'spark']")
+        raise UnknownNameError("source kind", kind, ["file", "spark"])
     # A directory of hive-partitioned parquet: the format must be explicit (no .parquet
     # suffix to infer it from); duckdb reads every part file below it.
     return FileSource(
@@ -219,14 +221,18 @@ def build_definitions(
     model_versions = dict(model_versions or {})
     unknown = set(leaked) - set(feature_sets)
     if unknown:
-        raise ValueError(f"'leaked' names unknown feature sets {sorted(unknown)}")
+        raise UnknownNameError(
+            "feature set", min(unknown), sorted(feature_sets), hint="named in 'leaked'"
+        )
 
     user, author = entities()
     objects: list[Any] = [user, author]
 
     for fs, root in feature_sets.items():
         if not fs or "__" in fs:
-            raise ValueError(f"feature set name {fs!r} must be non-empty and hold no '__'")
+            raise InvalidValueError(
+                "feature set name", fs, "non-empty and without '__' (the name separator)"
+            )
         root = Path(root).resolve()
         pref_dir, author_dir = root / "preferences", root / "author_profiles"
         if fs in model_versions:

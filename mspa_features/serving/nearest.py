@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mspa_features.errors import EntityNotFoundError
+from mspa_features.errors import EntityNotFoundError, IncompatibleSettingsError, InvalidValueError
 from mspa_features.serving.definitions import author_view_name, pref_view_name
 
 if TYPE_CHECKING:
@@ -81,7 +81,9 @@ def query_vector(
     from mspa_features.serving.reads import _as_of_us
 
     if (user is None) == (author is None):
-        raise ValueError("give exactly one of user or author")
+        raise IncompatibleSettingsError(
+            {"user": user, "author": author}, "give exactly one of user or author"
+        )
     if user is not None:
         view, key, entity, emb, text, kind = (
             pref_view_name(feature_set), "user_id", user, "pref_emb", "pref_text", "u2a"
@@ -130,7 +132,7 @@ def nearest(
     from mspa_features.serving.reads import _as_of_us, nearest_authors
 
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise InvalidValueError("top_k", top_k, ">= 1")
     now_us = _as_of_us(as_of)
     q = query_vector(store, feature_set, user=user, author=author, as_of=as_of)
     hits = nearest_authors(store, feature_set, q.vector, top_k=2 * top_k + 1)

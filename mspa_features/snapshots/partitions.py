@@ -48,7 +48,14 @@ import pyarrow.parquet as pq
 
 from mspa_features.data.contracts import Contract
 from mspa_features.data.validation import QUARANTINE_SCHEMA
-from mspa_features.errors import MspaError, ReconciliationError, SchemaError
+from mspa_features.errors import (
+    IncompatibleSettingsError,
+    InvalidValueError,
+    MspaError,
+    ReconciliationError,
+    SchemaError,
+    UnknownNameError,
+)
 
 __all__ = [
     "CADENCE_DAYS",
@@ -94,9 +101,11 @@ def partition_dates(start: date, end: date, cadence: str) -> list[date]:
         ValueError: ``end`` is before ``start``, or the cadence is unknown.
     """
     if cadence not in CADENCE_DAYS:
-        raise ValueError(f"unknown cadence {cadence!r}; valid: {', '.join(CADENCE_DAYS)}")
+        raise UnknownNameError("cadence", cadence, CADENCE_DAYS)
     if end < start:
-        raise ValueError(f"end {end} is before start {start}")
+        raise IncompatibleSettingsError(
+            {"start": start.isoformat(), "end": end.isoformat()}, "end is before start"
+        )
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     return days if cadence == "daily" else [d for d in days if d.weekday() == 0]
 
@@ -111,7 +120,7 @@ def parse_date(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as e:
-        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from e
+        raise InvalidValueError("date", value, "a date YYYY-MM-DD") from e
 
 
 # --------------------------------------------------------------------------- counts

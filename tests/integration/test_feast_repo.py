@@ -732,9 +732,9 @@ def test_register_refuses_feature_set_names_feast_cannot_hold(tmp_path: Path) ->
     cfg = make_cfg(tmp_path, "names", sets=("template",))
     root = Workspace(cfg.workspace).features(cfg.name)
     write_feature_set(root / "it's", "template")
-    with pytest.raises(FeatureRepoError, match='feature set "it\'s" cannot name Feast objects'):
+    with pytest.raises(FeatureRepoError, match='feature set must be a name Feast .*, got "it\'s"'):
         register(cfg, None, repo_path=REPO, materialize=False)
-    with pytest.raises(FeatureRepoError, match="feature set 'a b' cannot name Feast objects"):
+    with pytest.raises(FeatureRepoError, match="feature set must be a name Feast .*, got 'a b'"):
         register(cfg, ["a b"], repo_path=REPO)
     assert not (Workspace(cfg.workspace).root / "feast" / "names" / "sqlite").exists()
     shutil.rmtree(root / "it's")
