@@ -91,7 +91,14 @@ class DataConfig(_Strict):
         if self.source != "spark" and (self.tables is not None or self.spark is not None):
             raise ValueError(f"'tables'/'spark' given but source is {self.source!r}")
         if self.source in ("movielens", "synthetic"):
-            declared = [k for k in ("columns", "timestamps") if k in self.model_fields_set] + (
+            # a default value written back by model_dump (a saved run config) is not a declaration
+            declared = [
+                k
+                for k in ("columns", "timestamps")
+                if k in self.model_fields_set
+                and getattr(self, k)
+                != type(self).model_fields[k].get_default(call_default_factory=True)
+            ] + (
                 ["author_modalities"] if self.author_modalities is not None else []
             )
             if declared:
