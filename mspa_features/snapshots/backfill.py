@@ -60,9 +60,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from mspa_features.config import RunConfig, Workspace
+from mspa_features.config_base import StrictModel
 from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES
 from mspa_features.names import feature_set_name
 
@@ -110,10 +111,8 @@ __all__ = [
 ENTITIES: dict[str, str] = {"users": PREFERENCES.name, "authors": AUTHOR_PROFILES.name}
 
 
-class BackfillConfig(BaseModel):
+class BackfillConfig(StrictModel):
     """How a backfill runs: cadence, composer, output feature set and Spark settings."""
-
-    model_config = ConfigDict(extra="forbid")
 
     cadence: Literal["daily", "weekly"] = Field(
         "daily", description="daily: a partition per day; weekly: one per Monday"

@@ -42,7 +42,6 @@ PENDING_STRICT: set[str] = {
     "mspa_features/config.py",
     "mspa_features/generation/base.py",
     "mspa_features/generation/llamacpp.py",
-    "mspa_features/snapshots/backfill.py",
     "ranker_hooks/ablation/run.py",
     "ranker_hooks/ablation/split.py",
     "spark_jobs/udfs.py",
