@@ -10,7 +10,9 @@ from __future__ import annotations
 import string
 from enum import StrEnum
 
-__all__ = ["MetricName", "metric_key", "slice_key"]
+from mspa_features.errors import InvalidValueError
+
+__all__ = ["MetricName", "metric_key", "slice_key", "task_key"]
 
 
 class MetricName(StrEnum):
@@ -31,6 +33,14 @@ class MetricName(StrEnum):
     DELTA_AUC_CI_LOW = "delta_auc_ci_low"
     DELTA_AUC_CI_HIGH = "delta_auc_ci_high"
     P_VALUE = "p_value"
+    # The same for UAUC and GAUC (per-task results of a multi-task ablation): the paired
+    # bootstrap resamples users, so their per-user AUC differences are averaged directly.
+    DELTA_UAUC = "delta_uauc"
+    DELTA_UAUC_CI_LOW = "delta_uauc_ci_low"
+    DELTA_UAUC_CI_HIGH = "delta_uauc_ci_high"
+    DELTA_GAUC = "delta_gauc"
+    DELTA_GAUC_CI_LOW = "delta_gauc_ci_low"
+    DELTA_GAUC_CI_HIGH = "delta_gauc_ci_high"
 
 
 def metric_key(name: MetricName | str, k: int | None = None) -> str:
@@ -43,10 +53,12 @@ def metric_key(name: MetricName | str, k: int | None = None) -> str:
     fields = [f for _, f, _, _ in string.Formatter().parse(member.value) if f]
     if not fields:
         if k is not None:
-            raise ValueError(f"metric {member.value!r} takes no cut-off, got k={k}")
+            raise InvalidValueError(
+                f"k of metric {member.value!r}", k, "None: the metric takes no cut-off"
+            )
         return member.value
     if k is None or isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"metric {member.value!r} needs a positive integer cut-off, got k={k}")
+        raise InvalidValueError(f"k of metric {member.value!r}", k, "a positive integer cut-off")
     return member.value.format(**{fields[0]: int(k)})
 
 
@@ -54,3 +66,10 @@ def slice_key(slice_name: str, key: str) -> str:
     """The key of a metric computed on a slice of the rows: ``slice_key("cold", "auc") ==
     "cold_auc"``."""
     return f"{slice_name}_{key}"
+
+
+def task_key(task: str, key: str) -> str:
+    """The key of a metric of one task of a multi-task ranker: ``task_key("gift", "auc") ==
+    "gift/auc"`` (a slash, not ``slice_key``'s underscore: a task named ``cold`` must not
+    collide with the cold slice's ``cold_auc``)."""
+    return f"{task}/{key}"

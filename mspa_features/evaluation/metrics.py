@@ -37,6 +37,13 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import log_loss, roc_auc_score, roc_curve
 
 # The names live beside, in a module without scikit-learn; re-exported here.
+from mspa_features.errors import (
+    DataError,
+    IncompatibleSettingsError,
+    InputMismatchError,
+    InvalidTypeError,
+    InvalidValueError,
+)
 from mspa_features.evaluation.metric_names import MetricName, metric_key
 
 __all__ = [
@@ -50,6 +57,7 @@ __all__ = [
     "metric_key",
     "ndcg_at_k",
     "paired_bootstrap",
+    "paired_bootstrap_per_user",
     "recall_at_k",
     "uauc",
     "wpauc",
@@ -62,19 +70,16 @@ __all__ = [
 def _as_1d(x: ArrayLike, name: str) -> NDArray:
     arr = np.asarray(x)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise InvalidValueError(f"{name} shape", arr.shape, "1-D")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise InvalidValueError(name, arr.tolist(), "non-empty")
     return arr
 
 
 def _same_length(**arrays: NDArray) -> None:
-    shapes = {name: a.shape for name, a in arrays.items()}
-    if len({s[0] for s in shapes.values()}) > 1:
-        names = list(shapes)
-        joined = f"{', '.join(names[:-1])} and {names[-1]}"
-        listed = ", ".join(f"{n}={s}" for n, s in shapes.items())
-        raise ValueError(f"{joined} must have the same length, got {listed}")
+    lengths = {name: a.shape[0] for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise InputMismatchError("must have the same length", lengths)
 
 
 def _binary_labels(labels: ArrayLike, name: str = "labels") -> NDArray[np.int8]:
@@ -82,7 +87,7 @@ def _binary_labels(labels: ArrayLike, name: str = "labels") -> NDArray[np.int8]:
     # Compare values rather than dtype so 0.0/1.0 floats and bools pass too.
     if not np.isin(arr, (0, 1)).all():
         bad = np.unique(arr[~np.isin(arr, (0, 1))])[:5]
-        raise ValueError(f"{name} must be 0/1, found values {bad.tolist()}")
+        raise InvalidValueError(name, bad.tolist(), "0/1", hint="those values are not")
     return arr.astype(np.int8)
 
 
@@ -90,7 +95,8 @@ def _finite_scores(scores: ArrayLike, name: str) -> NDArray[np.float64]:
     arr = np.asarray(scores, dtype=np.float64)
     # NaN breaks every comparison-based metric silently (NaN > x is always False).
     if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN")
+        first = int(np.flatnonzero(np.isnan(arr.reshape(-1)))[0])
+        raise DataError(name, f"contains NaN (first at flat index {first})")
     return arr
 
 
@@ -107,7 +113,9 @@ def _require_both_classes(y: NDArray[np.int8], what: str) -> None:
     n_pos = int(y.sum())
     if n_pos == 0 or n_pos == y.size:
         only = "positives" if n_pos else "negatives"
-        raise ValueError(f"{what} is undefined: labels hold only {only} (need both classes)")
+        raise DataError(
+            "labels", f"{what} is undefined: labels hold only {only} (need both classes)"
+        )
 
 
 # --------------------------------------------------------------------------- classification
@@ -126,17 +134,17 @@ def logloss(labels: ArrayLike, probs: ArrayLike, eps: float = 1e-7) -> float:
     Clipping keeps one confidently wrong prediction from making the loss infinite.
     """
     if not 0.0 < eps < 0.5:
-        raise ValueError(f"eps must be in (0, 0.5), got {eps}")
+        raise InvalidValueError("eps", eps, "in (0, 0.5)")
     y, p = _binary_inputs(labels, probs, "probs")
     if ((p < 0.0) | (p > 1.0)).any():
-        raise ValueError("probs must lie in [0, 1]")
+        raise InvalidValueError("probs", p[(p < 0.0) | (p > 1.0)][:5].tolist(), "in [0, 1]")
     return float(log_loss(y, np.clip(p, eps, 1.0 - eps), labels=[0, 1]))
 
 
 def _group_codes(groups: ArrayLike, n: int) -> tuple[NDArray[np.intp], int]:
     g = _as_1d(groups, "groups")
     if g.shape[0] != n:
-        raise ValueError(f"labels and groups must have the same length, got {n} and {g.shape[0]}")
+        raise InputMismatchError("must have the same length", {"labels": n, "groups": g.shape[0]})
     _, codes = np.unique(g, return_inverse=True)
     codes = codes.reshape(-1)
     return codes, int(codes.max()) + 1
@@ -228,8 +236,8 @@ def wpauc(labels: ArrayLike, scores: ArrayLike, alpha: float = 0.0, width: float
     the plain AUC. No McClish correction (unlike ``roc_auc_score(max_fpr=...)``).
     """
     if not (alpha >= 0.0 and width > 0.0 and alpha + width <= 1.0 + 1e-12):
-        raise ValueError(
-            f"need 0 <= alpha, width > 0 and alpha + width <= 1, got alpha={alpha}, width={width}"
+        raise IncompatibleSettingsError(
+            {"alpha": alpha, "width": width}, "need 0 <= alpha, width > 0 and alpha + width <= 1"
         )
     y, s = _binary_inputs(labels, scores)
     _require_both_classes(y, "wpAUC")
@@ -258,7 +266,7 @@ def accuracy_at_m(pred_index: ArrayLike, true_index: ArrayLike) -> float:
     _same_length(pred_index=pred, true_index=true)
     if (true < 0).any():
         # A negative truth could "match" a -1 (unparseable) prediction.
-        raise ValueError("true_index must be >= 0")
+        raise InvalidValueError("true_index", int(true.min()), ">= 0")
     return float(np.mean(pred == true))
 
 
@@ -266,16 +274,17 @@ def _target_ranks(scores: ArrayLike, target_index: ArrayLike) -> NDArray[np.int6
     """1-based rank of each query's target, ties broken against the target (pessimistic)."""
     s = _finite_scores(scores, "scores")
     if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
-        raise ValueError(f"scores must be a non-empty (n_queries, n_items) array, got {s.shape}")
+        raise InvalidValueError("scores shape", s.shape, "a non-empty (n_queries, n_items)")
     t_idx = _as_1d(target_index, "target_index")
     if t_idx.shape[0] != s.shape[0]:
-        raise ValueError(
-            f"scores and target_index must agree on n_queries, got {s.shape} and {t_idx.shape}"
+        raise InputMismatchError(
+            "must agree on n_queries", {"scores": s.shape, "target_index": t_idx.shape}
         )
     if not np.issubdtype(t_idx.dtype, np.integer):
-        raise ValueError(f"target_index must be integers, got dtype {t_idx.dtype}")
+        raise InvalidValueError("target_index", t_idx.dtype, "integers")
     if ((t_idx < 0) | (t_idx >= s.shape[1])).any():
-        raise ValueError(f"target_index must lie in [0, {s.shape[1]})")
+        bad = t_idx[(t_idx < 0) | (t_idx >= s.shape[1])][:5].tolist()
+        raise InvalidValueError("target_index", bad, f"item indices in [0, {s.shape[1]})")
     t = s[np.arange(s.shape[0]), t_idx][:, None]
     # ">=" counts the target itself once; it is rank 1 when nothing else ties or beats it.
     return (s >= t).sum(axis=1)
@@ -283,7 +292,7 @@ def _target_ranks(scores: ArrayLike, target_index: ArrayLike) -> NDArray[np.int6
 
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
+        raise InvalidValueError("k", k, "a positive integer")
     return int(k)
 
 
@@ -399,7 +408,7 @@ def paired_bootstrap(
     b = _finite_scores(_as_1d(scores_b, "scores_b"), "scores_b")
     _same_length(labels=y, scores_a=a, scores_b=b)
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot}")
+        raise InvalidValueError("n_boot", n_boot, "a positive integer")
     if groups is None:
         codes, n_groups = np.arange(y.size), y.size
     else:
@@ -407,12 +416,12 @@ def paired_bootstrap(
 
     if isinstance(metric, str):
         if metric != MetricName.AUC:
-            raise ValueError(f"metric must be 'auc' or a callable, got {metric!r}")
+            raise InvalidValueError("metric", metric, "'auc' or a callable")
         metric_fn: Callable[[NDArray, NDArray], float] = auc
     elif callable(metric):
         metric_fn = metric
     else:
-        raise TypeError(f"metric must be 'auc' or a callable, got {type(metric).__name__}")
+        raise InvalidTypeError("metric", metric, "'auc' or a callable")
     # The point estimate is always the plain metric on all rows; undefined here is an error.
     delta = float(metric_fn(y, b)) - float(metric_fn(y, a))
 
@@ -445,7 +454,9 @@ def paired_bootstrap(
 
     valid = deltas[~np.isnan(deltas)]
     if valid.size == 0:
-        raise ValueError("the metric was undefined on every bootstrap resample")
+        raise DataError(
+            "paired bootstrap", f"the metric was undefined on every one of {n_boot} resamples"
+        )
     ci_low, ci_high = np.percentile(valid, [2.5, 97.5])
     p_value = min(1.0, 2.0 * min(np.mean(valid <= 0.0), np.mean(valid >= 0.0)))
     return BootstrapResult(
@@ -454,4 +465,63 @@ def paired_bootstrap(
         ci_high=float(ci_high),
         p_value=float(p_value),
         n_boot=int(valid.size),
+    )
+
+
+def paired_bootstrap_per_user(
+    labels: ArrayLike,
+    scores_a: ArrayLike,
+    scores_b: ArrayLike,
+    groups: ArrayLike,
+    metric: str = "uauc",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Paired cluster bootstrap of ``uauc(b) - uauc(a)`` (or ``gauc``) over users.
+
+    UAUC and GAUC are means of per-user AUCs, so a resample of users is a weighted mean of
+    the per-user differences ``auc_b(u) - auc_a(u)`` (weight: how often ``u`` was drawn,
+    times ``u``'s row count for GAUC); users without both labels carry no weight, as in
+    :func:`uauc`/:func:`gauc`. Same CI and p-value conventions as :func:`paired_bootstrap`.
+
+    Raises:
+        InvalidValueError: an unknown ``metric`` or a non-positive ``n_boot``.
+        DataError: no user holds both labels.
+    """
+    if metric not in (MetricName.UAUC, MetricName.GAUC):
+        raise InvalidValueError("metric", metric, "'uauc' or 'gauc'")
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
+        raise InvalidValueError("n_boot", n_boot, "a positive integer")
+    y, a = _binary_inputs(labels, scores_a, "scores_a")
+    b = _finite_scores(_as_1d(scores_b, "scores_b"), "scores_b")
+    _same_length(labels=y, scores_a=a, scores_b=b)
+    codes, n_groups = _group_codes(groups, y.size)
+    per_a, size = _per_group_auc(y, a, codes, n_groups)
+    per_b, _ = _per_group_auc(y, b, codes, n_groups)
+    valid = ~np.isnan(per_a)  # a user's AUC is defined by its labels: same for a and b
+    if not valid.any():
+        raise DataError("paired bootstrap", f"no user holds both labels ({metric} undefined)")
+    diff = np.where(valid, per_b - per_a, 0.0)  # (n_groups,)
+    base_w = np.where(valid, size if metric == MetricName.GAUC else 1.0, 0.0)  # (n_groups,)
+    delta = float(np.dot(base_w, diff) / base_w.sum())
+    rng = np.random.default_rng(seed)
+    deltas = np.full(int(n_boot), np.nan)
+    for i in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups) * base_w
+        total = w.sum()
+        if total > 0:  # else no drawn user holds both labels: undefined, skipped
+            deltas[i] = np.dot(w, diff) / total
+    kept = deltas[~np.isnan(deltas)]
+    if kept.size == 0:
+        raise DataError(
+            "paired bootstrap", f"the metric was undefined on every one of {n_boot} resamples"
+        )
+    ci_low, ci_high = np.percentile(kept, [2.5, 97.5])
+    p_value = min(1.0, 2.0 * min(np.mean(kept <= 0.0), np.mean(kept >= 0.0)))
+    return BootstrapResult(
+        delta=delta,
+        ci_low=float(ci_low),
+        ci_high=float(ci_high),
+        p_value=float(p_value),
+        n_boot=int(kept.size),
     )

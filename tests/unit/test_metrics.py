@@ -68,9 +68,9 @@ def test_metric_key(name, k, expected):
 
 
 def test_metric_key_rejects_missing_or_spurious_cutoff():
-    with pytest.raises(ValueError, match="needs a positive integer cut-off"):
+    with pytest.raises(ValueError, match="must be a positive integer cut-off"):
         metric_key(MetricName.RECALL_AT_K)
-    with pytest.raises(ValueError, match="needs a positive integer cut-off"):
+    with pytest.raises(ValueError, match="must be a positive integer cut-off"):
         metric_key(MetricName.NDCG_AT_K, 0)
     with pytest.raises(ValueError, match="takes no cut-off"):
         metric_key(MetricName.AUC, 10)
@@ -102,9 +102,9 @@ def test_auc_validation():
         auc([0, 1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="labels must be 0/1"):
         auc([0, 2], [0.1, 0.2])
-    with pytest.raises(ValueError, match="scores contains NaN"):
+    with pytest.raises(ValueError, match="scores: contains NaN"):
         auc([0, 1], [0.1, np.nan])
-    with pytest.raises(ValueError, match="labels is empty"):
+    with pytest.raises(ValueError, match="labels must be non-empty"):
         auc([], [])
 
 
@@ -132,7 +132,7 @@ def test_logloss_matches_sklearn():
 
 
 def test_logloss_validation():
-    with pytest.raises(ValueError, match="probs must lie in"):
+    with pytest.raises(ValueError, match=r"probs must be in \[0, 1\], got \[1.5\]"):
         logloss([0, 1], [0.5, 1.5])
     with pytest.raises(ValueError, match="labels and probs must have the same length"):
         logloss([0, 1], [0.5])
@@ -303,7 +303,7 @@ def test_ranking_ties_break_against_target():
 def test_ranking_validation():
     with pytest.raises(ValueError, match="scores and target_index must agree"):
         recall_at_k(RANK_SCORES, [0, 1], 1)
-    with pytest.raises(ValueError, match="target_index must lie in"):
+    with pytest.raises(ValueError, match="target_index must be item indices in"):
         ndcg_at_k(RANK_SCORES, [0, 1, 3], 1)
     with pytest.raises(ValueError, match="target_index must be integers"):
         ndcg_at_k(RANK_SCORES, [0.0, 1.0, 2.0], 1)
@@ -311,7 +311,7 @@ def test_ranking_validation():
         recall_at_k(RANK_SCORES, RANK_TARGETS, 0)
     with pytest.raises(ValueError, match=r"\(n_queries, n_items\)"):
         recall_at_k(np.array([0.1, 0.2]), [0], 1)
-    with pytest.raises(ValueError, match="scores contains NaN"):
+    with pytest.raises(ValueError, match="scores: contains NaN"):
         recall_at_k(np.array([[np.nan, 0.2]]), [0], 1)
 
 
@@ -458,7 +458,9 @@ def test_bootstrap_result_is_frozen():
 
 def test_bootstrap_validation(clustered):
     y, weak, strong, groups = clustered
-    with pytest.raises(ValueError, match="labels, scores_a and scores_b must have the same length"):
+    with pytest.raises(
+        ValueError, match="labels and scores_a and scores_b must have the same length"
+    ):
         paired_bootstrap(y, weak, strong[:-1], groups)
     with pytest.raises(ValueError, match="labels and groups must have the same length"):
         paired_bootstrap(y, weak, strong, groups[:-1])
