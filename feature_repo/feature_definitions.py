@@ -13,7 +13,9 @@ listed in ``feature_sets.yaml`` beside this file, with the dataset's TTL policy:
 - per leak set ``n`` (LIS, tagged ``leaked=true``): ``leak__{n}`` and ``lis__{n}``
   (:mod:`ranker_hooks.lis.feast_defs`);
 - per aligned set ``fs``: ``aligned_author_id__{fs}`` and ``aligned__{fs}``
-  (:mod:`ranker_hooks.aligned_id.feast_defs`).
+  (:mod:`ranker_hooks.aligned_id.feast_defs`);
+- per compact set ``cs`` (``template_pca32_int8``): byte-coded views, on-demand decoders and the
+  services of a full set (:mod:`mspa_features.serving.compact`).
 
 A run's store folder (``<workspace>/feast/<run>/<kind>/``) holds a copy of this file beside the
 ``feature_sets.yaml`` mspa keeps there, so the CLI there declares what mspa registered.
@@ -57,6 +59,14 @@ for _entry in _SETS.aligned_sets.values():
 
     _objects += build_aligned_definitions(
         read_aligned_folder(_entry.path), source_kind=_SOURCE, ttl=_SETS.ttl
+    )
+
+# Compact sets (`mspa compact`): reduced, quantised copies of a feature set's embeddings.
+if _SETS.compact_sets:
+    from mspa_features.serving.compact import build_compact_definitions
+
+    _objects += build_compact_definitions(
+        {name: e.path for name, e in _SETS.compact_sets.items()}, ttl=_SETS.ttl, source_kind=_SOURCE
     )
 
 # feast apply collects the Feast objects bound to module-level names (one name per object).

@@ -13,6 +13,7 @@ from mspa_features import logs
 from mspa_features.cli import ablate as ablate_cmd
 from mspa_features.cli import align as align_cmd
 from mspa_features.cli import backfill as backfill_cmd
+from mspa_features.cli import compact as compact_cmd
 from mspa_features.cli import compose as compose_cmd
 from mspa_features.cli import data as data_cmd
 from mspa_features.cli import drift as drift_cmd
@@ -48,6 +49,7 @@ lis_cmd.install(app)
 drift_cmd.install(app)
 gallery_cmd.install(app)
 recall_cmd.install(app)
+compact_cmd.install(app)
 
 
 def _exit(code: int) -> None:

@@ -74,6 +74,7 @@ class FeatureSetsFile(_Strict):
         feature_sets: feature set name -> backfill folder.
         leak_sets: leak set name -> folder (``leak.json``), declared as ``leak__<name>``.
         aligned_sets: composer feature set -> aligned set folder (``aligned.json``).
+        compact_sets: compact set name -> folder (``compact.json``; ``mspa compact``).
     """
 
     ttl_days: float = Field(365, ge=0, description="Feast TTL of every view, days (0: never)")
@@ -81,6 +82,7 @@ class FeatureSetsFile(_Strict):
     feature_sets: dict[str, FeatureSetEntry] = Field(default_factory=dict)
     leak_sets: dict[str, FolderEntry] = Field(default_factory=dict)
     aligned_sets: dict[str, FolderEntry] = Field(default_factory=dict)
+    compact_sets: dict[str, FolderEntry] = Field(default_factory=dict)
 
     @property
     def ttl(self) -> timedelta:
@@ -102,7 +104,7 @@ def load_feature_sets(path: str | Path) -> FeatureSetsFile:
     path = Path(path)
     fsf = load_yaml_model(path, FeatureSetsFile)
     here = path.parent.resolve()
-    for entries in (fsf.feature_sets, fsf.leak_sets, fsf.aligned_sets):
+    for entries in (fsf.feature_sets, fsf.leak_sets, fsf.aligned_sets, fsf.compact_sets):
         for entry in entries.values():
             entry.path = (here / entry.path).resolve()
     return fsf
@@ -134,6 +136,10 @@ def save_feature_sets(path: str | Path, fsf: FeatureSetsFile, *, header: str = _
     }
     raw["leak_sets"] = {n: {"path": rel(e.path)} for n, e in sorted(fsf.leak_sets.items())}
     raw["aligned_sets"] = {n: {"path": rel(e.path)} for n, e in sorted(fsf.aligned_sets.items())}
+    if fsf.compact_sets:
+        raw["compact_sets"] = {
+            n: {"path": rel(e.path)} for n, e in sorted(fsf.compact_sets.items())
+        }
     _write_atomic(path, header + yaml.safe_dump(raw, sort_keys=False))
     return path
 
