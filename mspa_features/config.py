@@ -26,7 +26,7 @@ from mspa_features.data.sources import (
     is_uri,
 )
 from mspa_features.data.synthetic import SyntheticConfig
-from mspa_features.errors import ConfigError
+from mspa_features.errors import ConfigError, IncompatibleSettingsError, InvalidValueError
 from mspa_features.generation.base import BackendConfig
 from mspa_features.names import folder_name
 
@@ -66,6 +66,13 @@ class DataConfig(_Strict):
         None,
         description="author columns that must be non-empty (default: profile_text; synthetic: "
         "profile_text and frames)",
+    )
+    validation_engine: Literal["auto", "pandas", "spark"] = Field(
+        "auto",
+        description="files/spark/synthetic: which engine validates each contract (the same "
+        "rules, reasons and quarantine): pandas, spark (through the mspa CLI), or auto (Spark "
+        "from 2,000,000 rows on, or when pandas would need over half the available memory: "
+        "mspa_features.data.rules.choose_engine)",
     )
     positive_threshold: float = Field(
         4.0, ge=1.0, le=5.0, description="MovieLens: a rating >= this is a positive (label 1)"
@@ -283,6 +290,53 @@ class AblationStageConfig(_Strict):
     )
 
 
+class RedisConfig(_Strict):
+    """Where the Redis online store runs (``serving.online_store: redis``). No secret lives in
+    the config: a password is read from the environment variable ``password_env`` names."""
+
+    host: str = Field("localhost", min_length=1, description="Redis host name or address")
+    port: int = Field(6379, ge=1, le=65535, description="Redis port")
+    db: int = Field(0, ge=0, description="Redis logical database number")
+    password_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="name of the environment variable holding the password (null: no AUTH)",
+    )
+    ssl: bool = Field(False, description="connect with TLS")
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="seconds to wait for a connection before failing"
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, v: str) -> str:
+        if any(c in v for c in ",= /") or v.strip() != v:
+            raise InvalidValueError("host", v, "a plain host name or address")
+        return v
+
+
+class ServingConfig(_Strict):
+    """The online store every command of this run reads and writes (``mspa run``'s register
+    and serving preview, ``mspa register``, ``mspa features online``, the ablation's store)."""
+
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite",
+        description="sqlite: a file in the workspace (the default); redis: a Redis server "
+        "(serving.redis; without it $REDIS_CONNECTION_STRING or localhost:6379)",
+    )
+    redis: RedisConfig | None = Field(None, description="Redis connection (online_store: redis)")
+
+    @model_validator(mode="after")
+    def _redis_settings(self) -> ServingConfig:
+        if self.redis is not None and self.online_store != "redis":
+            raise IncompatibleSettingsError(
+                {"online_store": self.online_store, "redis": "given"},
+                "redis settings apply to the Redis online store only",
+                fix="set online_store: redis",
+            )
+        return self
+
+
 class RunConfig(_Strict):
     """One run of the main job (``mspa run CONFIG``)."""
 
@@ -296,6 +350,7 @@ class RunConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     ablation: AblationStageConfig = Field(default_factory=AblationStageConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @field_validator("name")
     @classmethod

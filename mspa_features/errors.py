@@ -349,6 +349,17 @@ class EntityNotFoundError(MspaError):
         )
 
 
+class OnlineStoreUnavailableError(MspaError):
+    """The online store's server (Redis) cannot be reached or refuses the connection; names
+    its address, the reason and what to do. Raised before anything is written when it is
+    down at the start; a write it interrupts is safe to rerun (each entity's row is keyed by
+    its id and event time, so a rerun writes the same rows once)."""
+
+    def __init__(self, store: str, address: str, reason: str, *, fix: str):
+        self.store, self.address, self.reason = store, address, reason
+        super().__init__(f"{store} online store at {address} is unreachable ({reason}): {fix}")
+
+
 class NotFittedError(MspaError, RuntimeError):
     """A model was asked to predict, export or save before :meth:`fit`; names the model."""
 

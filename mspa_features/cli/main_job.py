@@ -235,7 +235,7 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
     for ``features.sample`` only), then register and materialize them; returns reconciled
     counts, the sample and what was registered."""
     from mspa_features.data.ingest import load_accepted
-    from mspa_features.serving.materialize import register
+    from mspa_features.serving.materialize import apply_and_materialize
     from mspa_features.snapshots.backfill import BackfillConfig
     from spark_jobs.backfill import run_backfill
     from spark_jobs.session import build_spark_session
@@ -269,9 +269,10 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
     # Full materialization over the snapshots' window: incremental materialization continues
     # from the previous run's end by event time, so rows a rerun backfilled in the past (dated
     # 1998 for MovieLens) would never reach the online store.
-    rep = register(cfg, list(cfg.features.feature_sets), incremental=False)
+    rep = apply_and_materialize(cfg, list(cfg.features.feature_sets), incremental=False)
     out["register"] = {
         "registry": rep.registry,
+        "store_dir": str(rep.store_dir),
         "online_store": rep.online_store,
         "views": [v.name for v in rep.views],
         "services": [s.name for s in rep.services],
@@ -286,15 +287,17 @@ def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, A
     snapshot, paired with their U2A candidates: exactly what a ranker reads at request time.
 
     The request instant is the data's last interaction (a replay: MovieLens ends in 1998), so
-    the online TTL rule serves what the training read at that instant would see."""
+    the online TTL rule serves what the training read at that instant would see. It reads the
+    run's online store (``serving.online_store``: the SQLite file or Redis)."""
     from mspa_features.serving.definitions import service_name
-    from mspa_features.serving.materialize import open_store
+    from mspa_features.serving.materialize import describe_online, open_store
     from mspa_features.serving.reads import online_features
 
     if cfg.features.show_users == 0:
         return []
     fs = cfg.features.feature_sets[0]
     store = open_store(cfg)
+    online_store = describe_online(store.config)
     as_of = pd.read_parquet(
         ws.data(cfg.name) / "interactions.parquet", columns=["event_timestamp"]
     )["event_timestamp"].max()
@@ -312,6 +315,7 @@ def serving_preview(cfg: RunConfig, ws: Workspace, u2a: Any) -> list[dict[str, A
         shown.append(
             {
                 "service": service,
+                "online_store": online_store,
                 "user_id": str(row.user_id),
                 "pref_text": first["pref_text"],
                 "history_count": None
@@ -450,12 +454,17 @@ def check_stage_inputs(cfg: RunConfig) -> None:
 
     Raises:
         ConfigError: ``ablation.config`` names no file (with the ablation stage enabled).
+        OnlineStoreUnavailableError: the feature stages write to Redis and it is down.
     """
     from mspa_features.errors import ConfigError
 
     path = cfg.ablation.config
     if cfg.ablation.enabled and (path is None or not Path(path).is_file()):
         raise ConfigError(str(path), ["ablation.config: file not found"])
+    if cfg.features.enabled and cfg.serving.online_store != "sqlite":
+        from mspa_features.serving.materialize import check_online_store
+
+        check_online_store(cfg)  # Redis down: fail now, not after the backfill
 
 
 def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunSummary:

@@ -28,9 +28,23 @@ class Online(StrEnum):
 
 
 OnlineOpt = Annotated[Online, typer.Option("--online", help="online store kind")]
+# register and `features online`: without --online, the run config's serving.online_store.
+RunOnlineOpt = Annotated[
+    Online | None,
+    typer.Option(
+        "--online",
+        help="online store kind (default: the run config's serving.online_store, sqlite "
+        "unless set)",
+        show_default=False,
+    ),
+]
 RedisOpt = Annotated[
     str | None,
-    typer.Option("--redis", help="Redis connection string host:port[,db=N] (with --online redis)"),
+    typer.Option(
+        "--redis",
+        help="Redis connection string host:port[,db=N] (implies --online redis; overrides the "
+        "config's serving.redis)",
+    ),
 ]
 
 
@@ -40,7 +54,10 @@ def install(app: typer.Typer) -> None:
     app.add_typer(features_app, name="features")
 
 
-def _online(online: Online | str, redis: str | None) -> str:
+def _online(online: Online | str | None, redis: str | None) -> str | None:
+    """The ``--online`` kind (``--redis`` implies redis); None: the run config decides."""
+    if online is None:
+        return "redis" if redis else None
     online = Online(online).value
     if redis and online != "redis":
         raise typer.BadParameter("--redis needs --online redis", param_hint="--redis")
@@ -62,7 +79,7 @@ def register(
     full: Annotated[
         bool, typer.Option("--full", help="materialize the whole window, not incrementally")
     ] = False,
-    online: OnlineOpt = Online.sqlite,
+    online: RunOnlineOpt = None,
     redis: RedisOpt = None,
     end: Annotated[
         datetime | None, typer.Option(help="materialize up to this UTC instant (default now)")
@@ -70,19 +87,21 @@ def register(
     repo: RepoOpt = Path("feature_repo"),
     store_yaml: Annotated[
         Path | None,
-        typer.Option(help="feature_store yaml (e.g. feature_repo/feature_store.spark.yaml)"),
+        typer.Option(help="feature_store yaml (e.g. feature_repo/stores/spark.yaml)"),
     ] = None,
 ) -> None:
     """Register backfilled feature sets with Feast and materialize them to the online store."""
     from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import load_config
-    from mspa_features.serving.materialize import register as do_register
+    from mspa_features.serving.materialize import apply_and_materialize, check_online_store
 
     kind = _online(online, redis)  # usage errors before any file is read
     cfg = load_config(config)
+    # Redis down: one error line before anything is read or written.
+    check_online_store(cfg, repo_path=repo, store_yaml=store_yaml, online=kind, redis_url=redis)  # type: ignore[arg-type]
     ensure_run_data(cfg)  # ingests the config's data source unless already there
     # No live spinner: Feast prints its own materialization progress to stdout.
-    rep = do_register(
+    rep = apply_and_materialize(
         cfg,
         feature_set,
         repo_path=repo,
@@ -93,8 +112,9 @@ def register(
         redis_url=redis,
     )
     console.print(
-        f"project [bold]{rep.project}[/]  registry {rep.registry}\n"
-        f"offline {rep.offline_store}  online {rep.online_store}",
+        f"project [bold]{rep.project}[/]  registry {escape(rep.registry)}\n"
+        f"offline {rep.offline_store}  online {escape(rep.online_store)}\n"
+        f"store folder (a Feast repo: feast plan/apply there) {escape(str(rep.store_dir))}",
         highlight=False,
     )
     views = Table(title="feature views", title_justify="left")
@@ -152,7 +172,7 @@ def online_cmd(
     service: Annotated[
         str, typer.Option("--service", help="feature service, e.g. all__template")
     ] = "all__template",
-    online: OnlineOpt = Online.sqlite,
+    online: RunOnlineOpt = None,
     redis: RedisOpt = None,
     repo: RepoOpt = Path("feature_repo"),
     as_of: Annotated[

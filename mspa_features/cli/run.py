@@ -191,7 +191,8 @@ def serving_table(p: dict[str, Any]) -> Table:
 
     t = Table(
         title=f"What a ranker receives online ({p['service']}) for user {p['user_id']}: "
-        f"history_count={p['history_count']}, pref_emb {p['pref_emb_dim']}-d",
+        f"history_count={p['history_count']}, pref_emb {p['pref_emb_dim']}-d"
+        + (f"; read from {p['online_store']}" if p.get("online_store") else ""),
         title_justify="left",
         caption=f"pref_text: {p['pref_text']}",
     )

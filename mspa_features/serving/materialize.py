@@ -49,6 +49,12 @@ from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import ConfigError, FeatureRepoError
 from mspa_features.extras import require
 from mspa_features.serving.definitions import VARIANTS, author_view_name, pref_view_name
+from mspa_features.serving.redis_store import (
+    check_redis,
+    mask_password,
+    redis_connection_string,
+    redis_errors,
+)
 from mspa_features.serving.repo import (
     FEATURE_SETS_FILE,
     FeatureSetEntry,
@@ -179,6 +185,15 @@ def _resolve_yaml(repo_path: Path, store_yaml: Path | None, online: str | None) 
     return Path(repo_path) / STORE_YAMLS[kind]
 
 
+def configured_online(cfg: RunConfig, store_yaml: Path | None = None) -> OnlineKind | None:
+    """The online store kind the run config chooses (``serving.online_store``), or None when a
+    ``store_yaml`` is given and the config does not name a store (the yaml then decides)."""
+    serving = cfg.serving
+    if store_yaml is not None and "online_store" not in serving.model_fields_set:
+        return None
+    return serving.online_store
+
+
 def resolve_repo_path(repo_path: Path) -> Path:
     """``repo_path`` as given when it exists; a relative path missing from the working directory
     falls back to this checkout's folder of that name (the main job run from another folder)."""
@@ -204,11 +219,12 @@ def store_config(
         cfg: the run config (its workspace and name place the registry and online store).
         repo_path: the Feast repo folder holding the yaml files.
         store_yaml: a yaml file to use; default ``repo_path/feature_store[.<online>].yaml``.
-        online: ``sqlite`` (default), ``redis`` or ``milvus``: picks the yaml variant, and
-            replaces the yaml's online store by that kind's defaults when ``store_yaml`` names
-            a file with another one.
+        online: ``sqlite``, ``redis`` or ``milvus``: picks the yaml variant, and replaces
+            the yaml's online store by that kind's defaults when ``store_yaml`` names a file
+            with another one. Default: the run config's ``serving.online_store`` (with a
+            ``store_yaml`` and no store named in the config: the yaml's).
         redis_url: Redis ``host:port[,db=N,...]`` (Feast connection string); overrides
-            the yaml and ``$REDIS_CONNECTION_STRING``.
+            ``serving.redis``, the yaml and ``$REDIS_CONNECTION_STRING``.
         emb_dim: embedding length for vector stores (Milvus ``embedding_dim``).
 
     Raises:
@@ -245,9 +261,14 @@ def _store_settings(
     online: OnlineKind | None,
     redis_url: str | None,
     emb_dim: int | None,
+    create: bool = True,
+    placeholders: bool = False,
 ) -> tuple[dict[str, Any], Path, Path]:
     """(the store's settings as ``feature_store.yaml`` holds them, the yaml read, the run's
-    store folder); see :func:`store_config`."""
+    store folder); see :func:`store_config`. ``create=False`` leaves the folder uncreated;
+    ``placeholders`` writes a configured Redis password as ``${VAR}``."""
+    if online is None:
+        online = configured_online(cfg, store_yaml)
     repo_path = resolve_repo_path(repo_path)
     path = _resolve_yaml(repo_path, store_yaml, online)
     if not path.is_file():
@@ -271,7 +292,8 @@ def _store_settings(
     offline_cfg = raw.setdefault("offline_store", {"type": "duckdb"})
     offline_kind = offline_cfg if isinstance(offline_cfg, str) else offline_cfg.get("type", "")
     where = feast_dir(cfg, kind, str(offline_kind))
-    where.mkdir(parents=True, exist_ok=True)
+    if create:
+        where.mkdir(parents=True, exist_ok=True)
     if kind == "sqlite":
         online_cfg["path"] = str(where / "online_store.db")
     elif kind == "milvus":
@@ -287,6 +309,11 @@ def _store_settings(
         online_cfg.setdefault("connection_string", ENV_DEFAULTS["REDIS_CONNECTION_STRING"])
         if redis_url:
             online_cfg["connection_string"] = redis_url
+        elif cfg.serving.redis is not None:
+            # The config's explicit settings win over $REDIS_CONNECTION_STRING and the yaml.
+            online_cfg["connection_string"] = redis_connection_string(
+                cfg.serving.redis, placeholder=placeholders
+            )
     raw["online_store"] = online_cfg
     raw["registry"] = str(where / "registry.db")
     return raw, path, where.resolve()
@@ -308,6 +335,42 @@ def open_store(
             cfg, repo_path=repo_path, store_yaml=store_yaml, online=online, redis_url=redis_url
         )
     )
+
+
+def check_online_store(
+    cfg: RunConfig,
+    *,
+    repo_path: Path = Path("feature_repo"),
+    store_yaml: Path | None = None,
+    online: OnlineKind | None = None,
+    redis_url: str | None = None,
+) -> str:
+    """Make sure the run's online store can be reached before anything is written to it: a
+    Redis server answers PING (file-based stores always can). Creates no file or folder.
+
+    Returns:
+        The online store, described as :class:`ApplyReport` ``online_store`` does.
+
+    Raises:
+        OnlineStoreUnavailableError: Redis is down, unreachable or refuses the password
+            (one line naming host:port and what to do).
+        ConfigError: the store yaml is invalid.
+    """
+    raw, _, _ = _store_settings(
+        cfg,
+        repo_path=repo_path,
+        store_yaml=store_yaml,
+        online=online,
+        redis_url=redis_url,
+        emb_dim=None,
+        create=False,
+    )
+    online_cfg = raw["online_store"]
+    if online_cfg.get("type") == "redis":
+        timeout = cfg.serving.redis.connect_timeout_s if cfg.serving.redis else 5.0
+        check_redis(online_cfg, timeout_s=timeout)
+    where_ = online_cfg.get("path") or online_cfg.get("connection_string") or ""
+    return f"{online_cfg.get('type')} {mask_password(str(where_))}".strip()
 
 
 # --------------------------------------------------------------------------- data helpers
@@ -564,6 +627,9 @@ def _apply_and_materialize(
     emb_dim = next(
         (d for fs in sets.values() if (d := _embedding_dim(fs / "preferences", "pref_emb"))), 384
     )
+    check_online_store(
+        cfg, repo_path=repo_path, store_yaml=store_yaml, online=online, redis_url=redis_url
+    )
     rc = store_config(
         cfg,
         repo_path=repo_path,
@@ -606,7 +672,8 @@ def _apply_and_materialize(
     fsf = update_feature_sets(store_dir, add_sets, ttl=ttl)
     # Every set the store's file lists, with the definitions the plain Feast CLI builds there.
     objects = feature_set_objects(fsf, source=source_kind(str(rc.offline_store.type)))
-    store.apply(objects)
+    with redis_errors(rc.online_store, writing=True):
+        store.apply(objects)
     record_infra(store)
     views, services = _views_and_services(store, sets)
 
@@ -616,13 +683,14 @@ def _apply_and_materialize(
         reg = str(rc.registry.path)
         # Beside a local registry file; a remote registry (sql://, s3://) keeps no state here.
         state = None if "://" in reg else Path(reg).parent / MATERIALIZED_STATE
-        materialized = _materialize(
-            store, sets, incremental=incremental, start=start, end=end, state_path=state
-        )
+        with redis_errors(rc.online_store, writing=True):
+            materialized = _materialize(
+                store, sets, incremental=incremental, start=start, end=end, state_path=state
+            )
     return ApplyReport(
         project=rc.project,
         registry=str(rc.registry.path),
-        online_store=_describe_online(rc),
+        online_store=describe_online(rc),
         offline_store=rc.offline_store.type,
         feature_sets=dict(sets),
         views=views,
@@ -657,9 +725,15 @@ def write_run_repo(
         online=online,
         redis_url=redis_url,
         emb_dim=emb_dim,
+        placeholders=True,  # serving.redis's password as ${VAR}, expanded by Feast on read
     )
     online_cfg = raw["online_store"]
-    if online_cfg.get("type") == "redis" and not redis_url and os.environ.get(_REDIS_ENV):
+    if (
+        online_cfg.get("type") == "redis"
+        and not redis_url
+        and cfg.serving.redis is None
+        and os.environ.get(_REDIS_ENV)
+    ):
         # Never copy a connection string (it may hold a password) out of the environment.
         raw = {**raw, "online_store": {**online_cfg, "connection_string": f"${{{_REDIS_ENV}}}"}}
     write_store_repo(where, raw, repo_path=resolve_repo_path(repo_path), source_yaml=path)
@@ -714,10 +788,11 @@ def record_infra(store: FeatureStore) -> None:
     store.registry.update_infra(infra, store.project, commit=True)
 
 
-def _describe_online(rc: RepoConfig) -> str:
+def describe_online(rc: RepoConfig) -> str:
+    """``<kind> <path or connection string>``, a password masked (for printing)."""
     o = rc.online_store
     where = getattr(o, "path", None) or getattr(o, "connection_string", None) or ""
-    return f"{o.type} {where}".strip()
+    return f"{o.type} {mask_password(str(where))}".strip()
 
 
 MATERIALIZED_STATE = "materialized_at.json"

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mspa_features.serving.definitions import author_view_name
+from mspa_features.serving.redis_store import redis_errors
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -92,6 +93,7 @@ def online_features(
 
     Raises:
         TypeError: ``as_of`` is not timezone-aware.
+        OnlineStoreUnavailableError: the Redis online store cannot be reached.
     """
     svc = _features(store, service)
     users = [str(u) for u, _ in pairs]
@@ -100,11 +102,12 @@ def online_features(
         return pd.DataFrame({"user_id": [], "author_id": []})
     now_us = _as_of_us(as_of)
     entity_rows = {"user_id": users, "author_id": authors}  # columnar: no per-row dicts
-    resp = store.get_online_features(
-        features=svc, entity_rows=entity_rows, full_feature_names=full_feature_names
-    )
-    data, stamps = _response_columns(resp, with_timestamps=True)
-    _drop_expired(store, svc, data, stamps, entity_rows, now_us, full_feature_names)
+    with redis_errors(store.config.online_store, writing=False):  # Redis down: one clear error
+        resp = store.get_online_features(
+            features=svc, entity_rows=entity_rows, full_feature_names=full_feature_names
+        )
+        data, stamps = _response_columns(resp, with_timestamps=True)
+        _drop_expired(store, svc, data, stamps, entity_rows, now_us, full_feature_names)
     data["user_id"], data["author_id"] = users, authors
     cols = list(ENTITY_COLUMNS) + [c for c in data if c not in ENTITY_COLUMNS]
     return pd.DataFrame({c: data[c] for c in cols})
