@@ -12,6 +12,7 @@ same rules). :func:`ensure_data` is what every command that reads the accepted t
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mspa_features.data.contracts import AUTHORS, INTERACTIONS, USERS, get_contract
+from mspa_features.data.rules import ValidationEngine, choose_engine, contract_rules, pandas_fits
 from mspa_features.data.sources import (
     STAMP_FILE,
     SourceFile,
@@ -29,8 +31,15 @@ from mspa_features.data.sources import (
     source_fingerprint,
     stage_files,
 )
-from mspa_features.data.validation import ValidationResult, require_accepted, validate
-from mspa_features.errors import ConfigError
+from mspa_features.data.validation import (
+    SparkValidation,
+    SparkValidator,
+    ValidationResult,
+    accepted_ids,
+    require_accepted,
+    validate,
+)
+from mspa_features.errors import ConfigError, IncompatibleSettingsError
 from mspa_features.io import READABLE, read_input, read_parquet
 
 if TYPE_CHECKING:
@@ -85,14 +94,54 @@ def ingest_files(
     image_root: str | Path | None = None,
     columns: Mapping[str, Mapping[str, str]] | None = None,
     timestamps: Mapping[str, TimestampFormat] | None = None,
+    engine: ValidationEngine = "auto",
+    validate_spark: SparkValidator | None = None,
+    staging: Path | None = None,
 ) -> list[ValidationResult]:
     """Validate one file per contract (read from ``local``, named ``uri`` in errors and in the
-    quarantine), with the declared column mapping and timestamp formats applied first."""
+    quarantine), with the declared column mapping and timestamp formats applied first.
+
+    Each contract goes to the engine ``engine`` names (``auto``: by its size,
+    :func:`mspa_features.data.rules.choose_engine`); ``validate_spark`` is the Spark engine
+    (``spark_jobs.validate.validate_with_spark``, passed by the CLI), its output files staged
+    under ``staging``. Both apply the same rules and write the same quarantine.
+
+    Raises:
+        IncompatibleSettingsError: the pandas engine was chosen for a file too large for it
+            (the message names its size and ``data.validation_engine``).
+    """
     by_name = {sf.contract: sf for sf in files}
     results: list[ValidationResult] = []
     known: dict[str, set[str]] = {}
     for contract in INGEST_ORDER:
         sf = by_name[contract.name]
+        choice = choose_engine(
+            engine, contract.name, sf.local, spark_available=validate_spark is not None
+        )
+        if choice.engine == "spark":
+            assert validate_spark is not None  # choose_engine checked it
+            mods = author_modalities if contract is AUTHORS else ()
+            res = validate_spark(
+                SparkValidation(
+                    rules=contract_rules(contract, required_modalities=mods),
+                    local=sf.local,
+                    source=sf.uri,
+                    columns=dict((columns or {}).get(contract.name) or {}),
+                    timestamps=(timestamps or {}).get(contract.name),
+                    known_ids=known,
+                    image_root=Path(image_root) if image_root is not None else sf.local.parent,
+                    check_images=True,
+                    staging=(staging or Path(tempfile.mkdtemp(prefix="mspa-validation-")))
+                    / contract.name,
+                )
+            )
+            res.notes.append(f"validated by Spark ({choice.why})")
+            _remember_ids(known, contract.name, res)
+            results.append(res)
+            continue
+        refusal = pandas_fits(contract.name, choice.rows, source=sf.uri)
+        if refusal is not None:
+            raise IncompatibleSettingsError({"data.validation_engine": engine}, refusal)
         raw = read_input(sf.local)
         df = prepare_frame(
             raw,
@@ -112,12 +161,17 @@ def ingest_files(
             raw_records=raw,  # the quarantine keeps the record as the file held it
             declared_dims=df.attrs["vector_dims"],
         )
-        if contract is USERS:
-            known["users"] = set(res.accepted.column("user_id").to_pylist())
-        elif contract is AUTHORS:
-            known["authors"] = set(res.accepted.column("author_id").to_pylist())
+        _remember_ids(known, contract.name, res)
         results.append(res)
     return results
+
+
+def _remember_ids(known: dict[str, set[str]], contract: str, res: ValidationResult) -> None:
+    """The ids later contracts must reference (users and authors that were accepted)."""
+    if contract == USERS.name:
+        known["users"] = accepted_ids(res, "user_id")
+    elif contract == AUTHORS.name:
+        known["authors"] = accepted_ids(res, "author_id")
 
 
 def write_results(
@@ -185,12 +239,17 @@ def _key(text: str) -> str:
 
 
 def ingest_source(
-    cfg: RunConfig, ws: Workspace, *, read_spark: SparkReader | None = None
+    cfg: RunConfig,
+    ws: Workspace,
+    *,
+    read_spark: SparkReader | None = None,
+    validate_spark: SparkValidator | None = None,
 ) -> list[ValidationResult]:
     """Validate ``cfg.data``'s contracts into ``data/<run>/`` and ``quarantine/<run>/``.
 
     Writes a stamp of what the tables were built from, so :func:`ensure_data` knows when to
-    ingest again.
+    ingest again. ``data.validation_engine`` picks the engine per contract; ``validate_spark``
+    is the Spark engine (the CLI passes it; without it every contract is validated in pandas).
 
     Raises:
         NothingAcceptedError: a contract kept no row (after writing the counts' tables).
@@ -211,6 +270,9 @@ def ingest_source(
             image_root=root,
             columns={c.name: data.columns.of(c.name) for c in INGEST_ORDER},
             timestamps={c: data.timestamps.of(c) for c in ("authors", "interactions")},
+            # engine: data.validation_engine (auto until the config field lands)
+            validate_spark=validate_spark,
+            staging=ws.raw / f"validation-{cfg.name}",
         )
     write_results(results, ws.data(cfg.name), ws.quarantine(cfg.name))
     # A load that accepted no row of a contract fails here, with the counts, not in a later stage.
@@ -236,7 +298,11 @@ def _fingerprint(cfg: RunConfig, files: Sequence[SourceFile]) -> str:
 
 
 def ensure_data(
-    cfg: RunConfig, ws: Workspace, *, read_spark: SparkReader | None = None
+    cfg: RunConfig,
+    ws: Workspace,
+    *,
+    read_spark: SparkReader | None = None,
+    validate_spark: SparkValidator | None = None,
 ) -> list[ValidationResult] | None:
     """Ingest ``cfg.data`` unless ``data/<run>/`` already holds what it would produce.
 
@@ -263,7 +329,7 @@ def ensure_data(
             files = stage_files(cfg.data.path, ws.raw / f"files-{_key(cfg.data.path)}", copy=False)
         if stamp.get("fingerprint") == _fingerprint(cfg, files):
             return None
-    return ingest_source(cfg, ws, read_spark=read_spark)
+    return ingest_source(cfg, ws, read_spark=read_spark, validate_spark=validate_spark)
 
 
 __all__ = [

@@ -18,7 +18,9 @@ import base64
 import io
 import json
 import math
+import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +32,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mspa_features.data import rules as R
 from mspa_features.data import timestamps as ts
-from mspa_features.data.contracts import FRAME, Contract
+from mspa_features.data.contracts import Contract
 from mspa_features.errors import NothingAcceptedError, ReconciliationError, SchemaError
 from mspa_features.io import write_parquet_atomic
 
@@ -44,8 +47,6 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("record", pa.string(), nullable=False),
     ]
 )
-
-_MAX_SHOWN = 60
 
 
 @dataclass
@@ -80,15 +81,134 @@ class ValidationResult:
         write_parquet_atomic(self.quarantine, quarantine_path)
 
 
+class FileValidationResult(ValidationResult):
+    """A result whose accepted and quarantined rows are parquet files (the Spark engine's:
+    tables too large for one process are never collected). Counts are known; the tables are
+    read only when asked for, and :meth:`write` moves the files into place.
+    """
+
+    def __init__(
+        self,
+        *,
+        contract: str,
+        source: str,
+        n_input: int,
+        n_accepted: int,
+        accepted_path: Path,
+        quarantine_path: Path,
+        reason_kinds: Counter[str] | None = None,
+        notes: list[str] | None = None,
+    ):
+        self.contract, self.source, self.n_input = contract, source, n_input
+        self._n_accepted = n_accepted
+        self.accepted_path, self.quarantine_path = Path(accepted_path), Path(quarantine_path)
+        self._kinds = reason_kinds
+        self.notes = list(notes or [])
+
+    def __repr__(self) -> str:
+        return (
+            f"FileValidationResult({self.contract!r}, input={self.n_input}, "
+            f"accepted={self.n_accepted}, quarantined={self.n_quarantined})"
+        )
+
+    @property  # type: ignore[override]
+    def accepted(self) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.accepted_path)
+
+    @property  # type: ignore[override]
+    def quarantine(self) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.quarantine_path)
+
+    @property
+    def n_accepted(self) -> int:
+        return self._n_accepted
+
+    @property
+    def n_quarantined(self) -> int:
+        return self.n_input - self._n_accepted
+
+    def ids(self, column: str) -> set[str]:
+        import pyarrow.parquet as pq
+
+        return set(pq.read_table(self.accepted_path, columns=[column]).column(0).to_pylist())
+
+    def reason_counts(self) -> Counter[str]:
+        if self._kinds is None:
+            import pyarrow.parquet as pq
+
+            kinds: Counter[str] = Counter()
+            f = pq.ParquetFile(self.quarantine_path)
+            for batch in f.iter_batches(columns=["reason"], batch_size=65_536):
+                for reason in batch.column(0).to_pylist():
+                    for part in reason.split("; "):
+                        kinds[_reason_kind(part)] += 1
+            self._kinds = kinds
+        return Counter(self._kinds)
+
+    def write(self, accepted_path: str | Path, quarantine_path: str | Path) -> None:
+        for src, dst in (
+            (self.accepted_path, accepted_path),
+            (self.quarantine_path, quarantine_path),
+        ):
+            dst = Path(dst)
+            if src.resolve() == dst.resolve():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(src, tmp)  # staging may sit on another filesystem
+            os.replace(tmp, dst)
+        self.accepted_path, self.quarantine_path = Path(accepted_path), Path(quarantine_path)
+
+
+def accepted_ids(res: ValidationResult, column: str) -> set[str]:
+    """The ids a result accepted (read from its file when it has one)."""
+    if isinstance(res, FileValidationResult):
+        return res.ids(column)
+    return set(res.accepted.column(column).to_pylist())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SparkValidation:
+    """What the Spark engine (``spark_jobs/validate.py``) validates: one contract file with the
+    same rules, mapping, timestamp format and known ids the pandas engine would get.
+
+    Attributes:
+        rules: the contract's rule set (:func:`mspa_features.data.rules.contract_rules`).
+        local: the file (or folder of parquet parts) to read.
+        source: its name in errors and in the quarantine's ``source`` column.
+        columns: contract column -> the file's column (``data.columns``).
+        timestamps: how its instants are written (``data.timestamps``), a
+            :class:`~mspa_features.data.sources.TimestampFormat` or None (ISO / typed).
+        known_ids: entity contract -> the accepted ids references must be among.
+        image_root: where relative frame paths resolve.
+        check_images: decode every frame.
+        staging: a folder for the engine's output files.
+    """
+
+    rules: R.RuleSet
+    local: Path
+    source: str
+    columns: Mapping[str, str]
+    timestamps: Any
+    known_ids: Mapping[str, set[str]]
+    image_root: Path | None
+    check_images: bool
+    staging: Path
+
+
+#: The Spark engine: validates one contract file, returns a (file-backed) result.
+SparkValidator = Callable[[SparkValidation], ValidationResult]
+
+
 def _reason_kind(reason: str) -> str:
     return re.split(r" '|, got| \(| \[| first seen", reason, maxsplit=1)[0]
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, datetime):
-        v = v.isoformat().replace("+00:00", "Z")
-    text = repr(v) if not isinstance(v, str) else v
-    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
+_show = R.show  # one way to show a value in a reason, shared with the Spark engine
 
 
 def _is_missing(v: Any) -> bool:
@@ -153,7 +273,7 @@ def _clean_timestamps(s: pd.Series, col: str, rows: _Rows, source: str) -> pd.Se
             try:
                 v = v.decode("utf-8")
             except UnicodeDecodeError:
-                rows.add(i, f"{col}: not valid UTF-8 text")
+                rows.add(i, R.not_utf8(col))
                 continue
         if isinstance(v, str):
             if not v.strip():
@@ -187,17 +307,17 @@ def _to_text(v: Any, col: str, i: int, rows: _Rows) -> str | None:
         try:
             return v.decode("utf-8")
         except UnicodeDecodeError:
-            rows.add(i, f"{col}: not valid UTF-8 text")
+            rows.add(i, R.not_utf8(col))
             return None
     if isinstance(v, (bool, np.bool_)):
-        rows.add(i, f"{col}: expected text, got {_show(v)}")
+        rows.add(i, R.expected_text(col, _show(v)))
         return None
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         # ids read from a numeric column with nulls arrive as floats (1.0): keep "1".
         return str(int(v))
-    rows.add(i, f"{col}: expected text, got {_show(v)}")
+    rows.add(i, R.expected_text(col, _show(v)))
     return None
 
 
@@ -214,24 +334,24 @@ def _clean_numbers(
         if v is None or v is pd.NA:
             continue
         if isinstance(v, (bool, np.bool_)):
-            rows.add(i, f"{col}: expected a number, got {_show(v)}")
+            rows.add(i, R.expected_number(col, _show(v)))
             continue
         try:
             x = float(v)
         except (TypeError, ValueError):
-            rows.add(i, f"{col}: not a number '{_show(v)}'")
+            rows.add(i, R.not_a_number(col, _show(v)))
             continue
         if not math.isfinite(x):
             if finite or integer is not None or not math.isnan(x):
-                rows.add(i, f"{col}: not finite ({x})")
+                rows.add(i, R.not_finite(col, R.show_float(x)))
             continue
         if integer is not None:
             if not x.is_integer():
-                rows.add(i, f"{col}: expected an integer, got {_show(v)}")
+                rows.add(i, R.expected_integer(col, _show(v)))
                 continue
             bits = integer.bit_width - 1
             if not -(2**bits) <= x < 2**bits:
-                rows.add(i, f"{col}: out of range for {integer}: {_show(v)}")
+                rows.add(i, R.integer_out_of_range(col, integer, _show(v)))
                 continue
             out[i] = int(x)
         else:
@@ -470,6 +590,68 @@ def _nonempty(v: Any) -> bool:
     return True
 
 
+def clean_column(
+    rule: R.ColumnRule,
+    s: pd.Series,
+    rows: _Rows,
+    *,
+    source: str,
+    image_root: Path | None = None,
+    check_images: bool = True,
+) -> Any:
+    """One column's cells read as ``rule.kind`` says: clean values (None where missing or bad)
+    and a reason in ``rows`` for every bad (non-missing) cell. The cell rules of both engines
+    (the Spark engine calls this for the cells it does not read natively)."""
+    col = rule.column
+    if rule.kind == "timestamp":
+        return _clean_timestamps(s, col, rows, source)
+    if rule.kind == "string":
+        return _clean_strings(s, col, rows)
+    if rule.kind == "integer":
+        return _clean_numbers(s, col, rows, integer=rule.arrow_type, finite=True)
+    if rule.kind == "float":
+        return _clean_numbers(s, col, rows, integer=None, finite=rule.finite)
+    if rule.kind == "vector":
+        return _parse_vectors(s, col, rows)
+    if rule.kind == "frames":
+        return _clean_frames(s, col, rows, image_root, check_images)
+    if rule.kind == "text_list":
+        return _clean_text_lists(s, col, rows)
+    return _clean_map(s, col, rows)
+
+
+def clean_cells(
+    rule: R.ColumnRule,
+    s: pd.Series,
+    *,
+    source: str,
+    contract: str,
+    timestamps: Any = None,
+    image_root: Path | None = None,
+    check_images: bool = True,
+) -> tuple[Any, list[list[str]], list[list[str]]]:
+    """One column as ingest reads it: the declared timestamp format first
+    (:func:`~mspa_features.data.sources.parse_instants`), then :func:`clean_column`.
+
+    Returns (clean values, reasons of the format step, reasons of the cell step) per row: the
+    Spark engine's reading of the cells it does not read natively, so its verdicts are these.
+    """
+    from mspa_features.data.sources import TimestampFormat, parse_instants
+
+    s = s.reset_index(drop=True)
+    pre: list[list[str]] = [[] for _ in range(len(s))]
+    if rule.kind == "timestamp":
+        fmt = timestamps if timestamps is not None else TimestampFormat()
+        s, found = parse_instants(s, rule.column, fmt, source=source, contract=contract)
+        for i, rs in found.items():
+            pre[i] = list(rs)
+    rows = _Rows(len(s))
+    values = clean_column(
+        rule, s, rows, source=source, image_root=image_root, check_images=check_images
+    )
+    return values, pre, rows.reasons
+
+
 def validate(
     df: pd.DataFrame,
     contract: Contract,
@@ -542,42 +724,31 @@ def validate(
             rows.add(int(i), r)
     root = Path(image_root) if image_root is not None else None
 
+    rules = R.contract_rules(contract, required_modalities=required_modalities)
     clean: dict[str, Any] = {}
-    for fld in contract.schema:
-        col, typ = fld.name, fld.type
+    for rule in rules.columns:
+        col = rule.column
         # An absent optional column is all-missing: lists become [] and scalars null below.
         s = df[col] if col in df.columns else pd.Series([None] * n, dtype=object)
-        if col in contract.timestamps:
-            clean[col] = _clean_timestamps(s, col, rows, source)
-        elif pa.types.is_string(typ):
-            clean[col] = _clean_strings(s, col, rows)
-        elif pa.types.is_integer(typ):
-            clean[col] = _clean_numbers(s, col, rows, integer=typ, finite=True)
-        elif pa.types.is_floating(typ):
-            clean[col] = _clean_numbers(s, col, rows, integer=None, finite=col in contract.finite)
-        elif col in contract.vectors:
-            clean[col] = _parse_vectors(s, col, rows)
-        elif pa.types.is_list(typ) and typ.value_type == FRAME:
-            clean[col] = _clean_frames(s, col, rows, root, check_images)
-        elif pa.types.is_list(typ) and pa.types.is_string(typ.value_type):
-            clean[col] = _clean_text_lists(s, col, rows)
-        elif pa.types.is_map(typ):
-            clean[col] = _clean_map(s, col, rows)
-        else:  # a contract type this module does not know: a programming error
-            raise TypeError(f"no validator for {contract.name}.{col} of type {typ}")
+        clean[col] = clean_column(
+            rule, s, rows, source=source, image_root=root, check_images=check_images
+        )
 
     def value(col: str, i: int) -> Any:
         c = clean[col]
         return c.iat[i] if isinstance(c, pd.Series) else c[i]
 
     notes: list[str] = []
-    for col in contract.vectors:
-        groups = [tuple(value(g, i) for g in contract.vector_groups) for i in range(n)]
+    for rule in rules.columns:
+        if rule.kind != "vector":
+            continue
+        col = rule.column
+        groups = [tuple(value(g, i) for g in rules.vector_groups) for i in range(n)]
         clean[col], col_notes = _check_vector_lengths(
             col,
             clean[col],
             groups,
-            contract.vector_groups,
+            rules.vector_groups,
             rows,
             emb_dim=emb_dim,
             declared=declared.get(col),
@@ -585,7 +756,7 @@ def validate(
         notes += col_notes
 
     # Missing required values, once per cell, only where no other reason already covers it.
-    for col in contract.required:
+    for col in rules.required:
         for i in range(n):
             if i in whole_row:
                 continue
@@ -593,48 +764,49 @@ def validate(
             if (_is_missing(v) or (isinstance(v, str) and not v.strip())) and not any(
                 r.startswith(f"{col}") for r in rows.reasons[i]
             ):
-                rows.add(i, f"{col}: missing required value")
-    for m in required_modalities:
+                rows.add(i, R.missing_required(col))
+    for m in rules.modalities:
         for i in range(n):
             if i in whole_row:
                 continue
             if not _nonempty(value(m, i)) and not any(r.startswith(m) for r in rows.reasons[i]):
-                rows.add(i, f"{m}: missing required modality")
-    for col, allowed in contract.allowed.items():
+                rows.add(i, R.missing_modality(m))
+    for rule in rules.enums:
+        assert rule.allowed is not None
         for i in range(n):
-            v = value(col, i)
-            if v is not None and v not in allowed:
-                rows.add(i, f"{col}: must be one of {list(allowed)}, got {_show(v)}")
-    for col in contract.nonnegative:
+            v = value(rule.column, i)
+            if v is not None and v not in rule.allowed:
+                rows.add(i, R.not_one_of(rule.column, rule.allowed, _show(v)))
+    for rule in rules.nonnegative:
         for i in range(n):
-            v = value(col, i)
+            v = value(rule.column, i)
             if v is not None and v < 0:
-                rows.add(i, f"{col}: must not be negative, got {_show(v)}")
-    _check_point_in_time(contract, value, n, rows)
-    for col, entity in contract.entity_refs.items():
-        if known_ids is None or entity not in known_ids:
+                rows.add(i, R.negative(rule.column, _show(v)))
+    _check_point_in_time(rules, value, n, rows)
+    for rule in rules.references:
+        entity = rule.references
+        if known_ids is None or entity is None or entity not in known_ids:
             continue
         ids = known_ids[entity]
-        noun = entity.removesuffix("s")
         for i in range(n):
-            v = value(col, i)
+            v = value(rule.column, i)
             if v is not None and v not in ids:
-                rows.add(i, f"{col}: unknown {noun} '{_show(v)}'")
+                rows.add(i, R.unknown_reference(rule.column, entity, _show(v)))
 
     # Duplicate keys among otherwise-good rows: the first occurrence wins.
     ok = rows.ok()
     if ok.any():
-        keys = pd.DataFrame({k: pd.Series(clean[k]) for k in contract.key})[ok]
+        keys = pd.DataFrame({k: pd.Series(clean[k]) for k in rules.key})[ok]
         dup = keys.duplicated(keep="first").to_numpy()
         if dup.any():
-            group = keys.groupby(list(contract.key), sort=False, dropna=False).ngroup().to_numpy()
+            group = keys.groupby(list(rules.key), sort=False, dropna=False).ngroup().to_numpy()
             _, first_pos = np.unique(group, return_index=True)
             first_row = dict(zip(np.unique(group), keys.index.to_numpy()[first_pos], strict=True))
             ok_idx = np.flatnonzero(ok)
             for j in np.flatnonzero(dup):
                 i = int(ok_idx[j])
-                key_txt = ", ".join(f"{k}={_show(value(k, i))}" for k in contract.key)
-                rows.add(i, f"duplicate key ({key_txt}) first seen at row {first_row[group[j]]}")
+                shown = [(k, _show(value(k, i))) for k in rules.key]
+                rows.add(i, R.duplicate_key(shown, str(first_row[group[j]])))
 
     ok = rows.ok()
     accepted_cols = []
@@ -673,7 +845,7 @@ def validate(
 
 
 def _check_point_in_time(
-    contract: Contract, value: Callable[[str, int], Any], n: int, rows: _Rows
+    rules: R.RuleSet, value: Callable[[str, int], Any], n: int, rows: _Rows
 ) -> None:
     """Rows may only carry information from before their as-of instant.
 
@@ -682,26 +854,22 @@ def _check_point_in_time(
     strictly earlier. ``contract.history`` pairs a count of events with the newest of them:
     both zero/null or both set.
     """
-    for col, as_of in contract.built_before.items():
+    for col, as_of in rules.built_before:
         for i in range(n):
             k, t = value(col, i), value(as_of, i)
             if _is_missing(k) or _is_missing(t) or k < t:
                 continue
-            rows.add(
-                i,
-                f"{col}: point-in-time violation ('{_show(k)}' is not before {as_of} "
-                f"'{_show(t)}': the row would carry information from its own future)",
-            )
-    if contract.history is not None:
-        count_col, last_col = contract.history
+            rows.add(i, R.not_before(col, _show(k), as_of, _show(t)))
+    if rules.history is not None:
+        count_col, last_col = rules.history
         for i in range(n):
             c, last = value(count_col, i), value(last_col, i)
             if c is None:
                 continue
             if c > 0 and _is_missing(last):
-                rows.add(i, f"{last_col}: missing although {count_col} is {c}")
+                rows.add(i, R.history_missing(last_col, count_col, str(c)))
             elif c == 0 and not _is_missing(last):
-                rows.add(i, f"{last_col}: set ('{_show(last)}') although {count_col} is 0")
+                rows.add(i, R.history_set(last_col, count_col, _show(last)))
 
 
 def require_accepted(
