@@ -72,7 +72,7 @@ def ablate(
     """
     from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import Workspace
-    from ranker_hooks.ablation.report import ais_table
+    from ranker_hooks.ablation.report import ais_table, task_tables
     from ranker_hooks.ablation.run import load_ablation_config, run_ablation
     from ranker_hooks.ablation.tracking import pending_results, request_key
 
@@ -104,6 +104,8 @@ def ablate(
     with progress_bar() as step:
         result = run_ablation(run_cfg, cfg, progress=step)
     console.print(ais_table(result))
+    for table in task_tables(result):  # multi-task: one table per task
+        console.print(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"results: {result.results_path}", highlight=False)
@@ -120,11 +122,14 @@ def _default_uri(run_cfg) -> str:  # type: ignore[no-untyped-def]
 
 def _log_folder(folder: Path, tracking_uri: str | None) -> None:
     """Log one results folder (no training) and print the ablation table and parent run."""
-    from ranker_hooks.ablation.report import ais_table
+    from ranker_hooks.ablation.report import ais_table, task_tables
     from ranker_hooks.ablation.tracking import load_result, log_results
 
     doc = log_results(folder, tracking_uri=tracking_uri)
-    console.print(ais_table(load_result(folder)))
+    result = load_result(folder)
+    console.print(ais_table(result))
+    for table in task_tables(result):
+        console.print(table)
     console.print(
         f"logged {escape(str(folder))} -> MLflow parent run {doc['parent_run_id']} "
         f"({escape(str(doc['tracking_uri']))})",

@@ -5,6 +5,7 @@ MLflow; its loader; and the ranker backend it names (a short name or a ``module:
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.config_base import StrictModel, load_yaml_model
-from mspa_features.errors import ConfigError
+from mspa_features.errors import ConfigError, IncompatibleSettingsError, InvalidValueError
 from mspa_features.names import experiment_name, feature_set_name, folder_name, sqlite_uri
 from ranker_hooks.ablation.split import TemporalSplit
 from ranker_hooks.ablation.variants import BUILTIN_VARIANTS
@@ -27,6 +28,7 @@ __all__ = [
     "InjectionSection",
     "MlflowSection",
     "RankerSection",
+    "TaskSpec",
     "default_tracking_uri",
     "load_ablation_config",
     "make_ranker",
@@ -45,6 +47,39 @@ class RankerSection(StrictModel):
 
     type: str = Field("torch", description=f"one of {list(RANKERS)} or 'module:Class'")
     params: dict[str, Any] = Field(default_factory=dict, description="backend keyword arguments")
+
+
+_TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class TaskSpec(StrictModel):
+    """One binary task of a multi-task ranker: a head of its own on the shared bottom.
+
+    A row is a positive of the task when its ``action`` is one of ``positive``; with
+    ``positive`` null the task is the interactions contract's ``label`` column.
+    """
+
+    name: str = Field(description="task name (metric keys '<name>/auc'): [a-z][a-z0-9_]{0,31}")
+    positive: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="actions whose rows are positives (e.g. [click, tip]); null: the label column",
+    )
+    weight: float = Field(1.0, gt=0, description="weight of the task's BCE in the summed loss")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _TASK_NAME.fullmatch(v):
+            raise InvalidValueError("tasks[].name", v, "[a-z][a-z0-9_]{0,31}")
+        return v
+
+    @field_validator("positive")
+    @classmethod
+    def _actions(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (len(set(v)) != len(v) or any(not a.strip() for a in v)):
+            raise InvalidValueError("tasks[].positive", v, "distinct non-empty action names")
+        return v
 
 
 class InjectionSection(StrictModel):
@@ -112,6 +147,11 @@ class AblationConfig(StrictModel):
         25_000, ge=1, description="entity rows per Feast historical read (bounds peak memory)"
     )
     ranker: RankerSection = Field(default_factory=RankerSection)
+    tasks: list[TaskSpec] = Field(
+        default_factory=list,
+        description="binary tasks, one ranker head each (empty: one task, the label column, "
+        "and results exactly as before); metrics are reported per task",
+    )
     injection: InjectionSection = Field(default_factory=InjectionSection)
     bootstrap: BootstrapSection = Field(default_factory=BootstrapSection)
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
@@ -143,6 +183,17 @@ class AblationConfig(StrictModel):
         for fs in getattr(self, "compare_feature_sets", None) or []:
             feature_set_name(fs, "compare_feature_sets entry")
         return self
+
+    @model_validator(mode="after")
+    def _tasks(self) -> AblationConfig:
+        names = [t.name for t in getattr(self, "tasks", None) or []]
+        if len(set(names)) != len(names):
+            raise InvalidValueError("tasks", names, "distinct task names")
+        return self
+
+    def task_weights(self) -> tuple[float, ...]:
+        """The per-task loss weights handed to the ranker (empty: the single-task default)."""
+        return tuple(t.weight for t in self.tasks)
 
 
 def load_ablation_config(path: str | Path) -> AblationConfig:
@@ -187,6 +238,14 @@ def make_ranker(cfg: AblationConfig, seed: int) -> Ranker:
     params = dict(cfg.ranker.params)
     if cfg.ranker.type == "torch":
         params.setdefault("threads", cfg.threads)
+    if len(cfg.tasks) > 1:
+        if "task_weights" in params:
+            raise IncompatibleSettingsError(
+                {"tasks": [t.name for t in cfg.tasks], "ranker.params.task_weights": params},
+                "the task weights come from tasks[].weight",
+                fix="drop ranker.params.task_weights",
+            )
+        params["task_weights"] = cfg.task_weights()
     return cls(**params, seed=seed)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from ranker_hooks.ablation.results import COLUMNS, AblationResult
+from ranker_hooks.ablation.results import COLUMNS, TASK_METRICS, AblationResult
 
 
 def comparison_frame(result: AblationResult) -> pd.DataFrame:
@@ -19,6 +19,22 @@ def comparison_frame(result: AblationResult) -> pd.DataFrame:
         row = {c: getattr(v, c) for c in COLUMNS if c != "variant"}
         rows.append({"variant": v.name, **row, "description": v.description})
     return pd.DataFrame(rows, columns=[*COLUMNS, "description"])
+
+
+def task_frame(result: AblationResult) -> pd.DataFrame:
+    """One row per (task, variant) of a multi-task ablation with its TASK_METRICS; empty
+    for a single-task one."""
+    rows = [
+        {"task": task, "variant": v.name, "kind": v.kind, **{k: values[k] for k in TASK_METRICS}}
+        for v in result.variants
+        for task, values in v.tasks.items()
+    ]
+    frame = pd.DataFrame(rows, columns=["task", "variant", "kind", *TASK_METRICS])
+    # Task by task, variants in run order (a stable sort keeps the run order inside a task).
+    order = {t: i for i, t in enumerate(dict.fromkeys(frame["task"]))}
+    return frame.sort_values("task", key=lambda c: c.map(order), kind="stable").reset_index(
+        drop=True
+    )
 
 
 def delta_auc_plot(frame: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -65,6 +81,11 @@ def write_reports(result: AblationResult, folder: Path) -> dict[str, Path]:
     }
     frame.to_csv(paths["csv"], index=False)
     md = frame.to_markdown(index=False, floatfmt=".4f")
+    tasks = task_frame(result)
+    if len(tasks):
+        paths["tasks_csv"] = folder / "tasks.csv"
+        tasks.to_csv(paths["tasks_csv"], index=False)
+        md += "\n\n## Per task\n\n" + tasks.to_markdown(index=False, floatfmt=".4f")
     notes = "".join(f"\n- {n}" for n in result.notes)
     paths["markdown"].write_text(
         f"# Ablation {result.run_name}\n\nwindow: {result.window}, seeds: {result.seeds}\n\n"
@@ -142,6 +163,48 @@ def ais_table(result: AblationResult) -> Table:
             p,
         )
     return t
+
+
+def task_tables(result: AblationResult) -> list[Table]:
+    """One table per task of a multi-task ablation (none for a single-task one): AUC, UAUC
+    and GAUC per variant, each with its delta against the baseline and the 95 % paired
+    bootstrap CI over users; p is the delta AUC's. Fits 80 columns."""
+    from rich import box
+
+    tables = []
+    frame = task_frame(result)
+    for task in dict.fromkeys(frame["task"]):
+        t = Table(
+            title=f"task {escape(str(task))}: {escape(result.run_name)}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            collapse_padding=True,
+            pad_edge=False,
+        )
+        for col in ("variant", "metric", "value", "Δ", "95% CI", "p"):
+            left = col in ("variant", "metric")
+            t.add_column(
+                col,
+                justify="left" if left else "right",
+                no_wrap=col != "variant",
+                overflow="fold",
+                min_width=10 if col == "variant" else None,
+            )
+        for r in frame[frame["task"] == task].to_dict("records"):
+            for i, m in enumerate(("auc", "uauc", "gauc")):
+                name = escape(str(r["variant"])) if i == 0 else ""
+                if r["kind"] == "baseline":
+                    delta, ci, p = "-", "-", "-"
+                else:
+                    lo, hi = r[f"delta_{m}_ci_low"], r[f"delta_{m}_ci_high"]
+                    style = _style(lo, hi)
+                    d = f"{r[f'delta_{m}']:+.4f}"
+                    delta = f"[{style}]{d}[/]" if style else d
+                    ci = f"[{lo:+.4f}, {hi:+.4f}]"
+                    p = f"{r['p_value']:.3f}" if m == "auc" else ""
+                t.add_row(name, m, f"{r[m]:.4f}", delta, ci, p, end_section=m == "gauc")
+        tables.append(t)
+    return tables
 
 
 def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -222,5 +285,7 @@ __all__ = [
     "compare_table",
     "comparison_frame",
     "delta_auc_plot",
+    "task_frame",
+    "task_tables",
     "write_reports",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "DELTA_METRICS",
     "METRICS",
     "SCORE_METRICS",
+    "TASK_METRICS",
     "AblationResult",
     "VariantResult",
 ]
@@ -58,6 +59,27 @@ COLD_METRICS: tuple[str, ...] = (
             MetricName.DELTA_AUC_CI_HIGH,
         )
     ),
+)
+#: Each task's metrics (multi-task rankers, ``VariantResult.tasks[name]``; MLflow keys
+#: ``task_key(name, metric)``): AUC, UAUC, GAUC and each one's delta against the baseline
+#: with its 95 % paired bootstrap CI over users, then the delta AUC's p-value.
+TASK_METRICS: tuple[str, ...] = tuple(
+    m.value
+    for m in (
+        MetricName.AUC,
+        MetricName.UAUC,
+        MetricName.GAUC,
+        MetricName.DELTA_AUC,
+        MetricName.DELTA_AUC_CI_LOW,
+        MetricName.DELTA_AUC_CI_HIGH,
+        MetricName.DELTA_UAUC,
+        MetricName.DELTA_UAUC_CI_LOW,
+        MetricName.DELTA_UAUC_CI_HIGH,
+        MetricName.DELTA_GAUC,
+        MetricName.DELTA_GAUC_CI_LOW,
+        MetricName.DELTA_GAUC_CI_HIGH,
+        MetricName.P_VALUE,
+    )
 )
 #: The comparison table (``comparison.csv`` / ``.md``): the variant, its kind, the metrics, rows.
 COLUMNS: tuple[str, ...] = ("variant", "kind", "leaked", *METRICS, "n_train", "n_test")
@@ -98,6 +120,10 @@ class VariantResult:
     leak_source: str = ""  # lis variants: the leak view or future window read (Variant)
     # Users of the eval window with both labels: the clusters behind the CI (and UAUC).
     n_users_both_labels: int = 0
+    # Multi-task ablations (``tasks:`` in the config): task name -> its TASK_METRICS, in the
+    # configured order; the top-level metrics above are then the first task's. Empty for the
+    # single-task default (the contract's ``label`` column), whose results are unchanged.
+    tasks: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass

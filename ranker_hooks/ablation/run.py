@@ -40,8 +40,13 @@ from ranker_hooks.ablation.config import (
     make_ranker,
     ranker_class,
 )
-from ranker_hooks.ablation.results import SCORE_METRICS, AblationResult, VariantResult
-from ranker_hooks.ablation.split import load_interactions, split_interactions
+from ranker_hooks.ablation.results import (
+    SCORE_METRICS,
+    TASK_METRICS,
+    AblationResult,
+    VariantResult,
+)
+from ranker_hooks.ablation.split import ENTITY_COLUMNS, load_interactions, split_interactions
 from ranker_hooks.ablation.variants import HookContext, Variant, builtin_variant
 from ranker_hooks.aligned_id.adapter import cold_author_ids
 from ranker_hooks.inject import (
@@ -273,6 +278,35 @@ class AblationRows:
     entity_rows: pd.DataFrame  # train then test: what one Feast read per service covers
     is_train: np.ndarray  # (len(entity_rows),) bool
     cold_author_ids: np.ndarray  # authors first seen at or after T, over every user
+    # (len(entity_rows), T) 0/1, one column per configured task; None: the label column only.
+    task_labels: np.ndarray | None = None
+
+
+def task_label_matrix(frame: pd.DataFrame, cfg: AblationConfig) -> np.ndarray:
+    """``(len(frame), T)`` int8 labels of the configured tasks: a row is a positive of a task
+    when its ``action`` is one of the task's ``positive`` actions (null: its ``label``)."""
+    cols = [
+        frame["label"].to_numpy(dtype=np.int8)
+        if t.positive is None
+        else frame["action"].isin(t.positive).to_numpy(dtype=np.int8)
+        for t in cfg.tasks
+    ]
+    return np.stack(cols, axis=1)
+
+
+def _check_task_labels(labels: np.ndarray, is_train: np.ndarray, cfg: AblationConfig) -> None:
+    """Every task needs both classes in both windows (AUC is undefined otherwise)."""
+    for j, t in enumerate(cfg.tasks):
+        for window, part in (
+            ("training", labels[is_train, j]),
+            ("evaluation", labels[~is_train, j]),
+        ):
+            if np.unique(part).size < 2:
+                raise AblationError(
+                    f"task {t.name!r} (positive: {t.positive or 'the label column'}): the "
+                    f"{window} window holds only label {int(part[0]) if part.size else '-'}; "
+                    "check the task's actions against the data's action column"
+                )
 
 
 def load_rows(run_cfg: RunConfig, cfg: AblationConfig) -> AblationRows:
@@ -283,7 +317,8 @@ def load_rows(run_cfg: RunConfig, cfg: AblationConfig) -> AblationRows:
         AblationError: an empty training or evaluation window.
     """
     interactions = load_interactions(
-        Workspace(run_cfg.workspace).data(run_cfg.name) / "interactions.parquet"
+        Workspace(run_cfg.workspace).data(run_cfg.name) / "interactions.parquet",
+        extra=("action",) if cfg.tasks else (),
     )
     # Cold authors (first seen at or after T) are defined on every user's interactions.
     cold_ids = cold_author_ids(interactions, cfg.split.split_at)
@@ -297,13 +332,23 @@ def load_rows(run_cfg: RunConfig, cfg: AblationConfig) -> AblationRows:
     if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
         train_rows = train_rows.iloc[-cfg.max_train_rows :].reset_index(drop=True)
     rows = pd.concat([train_rows, test_rows], ignore_index=True)
+    is_train = np.arange(len(rows)) < len(train_rows)
+    task_labels = None
+    if cfg.tasks:
+        task_labels = task_label_matrix(rows, cfg)
+        _check_task_labels(task_labels, is_train, cfg)
+        # Hooks and Feast reads see the entity columns only, as in a single-task run.
+        interactions, train_rows, test_rows, rows = (
+            f[ENTITY_COLUMNS] for f in (interactions, train_rows, test_rows, rows)
+        )
     return AblationRows(
         interactions=interactions,
         train=train_rows,
         test=test_rows,
         entity_rows=rows,
-        is_train=np.arange(len(rows)) < len(train_rows),
+        is_train=is_train,
         cold_author_ids=cold_ids,
+        task_labels=task_labels,
     )
 
 
@@ -365,7 +410,10 @@ def train_and_score(
             ranker = v.hook.after_fit(ranker, ctx)
         s = ranker.predict(te)
         seed_scores.append(s)
-        seed_aucs.append(float(metrics.auc(te.labels, s)))
+        # Several tasks ((n, T) labels and scores): the seed AUC is the first task's.
+        seed_aucs.append(
+            float(metrics.auc(*(x if x.ndim == 1 else x[:, 0] for x in (te.labels, s))))
+        )
         ticker.tick()
     return np.mean(seed_scores, axis=0), seed_aucs
 
@@ -396,6 +444,52 @@ def delta_vs_baseline(
         MetricName.DELTA_AUC_CI_HIGH: b.ci_high,
         MetricName.P_VALUE: b.p_value,
     }
+
+
+def task_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    users: np.ndarray,
+    base_scores: np.ndarray | None,
+    cfg: AblationConfig,
+) -> dict[str, float]:
+    """One task's :data:`~ranker_hooks.ablation.results.TASK_METRICS`: AUC, UAUC and GAUC of
+    ``scores`` and, against the baseline's (None: this is the baseline), each one's delta
+    with its paired bootstrap CI over users (the same users drawn for AUC, UAUC and GAUC)."""
+    out: dict[str, float] = {
+        MetricName.AUC: metrics.auc(labels, scores),
+        MetricName.UAUC: metrics.uauc(labels, scores, users),
+        MetricName.GAUC: metrics.gauc(labels, scores, users),
+        **delta_vs_baseline(labels, scores, users, base_scores, cfg),
+    }
+    for name, delta, low, high in (
+        (
+            "uauc",
+            MetricName.DELTA_UAUC,
+            MetricName.DELTA_UAUC_CI_LOW,
+            MetricName.DELTA_UAUC_CI_HIGH,
+        ),
+        (
+            "gauc",
+            MetricName.DELTA_GAUC,
+            MetricName.DELTA_GAUC_CI_LOW,
+            MetricName.DELTA_GAUC_CI_HIGH,
+        ),
+    ):
+        if base_scores is None:
+            out.update({delta: 0.0, low: 0.0, high: 0.0})
+            continue
+        b = metrics.paired_bootstrap_per_user(
+            labels,
+            base_scores,
+            scores,
+            users,
+            metric=name,
+            n_boot=cfg.bootstrap.n_boot,
+            seed=cfg.bootstrap.seed,
+        )
+        out.update({delta: b.delta, low: b.ci_low, high: b.ci_high})
+    return {str(k): float(out[MetricName(k)]) for k in TASK_METRICS}
 
 
 def variant_result(
@@ -495,6 +589,13 @@ def run_ablation(
             test_rows=rows.test,
         )
 
+    multi = rows.task_labels is not None
+    if multi and (hooked := [v.name for v in variants if v.hook is not None]):
+        raise AblationError(
+            f"variants {hooked} alter the ranker through a hook, which trains on the label "
+            f"column; a multi-task ablation (tasks {[t.name for t in cfg.tasks]}) runs the "
+            "hook-free (AIS) variants only"
+        )
     results: list[VariantResult] = []
     base_scores: np.ndarray | None = None
     with tracking.AblationTracker(
@@ -503,13 +604,21 @@ def run_ablation(
         for v in variants:
             t0 = time.perf_counter()
             train, test, feats = variant_data(store, frames, v, rows.is_train)
+            if multi:  # (n, T) labels: one ranker head per task
+                train = dataclasses.replace(train, labels=rows.task_labels[rows.is_train])
+                test = dataclasses.replace(test, labels=rows.task_labels[~rows.is_train])
             scores, seed_aucs = train_and_score(cfg, v, train, test, context, ticker)
-            labels, users = test.labels, test.user_ids
+            all_labels, all_scores = test.labels, scores
+            if multi:  # the top-level metrics, cold slice and plot are the first task's
+                labels, scores = all_labels[:, 0], all_scores[:, 0]
+            else:
+                labels = all_labels
+            users = test.user_ids
             is_cold = np.isin(test.author_ids.astype(str), rows.cold_author_ids)
             baseline = v.kind == "baseline"
             if baseline and (note := cold_note(labels, users, is_cold)):
                 notes.append(note)
-            reference = None if baseline else base_scores
+            reference = None if baseline else (base_scores[:, 0] if multi else base_scores)
             assert baseline or reference is not None  # the baseline sorts first
             scored = {
                 **score_metrics(labels, scores, users),
@@ -525,8 +634,19 @@ def run_ablation(
                     seed=cfg.bootstrap.seed,
                 ),
             }
+            if multi:
+                scored["tasks"] = {
+                    t.name: task_metrics(
+                        all_labels[:, j],
+                        all_scores[:, j],
+                        users,
+                        None if baseline else base_scores[:, j],
+                        cfg,
+                    )
+                    for j, t in enumerate(cfg.tasks)
+                }
             if baseline:
-                base_scores = scores
+                base_scores = all_scores
             res = variant_result(
                 store,
                 v,
@@ -572,6 +692,8 @@ __all__ = [
     "resolve_variants",
     "run_ablation",
     "score_metrics",
+    "task_label_matrix",
+    "task_metrics",
     "train_and_score",
     "variant_feature_set",
 ]

@@ -9,6 +9,7 @@ row at or after ``T``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,8 +50,9 @@ class TemporalSplit(BaseModel):
         }
 
 
-def load_interactions(path: Path) -> pd.DataFrame:
-    """The interactions contract table, reduced to the entity columns, timestamps UTC.
+def load_interactions(path: Path, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The interactions contract table, reduced to the entity columns (and ``extra`` ones,
+    e.g. ``action`` for task labels), timestamps UTC.
 
     Raises:
         SchemaError: the file is missing or lacks a column.
@@ -59,10 +61,11 @@ def load_interactions(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise SchemaError(path, "interactions table not found (run `mspa data prepare` first)")
     df = pd.read_parquet(path)
-    missing = [c for c in ENTITY_COLUMNS if c not in df.columns]
+    columns = [*ENTITY_COLUMNS, *extra]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise SchemaError(path, f"lacks column(s) {missing}", column=missing[0])
-    df = df[ENTITY_COLUMNS].copy()
+    df = df[columns].copy()
     df["user_id"] = df["user_id"].astype(str)
     df["author_id"] = df["author_id"].astype(str)
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)

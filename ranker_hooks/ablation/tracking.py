@@ -33,8 +33,15 @@ from typing import TYPE_CHECKING, Any, Self
 import pandas as pd
 
 from mspa_features.errors import RunNotFoundError, TrackingError
+from mspa_features.evaluation.metric_names import task_key
 from mspa_features.mlflow_store import ensure_experiment
-from ranker_hooks.ablation.results import COLD_METRICS, METRICS, AblationResult, VariantResult
+from ranker_hooks.ablation.results import (
+    COLD_METRICS,
+    METRICS,
+    TASK_METRICS,
+    AblationResult,
+    VariantResult,
+)
 
 if TYPE_CHECKING:
     from mspa_features.config import RunConfig
@@ -377,6 +384,12 @@ def _log_variant(
         mlflow.entities.Metric(k, float(v[k]), now, 0)
         for k in COLD_METRICS
         if v.get(k) is not None  # None: the cold slice is too small for it
+    ]
+    # Multi-task runs: every task's metrics as "<task>/<metric>" (click/auc, gift/delta_auc).
+    metrics += [
+        mlflow.entities.Metric(task_key(task, k), float(values[k]), now, 0)
+        for task, values in (v.get("tasks") or {}).items()
+        for k in TASK_METRICS
     ]
     client.log_batch(
         rid, metrics=metrics, params=[mlflow.entities.Param(k, str(x)) for k, x in params.items()]

@@ -37,6 +37,7 @@ from pydantic import Field
 from mspa_features.config_base import StrictModel
 from mspa_features.errors import (
     DataError,
+    IncompatibleSettingsError,
     InvalidValueError,
     NotFittedError,
     RankerInputError,
@@ -70,11 +71,22 @@ class TfraRankerConfig(StrictModel):
         "<repo>/.venv-tfra/bin/python",
     )
     timeout_s: float = Field(3600, gt=0, description="limit for one worker call")
+    task_weights: tuple[float, ...] = Field(
+        (), description="loss weight per task; the TFRA worker learns one task only"
+    )
 
     def model_post_init(self, _context: Any) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise InvalidValueError(
                 "hidden", self.hidden, "at least one width, each >= 1", record="TfraRankerConfig"
+            )
+        if len(self.task_weights) > 1:
+            # The worker protocol carries one label column and one head; a multi-task TFRA
+            # model is not built yet, so refuse rather than train on the first task alone.
+            raise IncompatibleSettingsError(
+                {"ranker.type": "tfra", "tasks": len(self.task_weights)},
+                "the TFRA ranker learns a single task",
+                fix="use ranker type 'torch' for several tasks, or configure one task",
             )
 
 
@@ -172,6 +184,13 @@ class TfraRanker(Ranker):
             if len(data) == 0:
                 raise RankerInputError(name, "data has no rows")
             labels = np.asarray(data.labels)
+            if labels.ndim != 1:
+                raise RankerInputError(
+                    name,
+                    f"labels of shape {labels.shape}: the TFRA ranker learns one task ((n,) "
+                    "labels); several tasks need the torch ranker",
+                    field="labels",
+                )
             bad = np.flatnonzero((labels != 0) & (labels != 1))
             if bad.size:
                 raise RankerInputError(

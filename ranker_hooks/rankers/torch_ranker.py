@@ -5,6 +5,11 @@ Inputs per row: a user ID embedding, an author ID embedding, the dense injected 
 pooled by an ``EmbeddingBag``. They are concatenated into ``x0`` and fed to a DCN-v2 cross
 network and a deep MLP in parallel; one linear layer on both outputs gives the logit.
 
+Several binary tasks (click, gift, ...) share that bottom: labels of shape ``(n, T)`` give the
+output layer ``T`` rows, one logit head per task, trained on the (weighted) sum of the tasks'
+binary cross-entropies; :meth:`TorchRanker.predict` then returns ``(n, T)``. Labels of shape
+``(n,)`` are the single-task model, unchanged: one head, ``(n,)`` probabilities.
+
 ID vocabularies grow: a fit or :meth:`TorchRanker.load_id_embeddings` meeting new ids appends
 rows and keeps the old ones (what the LIS swap and warm-started ``M_{T+n}`` need). Row 0 of each
 table is the OOV row: unseen ids at predict time read it.
@@ -51,9 +56,21 @@ class TorchRankerConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
     seed: int = field(default=0, metadata={"help": "seeds init and shuffling"})
     threads: int = field(default=1, metadata={"help": "torch intra-op threads while training"})
+    task_weights: tuple[float, ...] = field(
+        default=(),
+        metadata={
+            "help": "loss weight per task, for (n, T) labels (empty: every task weighs 1); "
+            "its length must be T"
+        },
+    )
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.task_weights = tuple(float(w) for w in self.task_weights)
+        if any(not w > 0 for w in self.task_weights):
+            raise InvalidValueError(
+                "task_weights", self.task_weights, "positive numbers", record="TorchRankerConfig"
+            )
         positive = {
             "id_dim": self.id_dim,
             "dense_dim": self.dense_dim,
@@ -82,7 +99,15 @@ class TorchRankerConfig:
             )
 
 
-def _build_module(cfg: TorchRankerConfig, n_users: int, n_authors: int, n_dense: int, tokens: bool):
+def _build_module(
+    cfg: TorchRankerConfig,
+    n_users: int,
+    n_authors: int,
+    n_dense: int,
+    tokens: bool,
+    n_tasks: int | None = None,
+):
+    """The DCN-v2 module; ``n_tasks`` None: one head, ``(B,)`` logits; else ``(B, n_tasks)``."""
     import torch
     from torch import nn
 
@@ -113,9 +138,11 @@ def _build_module(cfg: TorchRankerConfig, n_users: int, n_authors: int, n_dense:
                 layers += [nn.Linear(prev, h), nn.ReLU()]
                 prev = h
             self.deep = nn.Sequential(*layers)
-            self.head = nn.Linear(width + prev, 1)
+            # One output row per task: each task's head reads the shared bottom. A single
+            # task keeps exactly the one-output layer (same init, same weights as before).
+            self.head = nn.Linear(width + prev, n_tasks or 1)
 
-        def forward(self, u, a, dense, tok):  # (B,), (B,), (B, d), (B, t) -> (B,)
+        def forward(self, u, a, dense, tok):  # (B,), (B,), (B, d), (B, t) -> (B,) | (B, T)
             parts = [self.user(u), self.author(a)]  # (B, id_dim) each
             if self.dense is not None:
                 parts.append(self.dense(dense))  # (B, dense_dim)
@@ -125,7 +152,8 @@ def _build_module(cfg: TorchRankerConfig, n_users: int, n_authors: int, n_dense:
             x = x0
             for layer in self.cross:
                 x = x0 * layer(x) + x  # DCN-v2: x_{l+1} = x0 ⊙ (W x_l + b) + x_l
-            return self.head(torch.cat([x, self.deep(x0)], dim=1)).squeeze(1)
+            logits = self.head(torch.cat([x, self.deep(x0)], dim=1))  # (B, T or 1)
+            return logits if n_tasks is not None else logits.squeeze(1)
 
     return DCNv2()
 
@@ -145,6 +173,34 @@ def _column_stats(dense: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - np.square(mean), 0.0))
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def _n_tasks(labels: np.ndarray | None) -> int | None:
+    """None for ``(n,)`` labels (the single-task model), else the ``T`` of ``(n, T)``."""
+    if labels is None or np.ndim(labels) == 1:
+        return None
+    if np.ndim(labels) != 2 or np.shape(labels)[1] < 1:
+        raise RankerInputError(
+            "TorchRanker", f"labels must be (n,) or (n, T), got {np.shape(labels)}", field="labels"
+        )
+    return int(np.shape(labels)[1])
+
+
+def _loss(n_tasks: int | None, weights: tuple[float, ...]):
+    """Binary cross-entropy: the plain mean for one task; for ``(B, T)`` logits the sum over
+    tasks of each task's mean BCE, weighted by ``weights`` (default 1 each)."""
+    import torch
+
+    bce = torch.nn.BCEWithLogitsLoss()
+    if n_tasks is None:
+        return bce
+    w = torch.tensor(weights or (1.0,) * n_tasks, dtype=torch.float32)  # (T,)
+    per_row = torch.nn.BCEWithLogitsLoss(reduction="none")
+
+    def loss(logits, y):  # (B, T), (B, T) -> ()
+        return (per_row(logits, y).mean(dim=0) * w).sum()
+
+    return loss
 
 
 @contextmanager
@@ -179,10 +235,12 @@ class TorchRanker(Ranker):
         self._std: np.ndarray | None = None
         self._module: Any = None
         self._fits = 0
+        # None: trained on (n,) labels (one task); else the T of (n, T) labels.
+        self.n_tasks: int | None = None
 
     # ------------------------------------------------------------------ helpers
 
-    def _check_schema(self, data: RankerData) -> None:
+    def _check_schema(self, data: RankerData, *, labels: bool = False) -> None:
         if self.dense_names is None:
             raise NotFittedError("TorchRanker")
         if list(data.dense_names) != self.dense_names:
@@ -192,6 +250,14 @@ class TorchRanker(Ranker):
                 f"({len(data.dense_names)}), trained on {self.dense_names[:4]}... "
                 f"({len(self.dense_names)})",
                 field="dense_names",
+            )
+        if labels and data.labels is not None and _n_tasks(data.labels) != self.n_tasks:
+            raise RankerInputError(
+                "TorchRanker",
+                f"labels of shape {np.shape(data.labels)} for a model of "
+                f"{self.n_tasks or 1} task(s) trained on "
+                f"{'(n,)' if self.n_tasks is None else f'(n, {self.n_tasks})'} labels",
+                field="labels",
             )
         if (data.tokens is not None) != self.uses_tokens:
             raise RankerInputError(
@@ -255,11 +321,19 @@ class TorchRanker(Ranker):
         if len(data) == 0:
             raise RankerInputError("TorchRanker.fit", "data has no rows")
         cfg = self.config
+        n_tasks = _n_tasks(data.labels)
+        if cfg.task_weights and len(cfg.task_weights) != (n_tasks or 1):
+            raise InputMismatchError(
+                "must agree (one weight per task)",
+                {"task_weights": len(cfg.task_weights), "label columns": n_tasks or 1},
+                record="TorchRanker.fit",
+            )
         t0 = time.perf_counter()
         with _torch_settings(cfg.threads):
             if not warm_start or self._module is None:
                 self.vocab = {"user": {}, "author": {}}
                 self._fits = 0
+                self.n_tasks = n_tasks
                 self.dense_names = list(data.dense_names)
                 self.uses_tokens = data.tokens is not None
                 self._grow("user", data.user_ids)
@@ -274,9 +348,10 @@ class TorchRanker(Ranker):
                         len(self.vocab["author"]),
                         len(self.dense_names),
                         bool(self.uses_tokens),
+                        self.n_tasks,
                     )
             else:
-                self._check_schema(data)
+                self._check_schema(data, labels=True)
                 self._grow("user", data.user_ids)
                 self._grow("author", data.author_ids)
             self._fits += 1
@@ -285,7 +360,7 @@ class TorchRanker(Ranker):
             model = self._module
             model.train()
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            loss_fn = torch.nn.BCEWithLogitsLoss()
+            loss_fn = _loss(self.n_tasks, cfg.task_weights)
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self._fits)
             n = len(data)
             last = float("nan")
@@ -310,11 +385,12 @@ class TorchRanker(Ranker):
         }
 
     def predict(self, data: RankerData) -> np.ndarray:
+        """Probabilities: ``(n,)`` for a single-task model, ``(n, T)`` for ``T`` tasks."""
         import torch
 
         self._check_schema(data)
         if len(data) == 0:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros(0 if self.n_tasks is None else (0, self.n_tasks), dtype=np.float64)
         u, a, d, t = self._tensors(data)
         out = []
         with _torch_settings(self.config.threads), torch.no_grad():
@@ -371,6 +447,7 @@ class TorchRanker(Ranker):
             "dense_names": self.dense_names,
             "uses_tokens": self.uses_tokens,
             "fits": self._fits,
+            "n_tasks": self.n_tasks,
         }
         (path / "ranker.json").write_text(json.dumps(meta), encoding="utf-8")
         torch.save(
@@ -394,6 +471,7 @@ class TorchRanker(Ranker):
         self.dense_names = list(meta["dense_names"])
         self.uses_tokens = bool(meta["uses_tokens"])
         self._fits = int(meta["fits"])
+        self.n_tasks = meta.get("n_tasks")  # absent: saved before multi-task, one task
         self._mean, self._std = blob["mean"].numpy(), blob["std"].numpy()
         self._module = _build_module(
             self.config,
@@ -401,6 +479,7 @@ class TorchRanker(Ranker):
             len(self.vocab["author"]),
             len(self.dense_names),
             self.uses_tokens,
+            self.n_tasks,
         )
         self._module.load_state_dict(blob["state"])
         self._module.eval()
