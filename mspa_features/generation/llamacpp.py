@@ -74,7 +74,7 @@ CHATML_TEMPLATE = (
 )
 
 # llama_ftype values (llama.h) of the types ``options.weights`` can re-encode to.
-_FTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}
+_FTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "bf16": 32}
 
 _INSTALL_HINT = (
     "build it portably: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
@@ -95,11 +95,17 @@ class LlamaCppOptions(BaseModel):
     n_batch: int = Field(
         512, ge=32, description="most tokens fed to one llama_decode call (prompt chunks)"
     )
-    weights: Literal["as-is", "q8_0", "q4_0", "f16", "f32"] = Field(
+    weights: Literal["as-is", "q8_0", "q4_0", "f16", "bf16", "f32"] = Field(
         "q8_0",
         description=(
             "re-encode the GGUF's weights once (cached) into a type with fast CPU kernels; "
-            "'as-is' runs the file unchanged"
+            "'as-is' runs the file unchanged. q8_0 is the fastest type whose output is batch "
+            "invariant (its integer block dot products sum the same for one sequence or many); "
+            "f16 and bf16 prefill 1.2x and 1.6x faster on AVX-512 CPUs and are closer to the "
+            "f32 model, but one sequence and several take different GEMM kernels, so a "
+            "conversation's output then depends on its batch. q4_0 re-quantises the shipped "
+            "Q4_1 lossily (teacher-forced top-1 agreement with f32: q4_0 77%, q8_0 96%, "
+            "bf16 98.8%, f16 99.9%)"
         ),
     )
     flash_attn: bool | None = Field(
@@ -366,7 +372,14 @@ class LlamaCppBackend(GenerationBackend):
           least two tokens (a one-token chunk would take the decode kernels).
         """
         ll = self._ll
-        waiting = deque(_group_twins(slots))
+        # Prompts in token order: those sharing a prefix (one user's weekly snapshots, the
+        # questions about one preference, the system and instruction text) go in one after
+        # another, so each finds the one before it in flight (_share_prefix). Outputs keep the
+        # caller's order, and a conversation's tokens never depend on its batch or neighbours.
+        leads = _group_twins(slots)
+        if self.options.prefix_share > 0:
+            leads.sort(key=lambda s: s.prompt)
+        waiting = deque(leads)
         decoding: list[_Slot] = []  # decoding[k] is on sequence id k
         filling: _Slot | None = None  # the one conversation whose prompt is going in
         ll.llama_memory_clear(self._mem, False)

@@ -369,3 +369,26 @@ def test_shared_prompt_prefixes_are_prefilled_once_and_change_nothing(batched, s
     assert shared > 0 and sum(fed) == total - shared
     assert shared >= 2 * together[0].n_prompt_tokens  # later prompts reuse most of theirs
     assert together == [single.generate([c], cfg)[0] for c in convs]  # bit-identical
+
+
+@pytest.mark.slow
+def test_prompts_sharing_a_prefix_go_in_together_whatever_the_input_order(batched, single):
+    # Two weekly snapshots each of five users, all users' first weeks before any second week
+    # (the order a backfill lists them in): more prompts than sequences (4), so in input order
+    # a user's first week has finished when its second comes. Prompts go in sorted by token,
+    # so each second week finds its first week in flight and reuses its history's prefill.
+    users = ["jazz", "chess", "poker", "golf", "opera"]
+
+    def conv(u: str, weeks: int) -> list[ChatMessage]:
+        lines = "\n".join(f"{i + 1}. Streamer{i} plays {u} live." for i in range(6 + weeks))
+        return _conv(f"History, oldest first:\n{lines}\nSummarise.", system="Be brief.")
+
+    convs = [conv(u, 1) for u in users] + [conv(u, 2) for u in users]
+    tokens = [batched._tokenize(batched.apply_chat_template(c), special=True) for c in convs]
+    common = next(i for i, (a, b) in enumerate(zip(tokens[0], tokens[5])) if a != b)
+    assert common >= 60  # the first week's history, well past options.prefix_share
+    cfg = GenerationConfig(max_new_tokens=6)
+    before = batched.shared_prefix_tokens
+    together = batched.generate(convs, cfg)
+    assert batched.shared_prefix_tokens - before >= len(users) * common
+    assert together == single.generate(convs, cfg)  # outputs in input order, unchanged
