@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mspa_features.cli.common import console, fail
-from mspa_features.cli.register import ConfigArg, Online, OnlineOpt, RepoOpt
+from mspa_features.cli.register import ConfigArg, Online, RepoOpt, RunOnlineOpt
 
 
 def install(app: typer.Typer) -> None:
@@ -54,7 +54,7 @@ def recall(
                      "impressions of its authors, its authors as candidates"),
     ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="bootstrap resamples")] = 1000,
-    online: OnlineOpt = Online.sqlite,
+    online: RunOnlineOpt = None,
     repo: RepoOpt = Path("feature_repo"),
     mlflow_uri: Annotated[
         str | None,
@@ -83,6 +83,10 @@ def recall(
         fail(f"{config} names no ablation.config: give --ablation FILE (its split is replayed)")
     abl = load_ablation_config(path)
     horizons = [] if no_lis else (horizon or list(cfg.ablation.horizons))
+    kind = None if online is None else Online(online).value  # None: the run config's store
+    # M_T learns the label column only (the replay's positives), whatever tasks the ablation's
+    # multi-task ranker has: one head, the IDs-only baseline of the paper.
+    m_t_cfg = abl.model_copy(update={"tasks": []}) if getattr(abl, "tasks", None) else abl
     users, authors = abl.users, abl.authors
     if sample:
         from mspa_features.cli.main_job import draw_sample
@@ -97,8 +101,8 @@ def recall(
     report = recall_replay(
         cfg,
         abl.split,
-        make_ranker=lambda: make_ranker(abl, abl.seeds[0]),
-        store=open_store(cfg, repo_path=repo, online=Online(online).value),  # type: ignore[arg-type]
+        make_ranker=lambda: make_ranker(m_t_cfg, abl.seeds[0]),
+        store=open_store(cfg, repo_path=repo, online=kind),  # type: ignore[arg-type]
         feature_sets=feature_set or None,
         horizons=horizons,
         ks=k or DEFAULT_KS,
