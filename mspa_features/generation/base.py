@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from mspa_features.errors import ConfigError
+from mspa_features.config_base import StrictModel
+from mspa_features.errors import BackendInputError, ConfigError, InvalidValueError
 from mspa_features.generation.structured import SchemaLike
 
 # short name -> "module:Class"
@@ -51,11 +52,11 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(
-                f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}"
-            )
+            raise InvalidValueError("max_new_tokens", self.max_new_tokens, ">= 1")
+        if self.temperature < 0:
+            raise InvalidValueError("temperature", self.temperature, ">= 0")
+        if not 0 < self.top_p <= 1:
+            raise InvalidValueError("top_p", self.top_p, "in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,9 @@ def sequence_seed(seed: int, index: int) -> int:
     return int(state[0] & 0x7FFFFFFF)
 
 
-class BackendConfig(BaseModel):
+class BackendConfig(StrictModel):
     """Which backend and model to load. ``model`` is an embedded name (``smollm2``), a local
     path, or a model id; ``options`` go to the backend's constructor."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: str = Field("transformers", description="short name or 'module:Class'")
     model: str = Field("smollm2", description="embedded name, local path or model id")
@@ -156,11 +155,14 @@ class GenerationBackend(ABC):
     def _check_images(self, conversations: Sequence[Sequence[ChatMessage]]) -> None:
         if self.supports_images:
             return
-        for conv in conversations:
+        for i, conv in enumerate(conversations):
             if any(m.images for m in conv):
-                raise ValueError(
-                    f"backend {self.name!r} with model {self.config.model!r} is text-only; "
-                    "pass frames to a vision-language model (e.g. type vllm with Qwen2.5-VL)"
+                raise BackendInputError(
+                    self.name,
+                    f"model {self.config.model!r} is text-only but the conversation holds "
+                    "images; pass frames to a vision-language model (e.g. type vllm with "
+                    "Qwen2.5-VL)",
+                    record=f"conversation {i}",
                 )
 
 

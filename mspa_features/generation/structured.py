@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mspa_features.errors import SchemaConstraintError
+from mspa_features.errors import IncompatibleSettingsError, SchemaConstraintError
 
 LETTERS = string.ascii_uppercase
 
@@ -427,7 +427,10 @@ class SeededSampler:
         import torch
 
         if temperature <= 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+            raise IncompatibleSettingsError(
+                {"temperature": temperature, "top_p": top_p},
+                "need temperature > 0 and 0 < top_p <= 1 (seeded sampling)",
+            )
         self.temperature, self.top_p = temperature, top_p
         self.generators = []
         for s in seeds:

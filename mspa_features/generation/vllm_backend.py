@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mspa_features.errors import ConfigError, MspaError
+from mspa_features.errors import BackendError, BackendInputError, ConfigError, MspaError
 from mspa_features.extras import require
 from mspa_features.generation.base import (
     BackendConfig,
@@ -57,11 +57,12 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def image_mime_type(data: bytes) -> str:
+def image_mime_type(data: bytes, *, record: object = None) -> str:
     """The MIME type of encoded image bytes, from their magic number.
 
     Raises:
-        ValueError: empty bytes or an unrecognised format.
+        BackendInputError: empty bytes or an unrecognised format (a ``ValueError``); ``record``
+            says which image.
     """
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
@@ -69,15 +70,22 @@ def image_mime_type(data: bytes) -> str:
         if data.startswith(magic):
             return mime
     head = data[:8].hex() if data else "<empty>"
-    raise ValueError(f"unrecognised image format (first bytes {head}); pass PNG or JPEG bytes")
+    raise BackendInputError(
+        "vllm",
+        f"unrecognised image format (first bytes {head}); pass PNG or JPEG bytes",
+        record=record,
+    )
 
 
-def image_data_url(data: bytes) -> str:
+def image_data_url(data: bytes, *, record: object = None) -> str:
     """``data:<mime>;base64,<...>`` for encoded image bytes."""
-    return f"data:{image_mime_type(data)};base64,{base64.b64encode(data).decode('ascii')}"
+    mime = image_mime_type(data, record=record)
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def to_vllm_messages(conv: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+def to_vllm_messages(
+    conv: Sequence[ChatMessage], *, conversation: int | None = None
+) -> list[dict[str, Any]]:
     """ChatMessages -> OpenAI-style message dicts for ``vllm.LLM.chat``.
 
     A message without images keeps its text as a plain string. A message with images becomes a
@@ -85,8 +93,10 @@ def to_vllm_messages(conv: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     per image, in order, then ``{"type": "text", "text": content}``.
 
     Raises:
-        ValueError: an image whose format is not recognised; names the message and image index.
+        BackendInputError: an image whose format is not recognised; names the conversation
+            (when given), the image and the message index.
     """
+    where = "" if conversation is None else f"conversation {conversation}, "
     out: list[dict[str, Any]] = []
     n_images = 0
     for msg_idx, m in enumerate(conv):
@@ -95,10 +105,7 @@ def to_vllm_messages(conv: Sequence[ChatMessage]) -> list[dict[str, Any]]:
             continue
         parts: list[dict[str, Any]] = []
         for raw in m.images:
-            try:
-                url = image_data_url(raw)
-            except ValueError as e:
-                raise ValueError(f"image {n_images} (message {msg_idx}): {e}") from e
+            url = image_data_url(raw, record=f"{where}image {n_images} (message {msg_idx})")
             parts.append({"type": "image_url", "image_url": {"url": url}})
             n_images += 1
         parts.append({"type": "text", "text": m.content})
@@ -238,7 +245,7 @@ class VLLMBackend(GenerationBackend):
                 is not the number of conversations.
         """
         if self.llm is None:
-            raise RuntimeError(f"{self.name} backend was closed")
+            raise BackendError(self.name, "backend was closed")
         if not conversations:
             return []
         schemas = schemas_for(schema, len(conversations))
@@ -247,14 +254,13 @@ class VLLMBackend(GenerationBackend):
         for i, conv in enumerate(conversations):
             n = sum(len(m.images) for m in conv)
             if n > limit:
-                raise ValueError(
-                    f"conversation {i} has {n} images but limit_mm_per_prompt allows {limit}; "
-                    "raise backend.options.limit_mm_per_prompt"
+                raise BackendInputError(
+                    self.name,
+                    f"{n} images but limit_mm_per_prompt allows {limit}; raise "
+                    "backend.options.limit_mm_per_prompt",
+                    record=f"conversation {i}",
                 )
-            try:
-                messages.append(to_vllm_messages(conv))
-            except ValueError as e:
-                raise ValueError(f"conversation {i}: {e}") from e
+            messages.append(to_vllm_messages(conv, conversation=i))
         outputs = self.llm.chat(
             messages, self.sampling_params(cfg, schemas), use_tqdm=False, add_generation_prompt=True
         )

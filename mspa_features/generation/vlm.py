@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mspa_features.errors import ConfigError
+from mspa_features.errors import (
+    BackendError,
+    BackendInputError,
+    ConfigError,
+    IncompatibleSettingsError,
+    UnknownNameError,
+)
 from mspa_features.generation.base import (
     BackendConfig,
     ChatMessage,
@@ -119,9 +125,10 @@ def decode_images(conv: Sequence[ChatMessage], *, conversation_index: int = 0) -
                 img = PILImage.open(io.BytesIO(raw))
                 img.load()
             except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as e:
-                raise ValueError(
-                    f"conversation {conversation_index}: cannot decode image {idx} "
-                    f"(message {msg_idx}, {len(raw)} bytes): {e}"
+                raise BackendInputError(
+                    "transformers-vl",
+                    f"cannot decode image {idx} (message {msg_idx}, {len(raw)} bytes): {e}",
+                    record=f"conversation {conversation_index}",
                 ) from e
             images.append(img.convert("RGB"))
     return images
@@ -168,7 +175,7 @@ class QwenVLTextImageProcessor:
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
-            raise ValueError(f"tokenizer has no {self.image_token!r} token")
+            raise BackendError("qwen-vl processor", f"tokenizer has no {self.image_token!r} token")
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> QwenVLTextImageProcessor:
@@ -227,9 +234,10 @@ class QwenVLTextImageProcessor:
         images = list(images or [])
         n_placeholders = sum(t.count(self.image_token) for t in texts)
         if n_placeholders != len(images):
-            raise ValueError(
+            raise BackendInputError(
+                "qwen-vl processor",
                 f"{n_placeholders} {self.image_token} placeholders in the text but "
-                f"{len(images)} images"
+                f"{len(images)} images",
             )
 
         data: dict[str, Any] = {}
@@ -288,7 +296,7 @@ def load_vl_processor(folder: str | Path, *, mode: str = "auto") -> Any:
         ValueError: unknown ``mode``.
     """
     if mode not in ("auto", "stock", "builtin"):
-        raise ValueError(f"processor mode must be 'auto', 'stock' or 'builtin', got {mode!r}")
+        raise UnknownNameError("processor mode", mode, ["auto", "stock", "builtin"])
     if mode != "builtin":
         from transformers import AutoProcessor
 
@@ -297,7 +305,11 @@ def load_vl_processor(folder: str | Path, *, mode: str = "auto") -> Any:
             if hasattr(proc, "image_processor") and hasattr(proc, "tokenizer"):
                 return proc
             if mode == "stock":
-                raise ValueError(f"AutoProcessor for {folder} has no image processor: {proc!r}")
+                # Not caught below (a RuntimeError): mode 'stock' has no fallback.
+                raise BackendError(
+                    "qwen-vl processor",
+                    f"AutoProcessor for {folder} has no image processor: {proc!r}",
+                )
             logger.info("AutoProcessor for %s is not multimodal; using the built-in one", folder)
         except (ImportError, OSError, ValueError, TypeError, KeyError, AttributeError) as e:
             # Typically: "Qwen2VLVideoProcessor requires the Torchvision library".
@@ -475,7 +487,7 @@ class QwenVLBackend(GenerationBackend):
                 the number of conversations.
         """
         if self.model is None:
-            raise RuntimeError(f"{self.name} backend was closed")
+            raise BackendError(self.name, "backend was closed")
         schemas = schemas_for(schema, len(conversations))
         out: list[Generation] = []
         bs = self.config.batch_size
@@ -610,13 +622,14 @@ def build_tiny_qwen2vl(
         ValueError: sizes that do not divide into heads.
     """
     if hidden_size % num_attention_heads or num_attention_heads % 2:
-        raise ValueError(
-            f"hidden_size {hidden_size} must divide into an even number of heads, "
-            f"got {num_attention_heads}"
+        raise IncompatibleSettingsError(
+            {"hidden_size": hidden_size, "num_attention_heads": num_attention_heads},
+            "hidden_size must divide into an even number of heads",
         )
     if vision_embed_dim % vision_num_heads:
-        raise ValueError(
-            f"vision_embed_dim {vision_embed_dim} not divisible by {vision_num_heads} heads"
+        raise IncompatibleSettingsError(
+            {"vision_embed_dim": vision_embed_dim, "vision_num_heads": vision_num_heads},
+            "vision_embed_dim must be divisible by vision_num_heads",
         )
     # M-RoPE splits head_dim/2 rotary frequencies over (t, h, w) like Qwen's [16, 24, 24] @ 128.
     half = hidden_size // num_attention_heads // 2

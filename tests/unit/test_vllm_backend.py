@@ -214,7 +214,7 @@ def test_options_reach_the_engine_and_sampling(fake_vllm: types.ModuleType) -> N
     assert [g.n_generated_tokens for g in gens] == [3, 3]
 
     too_many = [ChatMessage("user", "x", images=(PNG_A,) * 4)]
-    with pytest.raises(ValueError, match="conversation 0 has 4 images but limit_mm_per_prompt"):
+    with pytest.raises(ValueError, match="conversation 0: 4 images but limit_mm_per_prompt"):
         be.generate([too_many], cfg)
 
 
