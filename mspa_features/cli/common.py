@@ -111,6 +111,28 @@ def spark_reader(cfg):  # type: ignore[no-untyped-def]
     return export_tables
 
 
+@contextmanager
+def spark_validator(cfg):  # type: ignore[no-untyped-def]
+    """The Spark validation engine for ``cfg`` (``data.validation_engine`` auto or spark), or
+    None (pandas, or the MovieLens preset, whose converter validates in pandas). Its session
+    starts only if a contract is handed to it, on ``data.spark``'s master (``local[*]``
+    otherwise), and stops on exit."""
+    if cfg.data.validation_engine == "pandas" or cfg.data.source == "movielens":
+        yield None
+        return
+    from spark_jobs.validate import SparkValidator
+
+    read = cfg.data.spark
+    validator = SparkValidator(
+        master=read.master if read is not None else "local[*]",
+        conf=read.conf if read is not None else None,
+    )
+    try:
+        yield validator
+    finally:
+        validator.stop()
+
+
 def counts_table(title: str, counts: Iterable[object]) -> Table:
     """Input = accepted + quarantined per contract, with the top quarantine reasons."""
     t = Table(title=title, title_justify="left")

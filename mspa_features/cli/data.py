@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import console, counts_table, spark_reader
+from mspa_features.cli.common import console, counts_table, spark_reader, spark_validator
 
 app = typer.Typer(help="Fetch, generate and validate input data.", no_args_is_help=True)
 
@@ -131,7 +131,10 @@ def ensure_run_data(cfg, *, eval_sets: bool = False, quiet: bool = False):  # ty
 
     ws = Workspace(cfg.workspace)
     with console.status(f"data: {cfg.data.source} -> {cfg.name} ..."):
-        results = ensure_data(cfg, ws, read_spark=spark_reader(cfg))
+        with spark_validator(cfg) as validate_spark:
+            results = ensure_data(
+                cfg, ws, read_spark=spark_reader(cfg), validate_spark=validate_spark
+            )
         if eval_sets and (
             results is not None or not (ws.datasets(cfg.name) / "a2a.parquet").is_file()
         ):
@@ -166,7 +169,10 @@ def load(
     failed: NothingAcceptedError | None = None
     with console.status(f"data: {cfg.data.source} -> {cfg.name} ..."):
         try:
-            results = ingest_source(cfg, ws, read_spark=spark_reader(cfg))
+            with spark_validator(cfg) as validate_spark:
+                results = ingest_source(
+                    cfg, ws, read_spark=spark_reader(cfg), validate_spark=validate_spark
+                )
         except NothingAcceptedError as e:
             failed, results = e, list(e.results or [])
     console.print(

@@ -89,10 +89,11 @@ def prepare_data(cfg: RunConfig, ws: Workspace, progress: Any = None) -> list[Va
     One path for every ``data.source`` (your files, Spark tables, the MovieLens and synthetic
     presets): :func:`mspa_features.data.ingest.ingest_source`.
     """
-    from mspa_features.cli.common import spark_reader
+    from mspa_features.cli.common import spark_reader, spark_validator
     from mspa_features.data.ingest import ingest_source
 
-    return ingest_source(cfg, ws, read_spark=spark_reader(cfg))
+    with spark_validator(cfg) as validate_spark:
+        return ingest_source(cfg, ws, read_spark=spark_reader(cfg), validate_spark=validate_spark)
 
 
 def build_eval_sets(cfg: RunConfig, ws: Workspace) -> tuple[Any, pd.DataFrame]:

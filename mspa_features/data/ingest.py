@@ -270,7 +270,7 @@ def ingest_source(
             image_root=root,
             columns={c.name: data.columns.of(c.name) for c in INGEST_ORDER},
             timestamps={c: data.timestamps.of(c) for c in ("authors", "interactions")},
-            # engine: data.validation_engine (auto until the config field lands)
+            engine=data.validation_engine,
             validate_spark=validate_spark,
             staging=ws.raw / f"validation-{cfg.name}",
         )
