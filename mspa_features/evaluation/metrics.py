@@ -29,7 +29,7 @@ Conventions shared by every metric here:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,7 @@ from mspa_features.errors import (
 from mspa_features.evaluation.metric_names import MetricName, metric_key
 
 __all__ = [
+    "BOOTSTRAP_METRICS",
     "BootstrapResult",
     "MetricName",
     "a2a_alignment_rate",
@@ -57,6 +58,7 @@ __all__ = [
     "metric_key",
     "ndcg_at_k",
     "paired_bootstrap",
+    "paired_bootstrap_deltas",
     "paired_bootstrap_per_user",
     "recall_at_k",
     "uauc",
@@ -235,15 +237,24 @@ def wpauc(labels: ArrayLike, scores: ArrayLike, alpha: float = 0.0, width: float
     Perfect ranker -> 1.0; random ranker -> ``alpha + width / 2``. ``alpha=0, width=1`` is
     the plain AUC. No McClish correction (unlike ``roc_auc_score(max_fpr=...)``).
     """
+    _check_window(alpha, width)
+    y, s = _binary_inputs(labels, scores)
+    _require_both_classes(y, "wpAUC")
+    # Keep every vertex so the curve stays exact (ties give sloped segments, as in AUC).
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    return _window_area(fpr, tpr, alpha, width)
+
+
+def _check_window(alpha: float, width: float) -> None:
     if not (alpha >= 0.0 and width > 0.0 and alpha + width <= 1.0 + 1e-12):
         raise IncompatibleSettingsError(
             {"alpha": alpha, "width": width}, "need 0 <= alpha, width > 0 and alpha + width <= 1"
         )
-    y, s = _binary_inputs(labels, scores)
-    _require_both_classes(y, "wpAUC")
+
+
+def _window_area(fpr: NDArray, tpr: NDArray, alpha: float, width: float) -> float:
+    """ROC area for FPR in ``[alpha, alpha + width]`` divided by the window's width."""
     lo, hi = float(alpha), min(float(alpha) + float(width), 1.0)
-    # Keep every vertex so the curve stays exact (ties give sloped segments, as in AUC).
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     inside = (fpr >= lo) & (fpr <= hi)
     # Edge points by linear interpolation. If an edge sits on a vertical ROC segment the
     # interpolated height is ambiguous, but it then pairs with a point at the same FPR, so
@@ -492,36 +503,183 @@ def paired_bootstrap_per_user(
         raise InvalidValueError("metric", metric, "'uauc' or 'gauc'")
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
         raise InvalidValueError("n_boot", n_boot, "a positive integer")
-    y, a = _binary_inputs(labels, scores_a, "scores_a")
-    b = _finite_scores(_as_1d(scores_b, "scores_b"), "scores_b")
-    _same_length(labels=y, scores_a=a, scores_b=b)
-    codes, n_groups = _group_codes(groups, y.size)
-    per_a, size = _per_group_auc(y, a, codes, n_groups)
-    per_b, _ = _per_group_auc(y, b, codes, n_groups)
-    valid = ~np.isnan(per_a)  # a user's AUC is defined by its labels: same for a and b
-    if not valid.any():
+    if groups is None:
+        raise InvalidValueError("groups", None, "a user id per row")
+    result = paired_bootstrap_deltas(
+        labels, scores_a, scores_b, groups, metrics=(metric,), n_boot=n_boot, seed=seed
+    )[metric]
+    if math.isnan(result.delta):
         raise DataError("paired bootstrap", f"no user holds both labels ({metric} undefined)")
-    diff = np.where(valid, per_b - per_a, 0.0)  # (n_groups,)
-    base_w = np.where(valid, size if metric == MetricName.GAUC else 1.0, 0.0)  # (n_groups,)
-    delta = float(np.dot(base_w, diff) / base_w.sum())
-    rng = np.random.default_rng(seed)
-    deltas = np.full(int(n_boot), np.nan)
-    for i in range(int(n_boot)):
-        w = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups) * base_w
-        total = w.sum()
-        if total > 0:  # else no drawn user holds both labels: undefined, skipped
-            deltas[i] = np.dot(w, diff) / total
+    return result
+
+
+class _WeightedWPAUC:
+    """wpAUC of one score vector under per-group weights: the rows are sorted by score once,
+    so each resample costs two weighted cumsums (the ROC vertices of ``roc_curve`` with
+    ``drop_intermediate=False``, zero-weight rows adding repeated vertices that change no
+    area)."""
+
+    def __init__(
+        self,
+        y: NDArray[np.int8],
+        s: NDArray[np.float64],
+        codes: NDArray[np.intp],
+        alpha: float,
+        width: float,
+    ):
+        order = np.argsort(-s, kind="stable")
+        s_sorted = s[order]
+        # The last row of each tie block: one ROC vertex per distinct score.
+        self.ends = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+        self.pos = y[order].astype(np.float64)
+        self.codes = codes[order]
+        self.alpha, self.width = alpha, width
+
+    def __call__(self, group_weight: NDArray[np.float64]) -> float:
+        w = group_weight[self.codes]
+        tps = np.cumsum(w * self.pos)[self.ends]
+        fps = np.cumsum(w * (1.0 - self.pos))[self.ends]
+        if tps[-1] == 0 or fps[-1] == 0:
+            return math.nan
+        fpr = np.r_[0.0, fps / fps[-1]]
+        tpr = np.r_[0.0, tps / tps[-1]]
+        return _window_area(fpr, tpr, self.alpha, self.width)
+
+
+#: The metrics :func:`paired_bootstrap_deltas` resamples, in the order it returns them.
+BOOTSTRAP_METRICS: tuple[str, ...] = (
+    MetricName.AUC.value,
+    MetricName.UAUC.value,
+    MetricName.GAUC.value,
+    MetricName.LOGLOSS.value,
+    MetricName.WPAUC.value,
+)
+
+
+def _summarise(delta: float, deltas: NDArray[np.float64]) -> BootstrapResult:
     kept = deltas[~np.isnan(deltas)]
-    if kept.size == 0:
-        raise DataError(
-            "paired bootstrap", f"the metric was undefined on every one of {n_boot} resamples"
-        )
+    if math.isnan(delta) or kept.size == 0:
+        return BootstrapResult(math.nan, math.nan, math.nan, math.nan, int(kept.size))
     ci_low, ci_high = np.percentile(kept, [2.5, 97.5])
     p_value = min(1.0, 2.0 * min(np.mean(kept <= 0.0), np.mean(kept >= 0.0)))
     return BootstrapResult(
-        delta=delta,
+        delta=float(delta),
         ci_low=float(ci_low),
         ci_high=float(ci_high),
         p_value=float(p_value),
         n_boot=int(kept.size),
     )
+
+
+def paired_bootstrap_deltas(
+    labels: ArrayLike,
+    scores_a: ArrayLike,
+    scores_b: ArrayLike,
+    groups: ArrayLike | None,
+    metrics: Sequence[str] = BOOTSTRAP_METRICS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    wpauc_alpha: float = 0.0,
+    wpauc_width: float = 0.1,
+) -> dict[str, BootstrapResult]:
+    """Paired cluster bootstrap of ``metric(b) - metric(a)`` for several metrics at once.
+
+    One draw of groups (users, with replacement) per resample serves every metric, so the
+    deltas of one comparison are paired with each other as well as between ``a`` and ``b``.
+    A resample is a weight per group (how often it was drawn), never a copy of the rows:
+
+    * ``auc``: weighted Mann-Whitney (the same as :func:`paired_bootstrap`);
+    * ``uauc`` / ``gauc``: weighted mean of the per-user AUC differences (users without
+      both labels weigh nothing; GAUC also weighs by the user's rows);
+    * ``logloss``: weighted mean of the per-row loss differences (clipped as in
+      :func:`logloss`; NaN when a score is not a probability);
+    * ``wpauc``: the window area of the weighted ROC (``wpauc_alpha``, ``wpauc_width``).
+
+    ``groups=None`` makes each row its own group. The point estimate is the metric on all
+    rows; a metric undefined there (e.g. UAUC with no user holding both labels) comes back
+    as all-NaN with ``n_boot=0`` instead of raising, so one undefined metric does not cost
+    the others. CI and p-value as in :func:`paired_bootstrap`; with the same ``seed``, the
+    AUC entry equals ``paired_bootstrap(..., "auc")`` and the UAUC/GAUC entries equal
+    :func:`paired_bootstrap_per_user`.
+
+    Args:
+        labels: 0/1 per row, shape ``(n,)``.
+        scores_a: the reference's scores (the baseline), shape ``(n,)``.
+        scores_b: the compared scores, shape ``(n,)``.
+        groups: user id per row, shape ``(n,)``, or None.
+        metrics: names from :data:`BOOTSTRAP_METRICS`.
+        n_boot: number of resamples.
+        seed: the generator's seed (results are reproducible).
+
+    Returns:
+        metric name -> :class:`BootstrapResult`, in the order of ``metrics``.
+
+    Raises:
+        InvalidValueError: an unknown metric, a non-positive ``n_boot``, bad labels.
+        InputMismatchError: arrays of different lengths.
+    """
+    unknown = [m for m in metrics if m not in BOOTSTRAP_METRICS]
+    if unknown or not metrics:
+        raise InvalidValueError("metrics", list(metrics), f"some of {list(BOOTSTRAP_METRICS)}")
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
+        raise InvalidValueError("n_boot", n_boot, "a positive integer")
+    _check_window(wpauc_alpha, wpauc_width)
+    y = _binary_labels(labels)
+    a = _finite_scores(_as_1d(scores_a, "scores_a"), "scores_a")
+    b = _finite_scores(_as_1d(scores_b, "scores_b"), "scores_b")
+    _same_length(labels=y, scores_a=a, scores_b=b)
+    if groups is None:
+        codes, n_groups = np.arange(y.size), y.size
+    else:
+        codes, n_groups = _group_codes(groups, y.size)
+    both = 0 < int(y.sum()) < y.size
+
+    # One evaluator per metric: group weights (n_groups,) -> delta (NaN: undefined there).
+    evaluators: dict[str, Callable[[NDArray[np.float64]], float]] = {}
+    point: dict[str, float] = {}
+    for m in metrics:
+        if m == MetricName.AUC:
+            if both:
+                wa, wb = _WeightedAUC(y, a, codes), _WeightedAUC(y, b, codes)
+                evaluators[m] = lambda w, wa=wa, wb=wb: wb(w) - wa(w)
+                point[m] = auc(y, b) - auc(y, a)
+        elif m == MetricName.WPAUC:
+            if both:
+                pa, pb = (_WeightedWPAUC(y, x, codes, wpauc_alpha, wpauc_width) for x in (a, b))
+                evaluators[m] = lambda w, pa=pa, pb=pb: pb(w) - pa(w)
+                ones = np.ones(n_groups)
+                point[m] = pb(ones) - pa(ones)
+        elif m in (MetricName.UAUC, MetricName.GAUC):
+            per_a, size = _per_group_auc(y, a, codes, n_groups)
+            per_b, _ = _per_group_auc(y, b, codes, n_groups)
+            valid = ~np.isnan(per_a)  # defined by the labels: the same for a and b
+            if valid.any():
+                diff = np.where(valid, per_b - per_a, 0.0)  # (n_groups,)
+                base = np.where(valid, size if m == MetricName.GAUC else 1.0, 0.0)
+                point[m] = float(np.dot(base, diff) / base.sum())
+                evaluators[m] = lambda w, base=base, diff=diff: (
+                    float(np.dot(w * base, diff) / t)
+                    if (t := float(np.dot(w, base))) > 0
+                    else math.nan
+                )
+        elif m == MetricName.LOGLOSS and ((a >= 0) & (a <= 1) & (b >= 0) & (b <= 1)).all():
+            eps = 1e-7  # the clip of :func:`logloss`
+            pa, pb = np.clip(a, eps, 1 - eps), np.clip(b, eps, 1 - eps)
+            row_a = -(y * np.log(pa) + (1 - y) * np.log(1 - pa))
+            row_b = -(y * np.log(pb) + (1 - y) * np.log(1 - pb))
+            # Per-group sums of the row differences and the group sizes.
+            diff = np.bincount(codes, weights=row_b - row_a, minlength=n_groups)
+            size = np.bincount(codes, minlength=n_groups).astype(np.float64)
+            point[m] = logloss(y, b) - logloss(y, a)
+            evaluators[m] = lambda w, diff=diff, size=size: float(np.dot(w, diff) / np.dot(w, size))
+
+    rng = np.random.default_rng(seed)
+    deltas = {m: np.full(int(n_boot), np.nan) for m in evaluators}
+    for i in range(int(n_boot)):
+        # The same draw as paired_bootstrap / paired_bootstrap_per_user: same seed, same CIs.
+        draw = rng.integers(0, n_groups, size=n_groups)
+        weight = np.bincount(draw, minlength=n_groups).astype(np.float64)
+        for m, fn in evaluators.items():
+            deltas[m][i] = fn(weight)
+    return {m: _summarise(point.get(m, math.nan), deltas.get(m, np.array([]))) for m in metrics}

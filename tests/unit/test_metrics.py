@@ -10,8 +10,10 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from mspa_features.evaluation.metrics import (
+    BOOTSTRAP_METRICS,
     BootstrapResult,
     MetricName,
+    _WeightedWPAUC,
     a2a_alignment_rate,
     accuracy_at_m,
     auc,
@@ -20,6 +22,8 @@ from mspa_features.evaluation.metrics import (
     metric_key,
     ndcg_at_k,
     paired_bootstrap,
+    paired_bootstrap_deltas,
+    paired_bootstrap_per_user,
     recall_at_k,
     uauc,
     wpauc,
@@ -472,3 +476,92 @@ def test_bootstrap_validation(clustered):
         paired_bootstrap(y, weak, strong, groups, n_boot=0)
     with pytest.raises(ValueError, match="both classes"):
         paired_bootstrap(np.ones(4, dtype=int), weak[:4], strong[:4], groups[:4])
+
+
+# --------------------------------------------------------------------------- paired deltas
+
+
+def test_bootstrap_deltas_identical_predictions_give_exact_zero_ci(clustered):
+    y, weak, _, groups = clustered
+    probs = 1.0 / (1.0 + np.exp(-weak))
+    res = paired_bootstrap_deltas(y, probs, probs, groups, n_boot=200)
+    assert list(res) == list(BOOTSTRAP_METRICS)
+    for name, r in res.items():
+        assert (r.delta, r.ci_low, r.ci_high, r.p_value, r.n_boot) == (0.0, 0.0, 0.0, 1.0, 200), (
+            name
+        )
+
+
+def test_bootstrap_deltas_constant_logloss_shift_is_known():
+    # Every row loses exactly ln 2 more under b: a positive goes 0.5 -> 0.25
+    # (-ln .25 - -ln .5 = ln 2), a negative 0.5 -> 0.75 (the same). So every resample's
+    # delta logloss is ln 2 and the CI collapses onto it.
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(40), 5)
+    y = (rng.random(groups.size) < 0.4).astype(int)
+    a = np.full(y.size, 0.5)
+    b = np.where(y == 1, 0.25, 0.75)
+    r = paired_bootstrap_deltas(y, a, b, groups, metrics=("logloss",), n_boot=300)["logloss"]
+    assert r.delta == pytest.approx(math.log(2.0))
+    assert r.ci_low == pytest.approx(math.log(2.0))
+    assert r.ci_high == pytest.approx(math.log(2.0))
+    assert r.p_value == 0.0
+    assert r.delta == pytest.approx(logloss(y, b) - logloss(y, a))
+
+
+def test_bootstrap_deltas_two_users_hand_computed():
+    # User 0: a ranks its pair wrong (AUC 0), b right (AUC 1): difference 1.
+    # User 1: a and b both rank it right: difference 0. Point delta UAUC = (1 + 0) / 2.
+    # A resample draws 2 users: {0,0} -> 1 (p 1/4), {0,1} -> 1/2 (p 1/2), {1,1} -> 0 (p 1/4),
+    # so the 2.5/97.5 percentiles are 0 and 1 and P(delta* <= 0) = 1/4 -> p = 1/2.
+    y = np.array([1, 0, 1, 0])
+    groups = np.array(["u0", "u0", "u1", "u1"])
+    a = np.array([0.2, 0.8, 0.6, 0.4])
+    b = np.array([0.8, 0.2, 0.6, 0.4])
+    res = paired_bootstrap_deltas(y, a, b, groups, metrics=("uauc", "gauc"), n_boot=4000)
+    r = res["uauc"]
+    assert r.delta == pytest.approx(0.5)
+    assert (r.ci_low, r.ci_high) == (0.0, 1.0)
+    assert r.p_value == pytest.approx(0.5, abs=0.05)
+    # Equal row counts: GAUC weighs users alike, and the draws are shared (paired), so the
+    # two metrics' results are identical resample by resample.
+    assert res["gauc"] == r
+
+
+def test_bootstrap_deltas_match_the_single_metric_bootstraps(clustered):
+    y, weak, strong, groups = clustered
+    res = paired_bootstrap_deltas(y, weak, strong, groups, metrics=("auc", "uauc", "gauc"))
+    assert res["auc"] == paired_bootstrap(y, weak, strong, groups, n_boot=1000, seed=0)
+    for m in ("uauc", "gauc"):
+        assert res[m] == paired_bootstrap_per_user(y, weak, strong, groups, m, n_boot=1000)
+        assert res[m].delta == pytest.approx(
+            {"uauc": uauc, "gauc": gauc}[m](y, strong, groups)
+            - {"uauc": uauc, "gauc": gauc}[m](y, weak, groups)
+        )
+
+
+def test_bootstrap_deltas_wpauc_matches_materialised_resample(clustered):
+    y, weak, strong, groups = clustered
+    r = paired_bootstrap_deltas(y, weak, strong, groups, metrics=("wpauc",), n_boot=50)["wpauc"]
+    assert r.delta == pytest.approx(wpauc(y, strong) - wpauc(y, weak))
+    assert r.ci_low < r.delta < r.ci_high
+    # The weighted ROC of one resample equals wpAUC on the copied rows of that resample.
+    rng = np.random.default_rng(11)
+    weight = np.bincount(rng.integers(0, 200, 200), minlength=200).astype(float)
+    rows = np.repeat(np.arange(y.size), weight[groups].astype(int))
+    w_eval = _WeightedWPAUC(y.astype(np.int8), strong, groups, 0.0, 0.1)
+    assert w_eval(weight) == pytest.approx(wpauc(y[rows], strong[rows]))
+
+
+def test_bootstrap_deltas_undefined_metric_is_nan_not_an_error():
+    # No user holds both labels: UAUC is undefined, AUC is not.
+    y = np.array([1, 1, 0, 0])
+    groups = np.array([0, 0, 1, 1])
+    res = paired_bootstrap_deltas(y, [0.9, 0.8, 0.1, 0.2], [0.2, 0.1, 0.9, 0.8], groups, n_boot=20)
+    assert math.isnan(res["uauc"].delta) and res["uauc"].n_boot == 0
+    assert res["auc"].delta == pytest.approx(-1.0)
+    # Scores that are not probabilities: no logloss delta.
+    res = paired_bootstrap_deltas(y, [3, 2, 1, 0], [0, 1, 2, 3], None, ("logloss",), n_boot=5)
+    assert math.isnan(res["logloss"].delta)
+    with pytest.raises(ValueError, match="metrics must be some of"):
+        paired_bootstrap_deltas(y, y, y, None, metrics=("ndcg",))
