@@ -26,7 +26,12 @@ from mspa_features.data.sources import (
     is_uri,
 )
 from mspa_features.data.synthetic import SyntheticConfig
-from mspa_features.errors import ConfigError, IncompatibleSettingsError, InvalidValueError
+from mspa_features.errors import (
+    ConfigError,
+    IncompatibleSettingsError,
+    InvalidValueError,
+    UnknownNameError,
+)
 from mspa_features.generation.base import BackendConfig
 from mspa_features.names import folder_name
 
@@ -84,19 +89,30 @@ class DataConfig(_Strict):
         if self.source == "synthetic" and self.synthetic is None:
             self.synthetic = SyntheticConfig()
         if self.source != "synthetic" and self.synthetic is not None:
-            raise ValueError(f"'synthetic' settings given but source is {self.source!r}")
+            raise IncompatibleSettingsError(
+                {"source": self.source},
+                "'synthetic' settings given, but they apply only to source 'synthetic'",
+            )
         if self.source == "files" and not (self.path or "").strip():
-            raise ValueError("source 'files' needs path: the folder of your contract files")
+            raise IncompatibleSettingsError(
+                {"source": self.source, "path": self.path},
+                "source 'files' needs path: the folder of your contract files",
+            )
         if self.source != "files" and self.path is not None:
-            raise ValueError(f"'path' given but source is {self.source!r} (path is for 'files')")
+            raise IncompatibleSettingsError(
+                {"source": self.source, "path": self.path}, "path is for source 'files' only"
+            )
         if self.source == "spark" and self.tables is None:
-            raise ValueError(
-                "source 'spark' needs tables: {users: ..., authors: ..., interactions: ...}"
+            raise IncompatibleSettingsError(
+                {"source": self.source, "tables": self.tables},
+                "source 'spark' needs tables: {users: ..., authors: ..., interactions: ...}",
             )
         if self.source == "spark" and self.spark is None:
             self.spark = SparkRead()
         if self.source != "spark" and (self.tables is not None or self.spark is not None):
-            raise ValueError(f"'tables'/'spark' given but source is {self.source!r}")
+            raise IncompatibleSettingsError(
+                {"source": self.source}, "'tables'/'spark' given, but they are for source 'spark'"
+            )
         if self.source in ("movielens", "synthetic"):
             # a default value written back by model_dump (a saved run config) is not a declaration
             declared = [
@@ -109,16 +125,14 @@ class DataConfig(_Strict):
                 ["author_modalities"] if self.author_modalities is not None else []
             )
             if declared:
-                raise ValueError(
+                raise IncompatibleSettingsError(
+                    {"source": self.source},
                     f"{declared[0]!r} applies to sources 'files' and 'spark', not to the "
-                    f"{self.source!r} preset (it writes the contracts' own layout)"
+                    f"{self.source!r} preset (it writes the contracts' own layout)",
                 )
         for m in self.author_modalities or []:
             if m not in AUTHORS.columns:
-                raise ValueError(
-                    f"author_modalities: {m!r} is not an authors column "
-                    f"(valid: {', '.join(AUTHORS.columns)})"
-                )
+                raise UnknownNameError("authors column in author_modalities", m, AUTHORS.columns)
         return self
 
     def modalities(self) -> tuple[str, ...]:
@@ -138,11 +152,11 @@ class U2AConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> U2AConfig:
         if any(m < 2 or m > 26 for m in self.num_candidates):
-            raise ValueError(
-                f"num_candidates must be in 2..26 (lettered), got {self.num_candidates}"
+            raise InvalidValueError(
+                "num_candidates", self.num_candidates, "candidate set sizes in 2..26 (lettered)"
             )
         if abs(sum(self.split) - 1.0) > 1e-6 or any(x < 0 for x in self.split):
-            raise ValueError(f"split must be non-negative and sum to 1, got {self.split}")
+            raise InvalidValueError("split", self.split, "non-negative fractions that sum to 1")
         return self
 
 
@@ -249,7 +263,9 @@ class FeaturesConfig(_Strict):
         if self.sample is not None:
             extra = [fs for fs in self.sample.feature_sets if fs not in self.feature_sets]
             if extra:
-                raise ValueError(f"sample.feature_sets {extra} are not in feature_sets")
+                raise UnknownNameError(
+                    "feature set", extra[0], self.feature_sets, hint="in sample.feature_sets"
+                )
         return self
 
 
@@ -360,14 +376,23 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _ablation_needs_features(self) -> RunConfig:
         if self.ablation.enabled and self.ablation.config is None:
-            raise ValueError("ablation.enabled needs ablation.config (an ablation YAML)")
+            raise IncompatibleSettingsError(
+                {"ablation.enabled": True, "ablation.config": None},
+                "ablation.enabled needs ablation.config (an ablation YAML)",
+            )
         missing = [fs for fs in self.ablation.compare if fs not in self.features.feature_sets]
         if missing:
-            raise ValueError(f"ablation.compare names {missing}, not in features.feature_sets")
+            raise UnknownNameError(
+                "feature set",
+                missing[0],
+                self.features.feature_sets,
+                hint="in ablation.compare; valid are features.feature_sets",
+            )
         if self.ablation.enabled and not self.features.enabled:
-            raise ValueError(
+            raise IncompatibleSettingsError(
+                {"ablation.enabled": True, "features.enabled": False},
                 "ablation.enabled needs features.enabled: the ranker reads the backfilled "
-                "features through Feast"
+                "features through Feast",
             )
         return self
 

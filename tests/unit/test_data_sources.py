@@ -242,7 +242,10 @@ def test_a_missing_contract_file_is_named_with_what_the_folder_holds(tmp_path: P
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ("  source: files\n", "data: Value error, source 'files' needs path"),
+        (
+            "  source: files\n",
+            "data: Value error, source='files', path=None: source 'files' needs path",
+        ),
         (
             "  source: files\n  path: x\n  columns: {interactions: {uid: user}}\n",
             (
