@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES
-from mspa_features.errors import SchemaError
+from mspa_features.errors import SchemaError, UnknownNameError
 from mspa_features.snapshots.backfill import ENTITIES, BackfillConfig, feature_set_dir
 from mspa_features.snapshots.partitions import (
     BackfillCounts,
@@ -313,7 +313,7 @@ def run_backfill(
     """
     unknown = [e for e in entities if e not in ENTITIES]
     if unknown:
-        raise ValueError(f"unknown entities {unknown}; valid: {', '.join(ENTITIES)}")
+        raise UnknownNameError("entity", unknown[0], ENTITIES)
     partition_dates(start, end, bf.cadence)  # validate before paying for a session
     from mspa_features.serving.materialize import store_lock
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
 from mspa_features.config import ComposerConfig
+from mspa_features.config_base import StrictModel
 from mspa_features.data.contracts import AUTHOR_PROFILES, AUTHORS, PREFERENCES
-from mspa_features.errors import ReconciliationError
+from mspa_features.errors import InvalidTypeError, ReconciliationError
 from mspa_features.snapshots.history import EPOCH, AuthorSnapshots, user_snapshots, utc_from_us
 
 if TYPE_CHECKING:
@@ -48,10 +48,8 @@ __all__ = [
 FLUSH_ROWS = 2048
 
 
-class WorkerSpec(BaseModel):
+class WorkerSpec(StrictModel):
     """Everything a Python worker needs; its JSON keys the per-worker cache."""
-
-    model_config = ConfigDict(extra="forbid")
 
     entity: str
     composer: Literal["template", "llm"]
@@ -129,7 +127,9 @@ def ddl(schema: pa.Schema) -> str:
             return "float"
         if pa.types.is_list(t):
             return f"array<{typ(t.value_type)}>"
-        raise TypeError(f"no Spark type for {t}")
+        raise InvalidTypeError(
+            "arrow type", t, "string, timestamp, int64, float32 or a list of them (no Spark type)"
+        )
 
     return ", ".join(f"{f.name} {typ(f.type)}" for f in schema)
 

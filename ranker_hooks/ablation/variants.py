@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from mspa_features.errors import IncompatibleSettingsError, UnknownNameError
 from mspa_features.serving.definitions import service_name
 from ranker_hooks.inject import InjectionSpec
 
@@ -96,11 +97,11 @@ class Variant:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"variant {self.name!r}: kind {self.kind!r} not one of {KINDS}")
+            raise UnknownNameError("variant kind", self.kind, KINDS, hint=f"variant {self.name!r}")
         if self.leaked != (self.kind == "lis"):
-            raise ValueError(
-                f"variant {self.name!r}: leaked={self.leaked} but kind={self.kind!r}; "
-                "leaked features are for kind 'lis' only, and every lis variant is leaked"
+            raise IncompatibleSettingsError(
+                {"variant": self.name, "leaked": self.leaked, "kind": self.kind},
+                "leaked features are for kind 'lis' only, and every lis variant is leaked",
             )
 
 
@@ -156,7 +157,7 @@ def builtin_variant(
         ),
     }
     if name not in table:
-        raise ValueError(f"unknown variant {name!r}; built-in: {list(BUILTIN_VARIANTS)}")
+        raise UnknownNameError("variant", name, BUILTIN_VARIANTS, hint="the built-in variants")
     service, vspec, desc = table[name]
     kind: VariantKind = "baseline" if name == "baseline" else "ais"
     return Variant(name=name, kind=kind, service=service, spec=vspec, description=desc)
