@@ -76,7 +76,7 @@ class DataConfig(_Strict):
         "auto",
         description="files/spark/synthetic: which engine validates each contract (the same "
         "rules, reasons and quarantine): pandas, spark (through the mspa CLI), or auto (Spark "
-        "from 2,000,000 rows on, or when pandas would need over half the available memory: "
+        "from 5,000,000 rows on, or when pandas would need over half the available memory: "
         "mspa_features.data.rules.choose_engine)",
     )
     positive_threshold: float = Field(

@@ -278,16 +278,19 @@ def template(reason: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- choosing an engine
 
 ValidationEngine = Literal["auto", "pandas", "spark"]
-#: Peak memory of the pandas engine per input row, measured by ``bench/bench_validation.py``
-#: on interactions (object columns of ids, the quarantine's JSON records, the accepted Arrow
-#: copy): the estimate ``auto`` and the pandas engine's refusal use.
-PANDAS_BYTES_PER_ROW = 1_200
+#: Peak memory of the pandas engine per input row: ``bench/bench_validation.py`` measured a
+#: 0.79 GiB process peak for 1,055,000 rows (750 B a row with the interpreter's own; object
+#: columns of ids, the quarantine's JSON records, the accepted Arrow copy): the estimate
+#: ``auto`` and the pandas engine's refusal use.
+PANDAS_BYTES_PER_ROW = 800
 #: The pandas engine is used while its estimated peak stays under this share of the memory
 #: available when validation starts (the rest is the other stages' and the machine's).
 PANDAS_MEMORY_SHARE = 0.5
-#: ``auto`` hands a contract to Spark from this many rows on, whatever the memory: above it
-#: Spark on 2 cores validates faster than pandas (``bench/bench_validation.py``).
-AUTO_SPARK_ROWS = 2_000_000
+#: ``auto`` hands a contract to Spark from this many rows on, whatever the memory: pandas'
+#: peak there is ~4 GB of one process. Below it pandas is the faster engine on 2 cores
+#: (2.5x at 1M interactions in ``bench/bench_validation.py``: Spark pays shuffles for the
+#: reference join, the duplicate window and the ordered outputs, and ~20-60 s of start-up).
+AUTO_SPARK_ROWS = 5_000_000
 
 
 def available_memory() -> int:
