@@ -95,6 +95,8 @@ class Result:
     prefill_seconds: float  # the same prompts with max_new_tokens=1 (time to first token)
     load_seconds: float
     texts: list[str]
+    cpu_seconds: float = float("nan")  # CPU time of the process (all threads) for ``seconds``
+    shared_tokens: int = 0  # prompt tokens of one pass that a shared prefix spared prefilling
 
     @property
     def snapshots_s(self) -> float:
@@ -117,14 +119,15 @@ class Result:
 
 
 def _timed(fn: Callable[..., tuple[int, int, list[str]]], max_new: int) -> tuple:
-    """(seconds for max_new, seconds for 1 token, prompt tokens, tokens generated, texts)."""
+    """(seconds for max_new, seconds for 1 token, prompt tokens, tokens generated, texts,
+    CPU seconds for max_new)."""
     fn(2, 1)  # warm-up on the first prompt
     t0 = time.perf_counter()
     fn(1)
     prefill = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n_prompt, n, texts = fn(max_new)
-    return time.perf_counter() - t0, prefill, n_prompt, n, texts
+    return time.perf_counter() - t0, prefill, n_prompt, n, texts, time.process_time() - c0
 
 
 def bench_hf(convs, max_new: int, threads: int, schema: dict) -> Result:
@@ -175,8 +178,8 @@ def bench_hf(convs, max_new: int, threads: int, schema: dict) -> Result:
             texts.append(tok.decode(new, skip_special_tokens=True))
         return n_prompt, total, texts
 
-    s, pre, n_prompt, n, texts = _timed(run, max_new)
-    return Result("hf-single", len(convs), n_prompt, n, s, pre, load_s, texts)
+    s, pre, n_prompt, n, texts, cpu = _timed(run, max_new)
+    return Result("hf-single", len(convs), n_prompt, n, s, pre, load_s, texts, cpu)
 
 
 def bench_ours(
@@ -200,9 +203,11 @@ def bench_ours(
             [g.text for g in gens],
         )
 
-    s, pre, n_prompt, n, texts = _timed(run, max_new)
+    s, pre, n_prompt, n, texts, cpu = _timed(run, max_new)
+    shared = backend.shared_prefix_tokens
     backend.close()
-    return Result(name, len(convs), n_prompt, n, s, pre, load_s, texts)
+    # all prompts went in twice (max_new_tokens 1, then max_new); the warm-up has one prompt
+    return Result(name, len(convs), n_prompt, n, s, pre, load_s, texts, cpu, shared // 2)
 
 
 def fp32_peak_gflops(threads: int) -> float:
@@ -266,8 +271,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     peak = fp32_peak_gflops(args.threads)
     print(
-        f"{'run':<16} {'snap/s':>7} {'vs HF':>6} {'parse':>6} {'schema':>6} {'gen s':>7} "
-        f"{'tokens':>6} {'prefill tok/s':>13} {'GFLOP/s':>7} {'decode tok/s':>12} {'load s':>6}",
+        f"{'run':<16} {'snap/s':>7} {'vs HF':>6} {'cpu s':>7} {'vs HF':>6} {'parse':>6} "
+        f"{'schema':>6} {'gen s':>7} {'tokens':>6} {'prefill tok/s':>13} {'GFLOP/s':>7} "
+        f"{'decode tok/s':>12} {'load s':>6} {'load avg':>8}",
         flush=True,
     )
     results: list[Result] = []
@@ -276,12 +282,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     def report(r: Result) -> None:
         results.append(r)
         vs = f"{r.snapshots_s / base.snapshots_s:5.1f}x" if base else "     -"
+        vs_cpu = f"{base.cpu_seconds / r.cpu_seconds:5.1f}x" if base else "     -"
         parse, ok = r.rates(schema)
         gflops = 2 * N_PARAMS * r.prefill_tok_s / 1e9
         print(
-            f"{r.name:<16} {r.snapshots_s:>7.3f} {vs} {parse:>6.0%} {ok:>6.0%} {r.seconds:>7.2f} "
+            f"{r.name:<16} {r.snapshots_s:>7.3f} {vs} {r.cpu_seconds:>7.2f} {vs_cpu} "
+            f"{parse:>6.0%} {ok:>6.0%} {r.seconds:>7.2f} "
             f"{r.n_generated:>6d} {r.prefill_tok_s:>13.1f} {gflops:>7.1f} "
-            f"{r.decode_tok_s:>12.1f} {r.load_seconds:>6.1f}",
+            f"{r.decode_tok_s:>12.1f} {r.load_seconds:>6.1f} {os.getloadavg()[0]:>8.1f}",
             flush=True,
         )
 
@@ -302,13 +310,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 report(bench_ours(convs, args.max_new_tokens, args.threads, b, opts, schema, name))
     n_prompt = results[-1].n_prompt_tokens
     print(f"prompt tokens: {n_prompt} in all, {n_prompt / len(convs):.0f} per prompt")
+    for r in results:
+        if r.shared_tokens:
+            print(f"{r.name}: {r.shared_tokens} prompt tokens reused from a shared prefix")
     print(
         f"compute bound: fp32 FMA peak of {args.threads} core(s) ~{peak:.0f} GFLOP/s; prefill "
         f"costs 2 x {N_PARAMS / 1e6:.1f}M parameters = {2 * N_PARAMS / 1e9:.2f} GFLOP per token"
     )
     print(
         "snap/s: prompts / wall time of one generate over all of them (prefill, decode and "
-        "grammar); parse: answers whose every key parses; schema: answers valid under the schema"
+        "grammar); cpu s: the process's CPU time for it (all threads; its ratio is the one a "
+        "loaded shared machine distorts least at --threads 1); parse: answers whose every key "
+        "parses; schema: answers valid under the schema; load avg: 1-minute load after the run"
     )
 
 

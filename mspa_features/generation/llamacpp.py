@@ -117,7 +117,7 @@ class LlamaCppOptions(BaseModel):
         ),
     )
     prefix_share: int = Field(
-        32,
+        16,
         ge=0,
         description=(
             "reuse the KV cache of the longest prompt prefix (in tokens, at least this many) "
