@@ -35,7 +35,13 @@ import pyarrow as pa
 from mspa_features.data import rules as R
 from mspa_features.data import timestamps as ts
 from mspa_features.data.contracts import Contract
-from mspa_features.errors import NothingAcceptedError, ReconciliationError, SchemaError
+from mspa_features.errors import (
+    InputMismatchError,
+    InvalidValueError,
+    NothingAcceptedError,
+    ReconciliationError,
+    SchemaError,
+)
 from mspa_features.io import write_parquet_atomic
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -708,9 +714,11 @@ def validate(
     if emb_dim is not None and (
         isinstance(emb_dim, bool) or int(emb_dim) != emb_dim or emb_dim < 1
     ):
-        raise ValueError(f"emb_dim must be a positive integer, got {emb_dim!r}")
+        raise InvalidValueError("emb_dim", emb_dim, "a positive integer")
     if raw_records is not None and len(raw_records) != len(df):
-        raise ValueError(f"raw_records has {len(raw_records)} rows, df has {len(df)}")
+        raise InputMismatchError(
+            "must have one row each", {"raw_records": len(raw_records), "df": len(df)}
+        )
     declared = dict(declared_dims if declared_dims is not None else df.attrs.get("vector_dims", {}))
     df = df.reset_index(drop=True)
     n = len(df)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from mspa_features.config import RunConfig, Workspace
-from mspa_features.errors import ConfigError, FeatureRepoError
+from mspa_features.errors import ConfigError, FeatureRepoError, UnknownNameError
 from mspa_features.extras import require
 from mspa_features.serving.definitions import VARIANTS, author_view_name, pref_view_name
 from mspa_features.serving.redis_store import (
@@ -181,7 +181,7 @@ def _resolve_yaml(repo_path: Path, store_yaml: Path | None, online: str | None) 
         return Path(store_yaml)
     kind = online or "sqlite"
     if kind not in STORE_YAMLS:
-        raise ValueError(f"unknown online store {kind!r}; valid: {list(STORE_YAMLS)}")
+        raise UnknownNameError("online store", kind, STORE_YAMLS)
     return Path(repo_path) / STORE_YAMLS[kind]
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import pandas as pd
 
+from mspa_features.errors import DataError, InvalidTypeError
 from mspa_features.serving.definitions import author_view_name
 from mspa_features.serving.redis_store import redis_errors
 
@@ -173,9 +174,11 @@ def _as_of_us(as_of: datetime | pd.Timestamp | None) -> int:
         return int(datetime.now(UTC).timestamp() * 1_000_000)
     ts = pd.Timestamp(as_of)
     if ts.tzinfo is None:
-        raise TypeError(
-            f"as_of must be timezone-aware, got {as_of!r}; use a UTC instant such as "
-            "pd.Timestamp('1998-04-01', tz='UTC')"
+        raise InvalidTypeError(
+            "as_of",
+            as_of,
+            "a timezone-aware instant",
+            hint="use a UTC instant such as pd.Timestamp('1998-04-01', tz='UTC')",
         )
     return int(ts.tz_convert("UTC").value // 1000)
 
@@ -289,12 +292,14 @@ def historical_features(
     """
     missing = [c for c in (*ENTITY_COLUMNS, "event_timestamp") if c not in entity_df.columns]
     if missing:
-        raise ValueError(f"entity_df lacks column(s) {missing}; has {list(entity_df.columns)}")
+        raise DataError("entity_df", f"lacks column(s) {missing}; has {list(entity_df.columns)}")
     ts = entity_df["event_timestamp"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
-        raise TypeError(
-            f"entity_df.event_timestamp must be timezone-aware UTC, got dtype {ts.dtype}; "
-            "use .dt.tz_localize('UTC') if the values are UTC"
+        raise InvalidTypeError(
+            "entity_df.event_timestamp",
+            ts.dtype,
+            "timezone-aware UTC timestamps",
+            hint="use .dt.tz_localize('UTC') if the values are UTC",
         )
     svc = _features(store, service)
     frame = entity_df.copy()
