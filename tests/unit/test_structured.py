@@ -286,6 +286,40 @@ def test_composer_hands_the_bounded_prompt_schema_only_when_structured() -> None
     assert unable.schemas == [None] and row.decoding == "free"
 
 
+def test_constrained_composer_answers_get_headroom_beyond_their_bounded_strings() -> None:
+    # The strings are bounded for max_new_tokens; the backend gets twice the tokens, so runs of
+    # short tokens still reach the closing brace (an answer cut before its last key fails).
+    from datetime import UTC, datetime
+
+    from mspa_features.compose.composer import CONSTRAINED_HEADROOM, LLMComposer, UserHistory
+    from mspa_features.data.contracts import Author
+
+    class Caps(_Recorder):
+        def __init__(self, answers: Sequence[str]):
+            super().__init__(answers)
+            self.caps: list[int] = []
+
+        def generate(self, conversations, cfg, *, schema=None):  # type: ignore[override]
+            self.caps.append(cfg.max_new_tokens)
+            return super().generate(conversations, cfg, schema=schema)
+
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    author = Author(author_id="a1", event_timestamp=ts, profile_text="jazz singer")
+    hist = UserHistory("u1", ts, (author,), 1, ts)
+    text = json.dumps({k: "x" for k in PREFERENCE.answer_keys})
+    gen = GenerationConfig(max_new_tokens=96)
+    constrained, free = Caps([text]), Caps([text])
+    comp = LLMComposer(constrained, gen=gen, structured=True)
+    comp.compose_preferences([hist])
+    LLMComposer(free, gen=gen, structured=False).compose_preferences([hist])
+    assert CONSTRAINED_HEADROOM >= 2
+    assert constrained.caps == [CONSTRAINED_HEADROOM * 96] and free.caps == [96]
+    assert constrained.schemas == [bound_strings(PREFERENCE.answer_schema, 96)]
+    # the cache key names the headroom: an answer cut under the old cap is composed again
+    old = LLMComposer(constrained, gen=gen, structured=False)
+    assert comp._gen_key(PREFERENCE, "h", []) != old._gen_key(PREFERENCE, "h", [])
+
+
 def test_acc_at_m_constrains_each_question_to_its_own_letters() -> None:
     from mspa_features.compose.parsing import ParseStats
     from mspa_features.evaluation.composer_eval import recommend_letters
