@@ -13,7 +13,13 @@ from pydantic import Field, field_validator, model_validator
 
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.config_base import StrictModel, load_yaml_model
-from mspa_features.errors import ConfigError, IncompatibleSettingsError, InvalidValueError
+from mspa_features.errors import (
+    ConfigError,
+    IncompatibleSettingsError,
+    InvalidTypeError,
+    InvalidValueError,
+    UnknownNameError,
+)
 from mspa_features.names import experiment_name, feature_set_name, folder_name, sqlite_uri
 from ranker_hooks.ablation.split import TemporalSplit
 from ranker_hooks.ablation.variants import BUILTIN_VARIANTS
@@ -162,9 +168,10 @@ class AblationConfig(StrictModel):
     def _known(cls, v: list[str]) -> list[str]:
         unknown = [x for x in v if x not in BUILTIN_VARIANTS]
         if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}; built-in: {list(BUILTIN_VARIANTS)}")
+            raise UnknownNameError("variant", unknown[0], BUILTIN_VARIANTS, hint="built-in")
         if len(set(v)) != len(v):
-            raise ValueError(f"variants repeat a name: {v}")
+            repeated = sorted({x for x in v if v.count(x) > 1})
+            raise InvalidValueError("variants", v, "distinct names", hint=f"repeats {repeated}")
         return v
 
     # Names reach folders, MLflow and Feast object names: a bad one fails at load, named.
@@ -224,11 +231,11 @@ def ranker_class(type_: str) -> type[Ranker]:
 
     target = RANKERS.get(type_, type_)
     if ":" not in target:
-        raise ValueError(f"unknown ranker type {type_!r}; valid: {list(RANKERS)} or 'module:Class'")
+        raise UnknownNameError("ranker type", type_, [*RANKERS, "'module:Class'"])
     module, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module), attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Ranker)):
-        raise TypeError(f"ranker type {type_!r} does not name a Ranker subclass")
+        raise InvalidTypeError(f"ranker type {type_!r}", cls, "a Ranker subclass")
     return cls
 
 

@@ -14,17 +14,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from mspa_features.config_base import StrictModel
 from mspa_features.errors import AblationError, SchemaError
 
 ENTITY_COLUMNS = ["user_id", "author_id", "event_timestamp", "label"]
 
 
-class TemporalSplit(BaseModel):
+class TemporalSplit(StrictModel):
     """Train on ``[train_start, split_at)``, evaluate on ``[split_at, split_at + eval_days)``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     train_start: datetime | None = Field(None, description="T0 (UTC); null: the first interaction")
     split_at: datetime = Field(description="T (UTC): first instant of the evaluation window")

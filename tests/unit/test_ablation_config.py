@@ -50,7 +50,11 @@ def test_repo_config_is_valid() -> None:
     ("text", "field", "message"),
     [
         (GOOD + "variantz: [baseline]\n", "variantz", "Extra inputs are not permitted"),
-        (GOOD + "variants: [baseline, bogus]\n", "variants", "unknown variant(s) ['bogus']"),
+        (
+            GOOD + "variants: [baseline, bogus]\n",
+            "variants",
+            "unknown variant 'bogus'; valid: baseline",
+        ),
         (GOOD.replace("eval_days: 30", "eval_days: -1"), "split.eval_days", "greater than 0"),
         (GOOD.replace("seeds: [1, 2]", "seeds: []"), "seeds", "at least 1"),
         (GOOD.replace("split: {split_at: 1998-03-01, eval_days: 30}", ""), "split", "required"),
@@ -77,7 +81,7 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
 
 def test_ranker_class_accepts_dotted_paths_and_refuses_non_rankers() -> None:
     assert ranker_class("ranker_hooks.rankers.torch_ranker:TorchRanker") is TorchRanker
-    with pytest.raises(TypeError, match="not name a Ranker"):
+    with pytest.raises(TypeError, match="'pathlib:Path' must be a Ranker subclass"):
         ranker_class("pathlib:Path")
 
 
