@@ -72,7 +72,7 @@ def ablate(
     """
     from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import Workspace
-    from ranker_hooks.ablation.report import ais_table, task_tables
+    from ranker_hooks.ablation.report import ais_table, delta_table, task_tables
     from ranker_hooks.ablation.run import load_ablation_config, run_ablation
     from ranker_hooks.ablation.tracking import pending_results, request_key
 
@@ -104,6 +104,7 @@ def ablate(
     with progress_bar() as step:
         result = run_ablation(run_cfg, cfg, progress=step)
     console.print(ais_table(result))
+    console.print(delta_table(result))  # every delta with its CI
     for table in task_tables(result):  # multi-task: one table per task
         console.print(table)
     for note in result.notes:
@@ -122,12 +123,13 @@ def _default_uri(run_cfg) -> str:  # type: ignore[no-untyped-def]
 
 def _log_folder(folder: Path, tracking_uri: str | None) -> None:
     """Log one results folder (no training) and print the ablation table and parent run."""
-    from ranker_hooks.ablation.report import ais_table, task_tables
+    from ranker_hooks.ablation.report import ais_table, delta_table, task_tables
     from ranker_hooks.ablation.tracking import load_result, log_results
 
     doc = log_results(folder, tracking_uri=tracking_uri)
     result = load_result(folder)
     console.print(ais_table(result))
+    console.print(delta_table(result))
     for table in task_tables(result):
         console.print(table)
     console.print(
@@ -166,9 +168,14 @@ def compare(
 ) -> None:
     """Print two ablations side by side from MLflow."""
     from mspa_features.config import load_config
-    from ranker_hooks.ablation.report import compare_frames, compare_table
+    from ranker_hooks.ablation.report import (
+        compare_frames,
+        compare_table,
+        paired_compare,
+        paired_compare_table,
+    )
     from ranker_hooks.ablation.run import default_tracking_uri
-    from ranker_hooks.ablation.tracking import load_ablation
+    from ranker_hooks.ablation.tracking import load_ablation, load_predictions
 
     if tracking_uri is None:
         if run_config is None:
@@ -180,3 +187,15 @@ def compare(
     name_a, a = load_ablation(tracking_uri, run_a)
     name_b, b = load_ablation(tracking_uri, run_b)
     console.print(compare_table(name_a, name_b, compare_frames(a, b)))
+    pred_a, pred_b = (load_predictions(tracking_uri, r) for r in (run_a, run_b))
+    if pred_a is None or pred_b is None:
+        console.print(
+            "[yellow]note:[/] no paired CI for B - A: "
+            f"{'A' if pred_a is None else 'B'} stored no predictions (logged before they were)"
+        )
+        return
+    deltas, reason = paired_compare(pred_a, pred_b)
+    if reason:
+        console.print(f"[yellow]note:[/] {escape(reason)}")
+    else:
+        console.print(paired_compare_table(name_a, name_b, deltas))

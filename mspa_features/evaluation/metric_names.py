@@ -33,7 +33,7 @@ class MetricName(StrEnum):
     DELTA_AUC_CI_LOW = "delta_auc_ci_low"
     DELTA_AUC_CI_HIGH = "delta_auc_ci_high"
     P_VALUE = "p_value"
-    # The same for UAUC and GAUC (per-task results of a multi-task ablation): the paired
+    # The same for UAUC and GAUC (every variant, and each task of a multi-task ablation): the paired
     # bootstrap resamples users, so their per-user AUC differences are averaged directly.
     DELTA_UAUC = "delta_uauc"
     DELTA_UAUC_CI_LOW = "delta_uauc_ci_low"
@@ -41,6 +41,14 @@ class MetricName(StrEnum):
     DELTA_GAUC = "delta_gauc"
     DELTA_GAUC_CI_LOW = "delta_gauc_ci_low"
     DELTA_GAUC_CI_HIGH = "delta_gauc_ci_high"
+    # Logloss and wpAUC deltas, from the same resampled users as the others
+    # (``metrics.paired_bootstrap_deltas``); a negative delta logloss is an improvement.
+    DELTA_LOGLOSS = "delta_logloss"
+    DELTA_LOGLOSS_CI_LOW = "delta_logloss_ci_low"
+    DELTA_LOGLOSS_CI_HIGH = "delta_logloss_ci_high"
+    DELTA_WPAUC = "delta_wpauc"
+    DELTA_WPAUC_CI_LOW = "delta_wpauc_ci_low"
+    DELTA_WPAUC_CI_HIGH = "delta_wpauc_ci_high"
 
 
 def metric_key(name: MetricName | str, k: int | None = None) -> str:

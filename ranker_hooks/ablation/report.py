@@ -9,7 +9,13 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from ranker_hooks.ablation.results import COLUMNS, TASK_METRICS, AblationResult
+from ranker_hooks.ablation.results import (
+    COLUMNS,
+    DELTA_CIS,
+    SCORE_PREFIX,
+    TASK_METRICS,
+    AblationResult,
+)
 
 
 def comparison_frame(result: AblationResult) -> pd.DataFrame:
@@ -17,8 +23,15 @@ def comparison_frame(result: AblationResult) -> pd.DataFrame:
     rows = []
     for v in result.variants:
         row = {c: getattr(v, c) for c in COLUMNS if c != "variant"}
-        rows.append({"variant": v.name, **row, "description": v.description})
-    return pd.DataFrame(rows, columns=[*COLUMNS, "description"])
+        rows.append(
+            {
+                "variant": v.name,
+                **row,
+                "description": v.description,
+                "ci_note": ci_note(v.n_users_both_labels),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*COLUMNS, "description", "ci_note"])
 
 
 def task_frame(result: AblationResult) -> pd.DataFrame:
@@ -165,6 +178,71 @@ def ais_table(result: AblationResult) -> Table:
     return t
 
 
+#: What a row whose interval rests on too few users says (:func:`ci_note`).
+UNTRUSTED = "not trustworthy"
+
+
+def ci_note(n_users_both_labels: int) -> str:
+    """``""``, or why a CI resting on ``n_users_both_labels`` users is not to be trusted
+    (fewer than :data:`~mspa_features.evaluation.metrics.MIN_USERS_FOR_CI`; 0, results written
+    before the count existed, says nothing)."""
+    from mspa_features.evaluation.metrics import MIN_USERS_FOR_CI
+
+    if 0 < n_users_both_labels < MIN_USERS_FOR_CI:
+        return (
+            f"CI {UNTRUSTED}: {n_users_both_labels} users with both labels (< {MIN_USERS_FOR_CI})"
+        )
+    return ""
+
+
+def delta_table(result: AblationResult) -> Table:
+    """Every delta against the baseline with its 95 % paired bootstrap CI over users (AUC,
+    UAUC, GAUC, logloss, wpAUC: one resample of users for all), p for delta AUC; a row whose
+    CI rests on too few users says it is not trustworthy. Fits 80 columns."""
+    from rich import box
+
+    from mspa_features.evaluation.metrics import MIN_USERS_FOR_CI
+
+    t = Table(
+        title=f"deltas vs baseline: {escape(result.run_name)}",
+        title_justify="left",
+        caption=f"! {UNTRUSTED}: fewer than {MIN_USERS_FOR_CI} eval users with both labels; "
+        "a lower logloss is better",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for col in ("variant", "metric", "Δ", "95% CI", "p", "note"):
+        left = col in ("variant", "metric", "note")
+        t.add_column(
+            col,
+            justify="left" if left else "right",
+            no_wrap=col not in ("variant", "note"),
+            overflow="fold",
+            min_width=10 if col == "variant" else None,
+        )
+    for v in result.variants:
+        if v.kind == "baseline":
+            continue
+        flag = "! " + UNTRUSTED if ci_note(v.n_users_both_labels) else ""
+        for i, (m, delta, low, high) in enumerate(DELTA_CIS):
+            d, lo, hi = (float(getattr(v, k)) for k in (delta, low, high))
+            # A lower logloss is the better direction: colour it the other way round.
+            style = _style(-hi, -lo) if m == "logloss" else _style(lo, hi)
+            text = "-" if np.isnan(d) else f"{d:+.4f}"
+            t.add_row(
+                escape(f"{v.name}*" if v.leaked else v.name) if i == 0 else "",
+                m,
+                f"[{style}]{text}[/]" if style else text,
+                "-" if np.isnan(lo) else f"[{lo:+.4f}, {hi:+.4f}]",
+                f"{v.p_value:.3f}" if m == "auc" else "",
+                flag,
+                end_section=i == len(DELTA_CIS) - 1,
+            )
+    return t
+
+
 def task_tables(result: AblationResult) -> list[Table]:
     """One table per task of a multi-task ablation (none for a single-task one): AUC, UAUC
     and GAUC per variant, each with its delta against the baseline and the 95 % paired
@@ -231,6 +309,79 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
+#: The columns two ablations' eval rows must agree on to be paired.
+ROW_KEYS = ("user_id", "author_id", "event_timestamp", "label")
+
+
+def paired_compare(
+    pred_a: pd.DataFrame, pred_b: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[pd.DataFrame, str | None]:
+    """B - A for every variant both ablations ran, with a paired user bootstrap CI over the
+    stored eval rows (``predictions.parquet``), when the two runs scored the same rows.
+
+    Returns:
+        (one row per variant and metric: delta, ci_low, ci_high, p for AUC, note), and None;
+        or an empty frame and the reason no CI is given (the rows differ).
+    """
+    from mspa_features.evaluation.metrics import paired_bootstrap_deltas, users_with_both_labels
+
+    cols = ["variant", "metric", "delta", "ci_low", "ci_high", "p_value", "note"]
+    keys = list(ROW_KEYS)
+    a = pred_a.sort_values(keys, kind="stable").reset_index(drop=True)
+    b = pred_b.sort_values(keys, kind="stable").reset_index(drop=True)
+    if len(a) != len(b) or not a[keys].equals(b[keys]):
+        shared = len(a[keys].merge(b[keys].drop_duplicates(), on=keys))
+        return pd.DataFrame(columns=cols), (
+            f"the test rows do not match (A {len(a):,} rows, B {len(b):,}, {shared:,} of A's "
+            "in B): no paired CI for B - A"
+        )
+    labels, users = a["label"].to_numpy(), a["user_id"].astype(str).to_numpy()
+    note = ci_note(users_with_both_labels(labels, users))
+    rows = []
+    for col in [c for c in a.columns if c.startswith(SCORE_PREFIX) and c in b.columns]:
+        boot = paired_bootstrap_deltas(
+            labels,
+            a[col].to_numpy(),
+            b[col].to_numpy(),
+            users,
+            metrics=[m for m, *_ in DELTA_CIS],
+            n_boot=n_boot,
+            seed=seed,
+        )
+        for m, r in boot.items():
+            p = r.p_value if m == "auc" else float("nan")
+            rows.append([col[len(SCORE_PREFIX) :], m, r.delta, r.ci_low, r.ci_high, p, note])
+    return pd.DataFrame(rows, columns=cols), None
+
+
+def paired_compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
+    """Rich rendering of :func:`paired_compare`: B - A per variant and metric with its CI."""
+    t = Table(
+        title=f"B - A with 95 % paired user bootstrap CIs (A = {escape(name_a)}, "
+        f"B = {escape(name_b)})",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        header_style="bold underline",
+    )
+    for col in ("variant", "metric", "B - A", "95% CI", "p", "note"):
+        left = col in ("variant", "metric", "note")
+        t.add_column(col, justify="left" if left else "right", overflow="fold")
+    last = None
+    for r in frame.itertuples(index=False):
+        na = pd.isna(r.delta)
+        t.add_row(
+            escape(str(r.variant)) if r.variant != last else "",
+            str(r.metric),
+            "-" if na else f"{r.delta:+.4f}",
+            "-" if pd.isna(r.ci_low) else f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
+            "" if pd.isna(r.p_value) else f"{r.p_value:.3f}",
+            ("! " + UNTRUSTED) if r.note else "",
+        )
+        last = r.variant
+    return t
+
+
 def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
     """Rich rendering of :func:`compare_frames` that fits 80 columns without cutting a number.
 
@@ -238,6 +389,7 @@ def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
     value); leaked (LIS) variants carry a ``*`` instead of a kind column; a long variant name
     folds onto a second line rather than being cut, as the row key it is.
     """
+
     def f(x: float, sign: bool = False, digits: int = 4) -> str:
         if pd.isna(x):
             return "-"
@@ -281,10 +433,14 @@ def compare_table(name_a: str, name_b: str, frame: pd.DataFrame) -> Table:
 
 __all__ = [
     "ais_table",
+    "ci_note",
     "compare_frames",
     "compare_table",
     "comparison_frame",
     "delta_auc_plot",
+    "delta_table",
+    "paired_compare",
+    "paired_compare_table",
     "task_frame",
     "task_tables",
     "write_reports",

@@ -12,6 +12,7 @@ checks it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ from mspa_features.evaluation.metric_names import MetricName, slice_key
 __all__ = [
     "COLD_METRICS",
     "COLUMNS",
+    "DELTA_CIS",
     "DELTA_METRICS",
     "METRICS",
+    "PREDICTIONS_FILE",
     "SCORE_METRICS",
+    "SCORE_PREFIX",
     "TASK_METRICS",
     "AblationResult",
     "VariantResult",
@@ -34,7 +38,8 @@ SCORE_METRICS: tuple[str, ...] = tuple(
     m.value
     for m in (MetricName.AUC, MetricName.UAUC, MetricName.GAUC, MetricName.LOGLOSS, MetricName.WPAUC)
 )
-#: The variant against the baseline: delta AUC, its paired bootstrap CI over users, p-value.
+#: The variant against the baseline: delta AUC, its paired bootstrap CI over users, p-value;
+#: then delta UAUC, GAUC, logloss and wpAUC, each with its CI from the same resampled users.
 DELTA_METRICS: tuple[str, ...] = tuple(
     m.value
     for m in (
@@ -42,7 +47,24 @@ DELTA_METRICS: tuple[str, ...] = tuple(
         MetricName.DELTA_AUC_CI_LOW,
         MetricName.DELTA_AUC_CI_HIGH,
         MetricName.P_VALUE,
+        MetricName.DELTA_UAUC,
+        MetricName.DELTA_UAUC_CI_LOW,
+        MetricName.DELTA_UAUC_CI_HIGH,
+        MetricName.DELTA_GAUC,
+        MetricName.DELTA_GAUC_CI_LOW,
+        MetricName.DELTA_GAUC_CI_HIGH,
+        MetricName.DELTA_LOGLOSS,
+        MetricName.DELTA_LOGLOSS_CI_LOW,
+        MetricName.DELTA_LOGLOSS_CI_HIGH,
+        MetricName.DELTA_WPAUC,
+        MetricName.DELTA_WPAUC_CI_LOW,
+        MetricName.DELTA_WPAUC_CI_HIGH,
     )
+)
+#: Each delta of :data:`DELTA_METRICS` with its CI bounds: (metric, delta, low, high).
+DELTA_CIS: tuple[tuple[str, str, str, str], ...] = tuple(
+    (m, f"delta_{m}", f"delta_{m}_ci_low", f"delta_{m}_ci_high")
+    for m in ("auc", "uauc", "gauc", "logloss", "wpauc")
 )
 #: Every metric of a variant: the MLflow metrics of its run, what ``mspa runs compare`` reads.
 METRICS: tuple[str, ...] = (*SCORE_METRICS, *DELTA_METRICS)
@@ -81,6 +103,9 @@ TASK_METRICS: tuple[str, ...] = tuple(
         MetricName.P_VALUE,
     )
 )
+#: The eval rows with each variant's scores (``score:<variant>`` columns), beside results.json.
+PREDICTIONS_FILE = "predictions.parquet"
+SCORE_PREFIX = "score:"
 #: The comparison table (``comparison.csv`` / ``.md``): the variant, its kind, the metrics, rows.
 COLUMNS: tuple[str, ...] = ("variant", "kind", "leaked", *METRICS, "n_train", "n_test")
 
@@ -120,6 +145,20 @@ class VariantResult:
     leak_source: str = ""  # lis variants: the leak view or future window read (Variant)
     # Users of the eval window with both labels: the clusters behind the CI (and UAUC).
     n_users_both_labels: int = 0
+    # Delta UAUC, GAUC, logloss and wpAUC vs the baseline with their 95 % CIs (the same
+    # resampled users as delta AUC). NaN in results written before they existed.
+    delta_uauc: float = math.nan
+    delta_uauc_ci_low: float = math.nan
+    delta_uauc_ci_high: float = math.nan
+    delta_gauc: float = math.nan
+    delta_gauc_ci_low: float = math.nan
+    delta_gauc_ci_high: float = math.nan
+    delta_logloss: float = math.nan
+    delta_logloss_ci_low: float = math.nan
+    delta_logloss_ci_high: float = math.nan
+    delta_wpauc: float = math.nan
+    delta_wpauc_ci_low: float = math.nan
+    delta_wpauc_ci_high: float = math.nan
     # Multi-task ablations (``tasks:`` in the config): task name -> its TASK_METRICS, in the
     # configured order; the top-level metrics above are then the first task's. Empty for the
     # single-task default (the contract's ``label`` column), whose results are unchanged.

@@ -41,7 +41,11 @@ from ranker_hooks.ablation.config import (
     ranker_class,
 )
 from ranker_hooks.ablation.results import (
+    DELTA_CIS,
+    DELTA_METRICS,
+    PREDICTIONS_FILE,
     SCORE_METRICS,
+    SCORE_PREFIX,
     TASK_METRICS,
     AblationResult,
     VariantResult,
@@ -425,25 +429,25 @@ def delta_vs_baseline(
     base_scores: np.ndarray | None,
     cfg: AblationConfig,
 ) -> dict[str, float]:
-    """:data:`~ranker_hooks.ablation.results.DELTA_METRICS` of ``scores`` against the baseline's
-    (a paired cluster bootstrap over users); zeros and p = 1 for the baseline itself
-    (``base_scores`` None)."""
+    """:data:`~ranker_hooks.ablation.results.DELTA_METRICS` of ``scores`` against the baseline's:
+    delta AUC, UAUC, GAUC, logloss and wpAUC with their 95 % CIs from one paired cluster
+    bootstrap over users (the same resampled users for every metric), and delta AUC's
+    p-value; zeros and p = 1 for the baseline itself (``base_scores`` None)."""
     if base_scores is None:
-        return {
-            MetricName.DELTA_AUC: 0.0,
-            MetricName.DELTA_AUC_CI_LOW: 0.0,
-            MetricName.DELTA_AUC_CI_HIGH: 0.0,
-            MetricName.P_VALUE: 1.0,
-        }
-    b = metrics.paired_bootstrap(
-        labels, base_scores, scores, users, n_boot=cfg.bootstrap.n_boot, seed=cfg.bootstrap.seed
+        return {**{m: 0.0 for m in DELTA_METRICS}, MetricName.P_VALUE.value: 1.0}
+    boot = metrics.paired_bootstrap_deltas(
+        labels,
+        base_scores,
+        scores,
+        users,
+        metrics=[m for m, *_ in DELTA_CIS],
+        n_boot=cfg.bootstrap.n_boot,
+        seed=cfg.bootstrap.seed,
     )
-    return {
-        MetricName.DELTA_AUC: b.delta,
-        MetricName.DELTA_AUC_CI_LOW: b.ci_low,
-        MetricName.DELTA_AUC_CI_HIGH: b.ci_high,
-        MetricName.P_VALUE: b.p_value,
-    }
+    out = {MetricName.P_VALUE.value: boot[MetricName.AUC].p_value}
+    for m, delta, low, high in DELTA_CIS:
+        out.update({delta: boot[m].delta, low: boot[m].ci_low, high: boot[m].ci_high})
+    return {m: float(out[m]) for m in DELTA_METRICS}
 
 
 def task_metrics(
@@ -462,33 +466,6 @@ def task_metrics(
         MetricName.GAUC: metrics.gauc(labels, scores, users),
         **delta_vs_baseline(labels, scores, users, base_scores, cfg),
     }
-    for name, delta, low, high in (
-        (
-            "uauc",
-            MetricName.DELTA_UAUC,
-            MetricName.DELTA_UAUC_CI_LOW,
-            MetricName.DELTA_UAUC_CI_HIGH,
-        ),
-        (
-            "gauc",
-            MetricName.DELTA_GAUC,
-            MetricName.DELTA_GAUC_CI_LOW,
-            MetricName.DELTA_GAUC_CI_HIGH,
-        ),
-    ):
-        if base_scores is None:
-            out.update({delta: 0.0, low: 0.0, high: 0.0})
-            continue
-        b = metrics.paired_bootstrap_per_user(
-            labels,
-            base_scores,
-            scores,
-            users,
-            metric=name,
-            n_boot=cfg.bootstrap.n_boot,
-            seed=cfg.bootstrap.seed,
-        )
-        out.update({delta: b.delta, low: b.ci_low, high: b.ci_high})
     return {str(k): float(out[MetricName(k)]) for k in TASK_METRICS}
 
 
@@ -522,6 +499,22 @@ def variant_result(
         seconds=seconds,
         **{str(k): x for k, x in scored.items()},
     )
+
+
+def write_predictions(
+    test_rows: pd.DataFrame,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    path: Path,
+) -> Path:
+    """The eval rows (entity columns, the label scored) and one score column per variant,
+    as parquet: what ``mspa runs compare`` pairs two ablations on (an MLflow artifact of the
+    parent run, like every file of the folder)."""
+    frame = test_rows[["user_id", "author_id", "event_timestamp"]].reset_index(drop=True)
+    frame = frame.assign(label=np.asarray(labels, dtype=np.int8))
+    scores = pd.DataFrame({f"{SCORE_PREFIX}{k}": v for k, v in predictions.items()})
+    pd.concat([frame, scores], axis=1).to_parquet(path, index=False)
+    return path
 
 
 def write_outputs(result: AblationResult, out_dir: Path) -> None:
@@ -598,6 +591,8 @@ def run_ablation(
         )
     results: list[VariantResult] = []
     base_scores: np.ndarray | None = None
+    # Each variant's eval-row scores (the first task's), stored for `mspa runs compare`.
+    predictions: dict[str, np.ndarray] = {}
     with tracking.AblationTracker(
         uri, cfg.mlflow.experiment, run_name, cfg, run_cfg, window
     ) as tracker:
@@ -647,6 +642,7 @@ def run_ablation(
                 }
             if baseline:
                 base_scores = all_scores
+            predictions[v.name] = scores
             res = variant_result(
                 store,
                 v,
@@ -670,6 +666,7 @@ def run_ablation(
             seeds=list(cfg.seeds),
             notes=notes,
         )
+        write_predictions(rows.test, labels, predictions, out_dir / PREDICTIONS_FILE)
         write_outputs(result, out_dir)
         tracker.log_summary(result, seconds=time.perf_counter() - t_start)
     return result

@@ -374,7 +374,8 @@ def _log_variant(
         **{f"window.{k}": val for k, val in doc.get("window", {}).items()},
     }
     now = int(time.time() * 1000)
-    metrics = [mlflow.entities.Metric(k, float(v[k]), now, 0) for k in METRICS]
+    # Results written before a metric existed (the newer deltas) lack it: nothing to log.
+    metrics = [mlflow.entities.Metric(k, float(v[k]), now, 0) for k in METRICS if k in v]
     metrics += [
         mlflow.entities.Metric("auc_seed", float(a), now, i)
         for i, a in enumerate(v.get("auc_seeds", []))
@@ -495,6 +496,30 @@ def find_ablation(client: Any, run: str) -> Any | None:
         return None
     hits.sort(key=lambda r: (r.info.status == "FINISHED", r.info.start_time or 0), reverse=True)
     return hits[0]
+
+
+def load_predictions(tracking_uri: str, run: str) -> pd.DataFrame | None:
+    """The eval rows and per-variant scores the ablation ``run`` stored (its
+    ``predictions.parquet`` artifact); None for ablations logged before it was stored.
+
+    Raises:
+        RunNotFoundError: no ablation parent run has that id or name.
+    """
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from ranker_hooks.ablation.results import PREDICTIONS_FILE
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = find_ablation(client, run)
+    if parent is None:
+        raise RunNotFoundError(f"no ablation run with id or name {run!r} in {tracking_uri}")
+    if PREDICTIONS_FILE not in {a.path for a in client.list_artifacts(parent.info.run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(parent.info.run_id, PREDICTIONS_FILE, tmp)
+        return pd.read_parquet(path)
 
 
 def load_ablation(tracking_uri: str, run: str) -> tuple[str, pd.DataFrame]:

@@ -138,6 +138,12 @@ def test_results_json_contract(tiny) -> None:
     assert by["lis_future_author"]["kind"] == "lis" and by["lis_future_author"]["leaked"] is True
     assert not any(v["leaked"] for v in doc["variants"] if v["kind"] != "lis")
     assert by["all"]["delta_auc"] == pytest.approx(by["all"]["auc"] - base["auc"], abs=1e-12)
+    # Every delta carries its CI (one paired user bootstrap for all), the baseline's is zero.
+    for m in ("auc", "uauc", "gauc", "logloss", "wpauc"):
+        assert base[f"delta_{m}"] == base[f"delta_{m}_ci_low"] == base[f"delta_{m}_ci_high"] == 0
+        v = by["all"]
+        assert v[f"delta_{m}"] == pytest.approx(v[m] - base[m], abs=1e-12), m
+        assert v[f"delta_{m}_ci_low"] <= v[f"delta_{m}_ci_high"], m
     assert by["llm_text"]["feature_refs"][0] == "user_preferences__llm:pref_emb"
     assert by["cosine"]["feature_refs"] == ["user_author_cosine__template:pref_author_cosine"]
     assert hook.calls == SEEDS  # the LIS hook ran once per seed
@@ -192,6 +198,8 @@ def test_mlflow_parent_and_nested_runs_read_back(tiny) -> None:
         assert row["params.feature_service"] == v.service
         assert row["metrics.auc"] == pytest.approx(v.auc)
         assert row["metrics.delta_auc_ci_high"] == pytest.approx(v.delta_auc_ci_high)
+        assert row["metrics.delta_logloss_ci_low"] == pytest.approx(v.delta_logloss_ci_low)
+        assert row["metrics.delta_wpauc"] == pytest.approx(v.delta_wpauc)
     assert by["all"]["params.model_version"] == "tmpl-v1"
     assert by["cosine"]["params.feature_refs"] == "user_author_cosine__template:pref_author_cosine"
     client = MlflowClient(tracking_uri=uri)
@@ -217,6 +225,9 @@ def test_runs_compare_prints_both_ablations(tiny) -> None:
     for v in result.variants:
         assert v.name in out.output
     assert f"{result.variants[0].auc:.4f}" in out.output
+    # The same run twice: its stored eval rows match, so B - A comes with a paired CI, [0, 0].
+    assert "paired user bootstrap CIs" in out.output
+    assert "[+0.0000, +0.0000]" in out.output
     bad = CliRunner().invoke(
         app, ["runs", "compare", "nope", "tiny-run", "--tracking-uri", acfg.mlflow.tracking_uri]
     )

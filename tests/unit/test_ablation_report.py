@@ -133,3 +133,84 @@ def test_small_eval_samples_flag_their_intervals(tmp_path) -> None:
     console.print(ais_table(enough))
     text = console.export_text()
     assert "]!" not in text and "not trustworthy" not in text
+
+
+def _predictions(n_users: int, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    users = np.repeat([f"u{i}" for i in range(n_users)], 6)
+    y = np.tile([1, 0, 0, 1, 0, 0], n_users)
+    s = np.clip(0.5 + 0.2 * (y - 0.5) + rng.normal(0, 0.1, y.size), 0.01, 0.99)
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "author_id": [f"a{i}" for i in range(y.size)],
+            "event_timestamp": pd.Timestamp("2024-01-01", tz="UTC"),
+            "label": y,
+            "score:baseline": s,
+            "score:all": np.clip(s + shift, 0.0, 1.0),
+        }
+    )
+
+
+def test_paired_compare_matching_rows_identical_scores_give_zero_ci():
+    from ranker_hooks.ablation.report import paired_compare, paired_compare_table
+
+    a = _predictions(40)
+    frame, reason = paired_compare(a, a.sample(frac=1.0, random_state=1), n_boot=50)
+    assert reason is None
+    assert set(frame["variant"]) == {"baseline", "all"}
+    assert set(frame["metric"]) == {"auc", "uauc", "gauc", "logloss", "wpauc"}
+    assert (frame[["delta", "ci_low", "ci_high"]] == 0.0).all().all()
+    assert (frame["note"] == "").all()  # 40 users with both labels: enough
+    console = Console(width=100, record=True)
+    console.print(paired_compare_table("A", "B", frame))
+    assert "[+0.0000, +0.0000]" in console.export_text()
+
+
+def test_paired_compare_small_sample_says_not_trustworthy():
+    from ranker_hooks.ablation.report import paired_compare, paired_compare_table
+
+    a, b = _predictions(3), _predictions(3, shift=0.05)
+    frame, reason = paired_compare(a, b, n_boot=50)
+    assert reason is None
+    assert frame["note"].str.contains("not trustworthy: 3 users").all()
+    console = Console(width=100, record=True)
+    console.print(paired_compare_table("A", "B", frame))
+    assert "! not trustworthy" in console.export_text()
+
+
+def test_paired_compare_refuses_rows_that_do_not_match():
+    from ranker_hooks.ablation.report import paired_compare
+
+    a = _predictions(10)
+    b = a.iloc[:-6]
+    frame, reason = paired_compare(a, b)
+    assert frame.empty
+    assert reason == (
+        "the test rows do not match (A 60 rows, B 54, 54 of A's in B): no paired CI for B - A"
+    )
+    c = a.assign(label=1 - a["label"])  # the same rows, other labels
+    _, reason = paired_compare(a, c)
+    assert reason is not None and "0 of A's in B" in reason
+
+
+def test_delta_table_prints_every_delta_and_flags_few_users(tmp_path):
+    import dataclasses
+
+    from ranker_hooks.ablation.report import delta_table
+
+    res = result(tmp_path)
+    few = dataclasses.replace(
+        res, variants=[dataclasses.replace(v, n_users_both_labels=3) for v in res.variants]
+    )
+    console = Console(width=80, record=True)
+    console.print(delta_table(few))
+    text = console.export_text()
+    for m in ("uauc", "gauc", "logloss", "wpauc"):
+        assert m in text
+    assert text.count("! not trustworthy") == 5 * (len(res.variants) - 1) + 1  # + caption
+    frame = pd.read_csv(write_reports(few, tmp_path)["csv"])
+    assert frame["ci_note"].str.startswith("CI not trustworthy: 3 users").all()
+    assert {"delta_logloss_ci_low", "delta_wpauc_ci_high"} <= set(frame.columns)
