@@ -306,17 +306,20 @@ def ensure_data(
 ) -> list[ValidationResult] | None:
     """Ingest ``cfg.data`` unless ``data/<run>/`` already holds what it would produce.
 
-    Accepted tables without a stamp (validated by hand with ``mspa data validate --out``) are
-    used as they are. With a stamp, the data config and (for ``files``) each file's size and
+    Accepted tables without a stamp (validated by hand with ``mspa data validate --out``, even
+    only some contracts) are used as they are, never overwritten. With a stamp, the data config and (for ``files``) each file's size and
     time must match it, else the source is ingested again.
 
     Returns:
         The validation results when it ingested, else None.
     """
     folder = ws.data(cfg.name)
-    have = all((folder / f"{c.name}.parquet").is_file() for c in INGEST_ORDER)
+    present = [(folder / f"{c.name}.parquet").is_file() for c in INGEST_ORDER]
+    have = all(present)
     stamp_path = folder / STAMP_FILE
-    if have and not stamp_path.is_file():
+    if any(present) and not stamp_path.is_file():
+        # tables written by hand (or by `mspa data validate --out`): never overwritten; a
+        # missing one is reported by the command that needs it
         return None
     if have:
         try:
