@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mspa_features.cli.common import console
 from mspa_features.cli.register import ConfigArg, RepoOpt
+
+if TYPE_CHECKING:
+    from mspa_features.config import RunConfig
+    from mspa_features.evaluation.drift_report import DriftReport
 
 
 def install(app: typer.Typer) -> None:
@@ -70,6 +74,63 @@ def drift(
         typer.echo(json.dumps(rep.to_json(), indent=2, default=str))
         return
     console.print(drift_lines(rep.to_json()), highlight=False, markup=False)
+
+
+def aligned_version(config: Path) -> str | None:
+    """The model_version of an aligned checkpoint whose hand-off config ``config`` is
+    (``<checkpoint>/run_config.yaml`` beside ``mspa_align.json``, as ``mspa align`` writes it);
+    None for any other run config."""
+    from mspa_features.align.trainer import CHECKPOINT_META, COMPOSE_CONFIG
+
+    meta = config.parent / CHECKPOINT_META
+    if config.name != COMPOSE_CONFIG or not meta.is_file():
+        return None
+    try:
+        version = json.loads(meta.read_text()).get("model_version")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return str(version) if version else None
+
+
+def handoff_drift(
+    cfg: RunConfig,
+    config: Path,
+    registered: list[str] | None,
+    *,
+    base: str = "llm",
+    repo: Path = Path("feature_repo"),
+    store_yaml: Path | None = None,
+    tracking_uri: str | None = None,
+) -> DriftReport | None:
+    """The alignment hand-off's drift report: base set -> the aligned checkpoint's set.
+
+    Runs when ``config`` is an aligned checkpoint's run config, its model_version set is among
+    ``registered`` (None: all), and both sets are registered in the run's Feast store; prints
+    the summary (or why it did not run) and returns the report (JSON, plot, MLflow run as
+    ``mspa drift``), else None.
+    """
+    from mspa_features.evaluation.drift_report import drift as run_drift
+    from mspa_features.serving.definitions import pref_view_name
+    from mspa_features.serving.materialize import open_store
+
+    version = aligned_version(config)
+    if version is None or (registered is not None and version not in registered):
+        return None
+    store = open_store(cfg, repo_path=repo, store_yaml=store_yaml)
+    views = {v.name for v in store.list_feature_views()}
+    missing = [s for s in (base, version) if pref_view_name(s) not in views]
+    if missing:
+        console.print(
+            f"drift {base} -> {version} skipped: {', '.join(missing)} not registered (register "
+            f"it, or run `mspa drift CONFIG {base} {version}` later)",
+            highlight=False,
+            markup=False,
+        )
+        return None
+    console.print(f"alignment hand-off: drift {base} -> {version}", highlight=False, markup=False)
+    rep = run_drift(cfg, base, version, store=store, repo_path=repo, tracking_uri=tracking_uri)
+    console.print(drift_lines(rep.to_json()), highlight=False, markup=False)
+    return rep
 
 
 def drift_lines(doc: dict) -> str:

@@ -89,8 +89,24 @@ def register(
         Path | None,
         typer.Option(help="feature_store yaml (e.g. feature_repo/stores/spark.yaml)"),
     ] = None,
+    drift_base: Annotated[
+        str,
+        typer.Option(
+            "--drift-base",
+            help="alignment hand-off: the base model's feature set the aligned one is compared to",
+        ),
+    ] = "llm",
+    no_drift: Annotated[
+        bool,
+        typer.Option("--no-drift", help="alignment hand-off: skip the drift report"),
+    ] = False,
 ) -> None:
-    """Register backfilled feature sets with Feast and materialize them to the online store."""
+    """Register backfilled feature sets with Feast and materialize them to the online store.
+
+    With an aligned checkpoint's run config (``<checkpoint>/run_config.yaml``, the alignment
+    hand-off) and its model_version set registered, the drift report from ``--drift-base`` to
+    that set follows (as ``mspa drift``: JSON, plot, MLflow), unless ``--no-drift``.
+    """
     from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import load_config
     from mspa_features.serving.materialize import apply_and_materialize, check_online_store
@@ -150,6 +166,10 @@ def register(
         )
     console.print(mat)
     console.print(f"done in {rep.seconds:.1f} s", highlight=False)
+    if not no_drift:
+        from mspa_features.cli.drift import handoff_drift
+
+        handoff_drift(cfg, config, feature_set, base=drift_base, repo=repo, store_yaml=store_yaml)
 
 
 def _show(value: Any) -> str:

@@ -213,17 +213,22 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
     tiny_workspace: Path, tmp_path: Path
 ) -> None:
     """Hand-off to serving: the checkpoint's run config drives the Spark backfill into its own
-    feature set; Feast registers it beside the template set, each tagged with its version."""
+    feature set; ``mspa register`` registers it beside the template set and the base model's
+    ``llm`` set, each tagged with its version, and runs the drift report base -> aligned."""
+    import numpy as np
+    import pandas as pd
     import torch
 
     from mspa_features.align.config import load_align_config
     from mspa_features.align.trainer import COMPOSE_CONFIG, train
+    from mspa_features.cli import run_cli
     from mspa_features.cli.main_job import feature_range
     from mspa_features.config import Workspace, load_config
     from mspa_features.data.ingest import load_accepted
-    from mspa_features.serving.materialize import open_store, register
+    from mspa_features.serving.materialize import open_store
     from mspa_features.serving.reads import online_features
-    from mspa_features.snapshots.backfill import BackfillConfig
+    from mspa_features.snapshots.backfill import BackfillConfig, feature_set_dir
+    from mspa_features.snapshots.partitions import read_partitions
     from spark_jobs.backfill import run_backfill
     from spark_jobs.session import build_spark_session
 
@@ -234,18 +239,26 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
     derived = load_config(Path(res.checkpoint) / COMPOSE_CONFIG)
     short = {"max_new_tokens": 8, "author_max_new_tokens": 8}
     derived = derived.model_copy(update={"composer": derived.composer.model_copy(update=short)})
+    # The base model's own features (set llm): the same run config, composing with the base.
+    meta = json.loads((Path(res.checkpoint) / "mspa_align.json").read_text())
+    base_backend = derived.composer.backend.model_copy(update={"model": meta["base_path"]})
+    base_cfg = derived.model_copy(
+        update={"composer": derived.composer.model_copy(update={"backend": base_backend})}
+    )
     ws = Workspace(derived.workspace)
     start, end = feature_range(load_accepted(ws.data(derived.name), "interactions"))
 
     fs = res.model_version
+    backfills = {
+        "template": (derived, BackfillConfig(cadence="weekly")),
+        "llm": (base_cfg, BackfillConfig(cadence="weekly", composer="llm")),
+        fs: (derived, BackfillConfig(cadence="weekly", composer="llm", feature_set=fs)),
+    }
     spark = build_spark_session(BackfillConfig())
     try:
         counts = {
-            name: run_backfill(derived, bf, start, end, spark=spark)
-            for name, bf in {
-                "template": BackfillConfig(cadence="weekly"),
-                fs: BackfillConfig(cadence="weekly", composer="llm", feature_set=fs),
-            }.items()
+            name: run_backfill(c, bf, start, end, spark=spark)
+            for name, (c, bf) in backfills.items()
         }
     finally:
         spark.stop()
@@ -254,18 +267,52 @@ def test_aligned_checkpoint_backfills_beside_the_base_in_feast(
             assert c.requested == c.written + c.quarantined and c.written > 0
 
     repo = Path(__file__).resolve().parents[2] / "feature_repo"
-    rep = register(derived, ["template", fs], repo_path=repo, incremental=False)
-    views = {v.name for v in rep.views}
-    assert {f"user_preferences__{fs}", "user_preferences__template"} <= views
-    assert f"all__{fs}" in {s.name for s in rep.services}
-    # Online, the same user gets both sets' features, each with its own model_version.
+    handoff = Path(res.checkpoint) / COMPOSE_CONFIG
+    sets = [x for name in ("template", "llm", fs) for x in ("-s", name)]
+    argv = ["register", str(handoff), *sets, "--full", "--repo", str(repo)]
+    assert run_cli(argv) == 0
     store = open_store(derived, repo_path=repo)
+    views = {v.name for v in store.list_feature_views()}
+    assert {f"user_preferences__{fs}", "user_preferences__template"} <= views
+    assert f"all__{fs}" in {s.name for s in store.list_feature_services()}
+
+    # The hand-off's drift report, base llm -> aligned, against brute force over the rows.
+    doc = json.loads(
+        (ws.results / "drift" / derived.name / f"llm__vs__{fs}" / "drift.json").read_text()
+    )
+    assert (doc["set_a"], doc["set_b"]) == ("llm", fs) and doc["mlflow_run_id"]
+    when = pd.Timestamp(doc["as_of"])
+
+    def as_of_rows(name: str, entity: str, key: str, col: str) -> dict[str, np.ndarray]:
+        c, bf = backfills[name]
+        t = read_partitions(feature_set_dir(c, bf) / entity).to_pandas()
+        t = t[t["event_timestamp"] <= when].sort_values("event_timestamp", kind="stable")
+        return {str(k): np.asarray(g[col].iloc[-1], np.float64) for k, g in t.groupby(key)}
+
+    for side, entity, key, col in (
+        ("users", "preferences", "user_id", "pref_emb"),
+        ("authors", "author_profiles", "author_id", "author_emb"),
+    ):
+        a, b = as_of_rows("llm", entity, key, col), as_of_rows(fs, entity, key, col)
+        both = sorted(set(a) & set(b))
+        assert (doc[side]["n_a"], doc[side]["n_b"], doc[side]["n_both"]) == (
+            len(a),
+            len(b),
+            len(both),
+        )
+        assert both, side
+        cos = np.array([a[i] @ b[i] / (np.linalg.norm(a[i]) * np.linalg.norm(b[i])) for i in both])
+        for stat, value in (("mean", cos.mean()), ("min", cos.min()), ("max", cos.max())):
+            assert doc[side]["cosine"][stat] == pytest.approx(value, abs=1e-5), (side, stat)
+        if side == "users":  # and user by user
+            got = {r["user_id"]: r["cosine"] for r in doc["per_user"]}
+            assert got == pytest.approx(dict(zip(both, cos, strict=True)), abs=1e-5)
+
+    # Online, the same user gets both sets' features, each with its own model_version.
     user = load_accepted(ws.data(derived.name), "interactions")["user_id"].iloc[0]
     author = load_accepted(ws.data(derived.name), "authors")["author_id"].iloc[0]
     versions = {}
     # The read replays the data's last instant: the online TTL rule is relative to it.
-    import pandas as pd
-
     last = pd.Timestamp(
         load_accepted(ws.data(derived.name), "interactions")["event_timestamp"].max()
     )

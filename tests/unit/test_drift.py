@@ -68,3 +68,20 @@ def test_metric_deltas_shared_numeric_only() -> None:
         "acc@4": {"a": 0.25, "b": 0.5, "delta": 0.25},
         "recall@10": {"a": 0.1, "b": 0.1, "delta": 0.0},
     }
+
+
+def test_handoff_config_is_recognised_by_its_checkpoint_meta(tmp_path) -> None:
+    from mspa_features.cli.drift import aligned_version, handoff_drift
+
+    ckpt = tmp_path / "tiny-grpo-abc"
+    ckpt.mkdir()
+    config = ckpt / "run_config.yaml"
+    config.write_text("name: x\n")
+    assert aligned_version(config) is None  # no mspa_align.json beside it
+    (ckpt / "mspa_align.json").write_text('{"model_version": "tiny-grpo-abc"}')
+    assert aligned_version(config) == "tiny-grpo-abc"
+    other = ckpt / "other.yaml"
+    other.write_text("name: x\n")
+    assert aligned_version(other) is None
+    # Another set registered alone: no report, and nothing is opened (cfg is never read).
+    assert handoff_drift(None, config, ["template"]) is None  # type: ignore[arg-type]
