@@ -193,16 +193,35 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def u2a_table(res: dict, num_candidates: Sequence[int]) -> Table:
-    """The U2A/A2A table of ``mspa eval u2a`` and the main job: one column per composer."""
+    """The U2A/A2A table of ``mspa eval u2a`` and the main job: one column per composer.
+
+    Each metric prints as ``value [lo, hi]``, its 95 % bootstrap CI over users (A2A: triples)
+    from the composer's ``ci``; ``*`` marks an interval over fewer than ``MIN_USERS_FOR_CI``
+    units, which the caption says is not trustworthy.
+    """
+    from mspa_features.evaluation.metrics import MIN_USERS_FOR_CI
+
     names = list(res["composers"])
     pool = res.get("author_pool", "all")
     authors = f"{res['n_authors']:,} authors" if "n_authors" in res else "all authors"
+    flagged: set[str] = set()
+
+    def with_ci(r: dict, key: str) -> str:
+        ci = r.get("ci", {}).get(key)
+        if ci is None:
+            return f"{r[key]:.3f}"
+        if not ci["trustworthy"]:
+            flagged.add("triples" if key == "a2a" else "users")
+        star = "" if ci["trustworthy"] else "*"
+        return f"{r[key]:.3f} [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]{star}"
+
     t = Table(
         title=f"U2A/A2A on {res['cohort_users']} of {res['test_users_total']} test users, "
         f"{authors}{' (the cohort pool)' if pool == 'cohort' else ''}, "
-        f"{res.get('a2a_triples', '?')} A2A triples "
-        f"(acc@m gen: mean ± std over {res['generations']} generations)",
+        f"{res.get('a2a_triples', '?')} A2A triples; value [95% bootstrap CI over users, "
+        f"A2A over triples]",
         title_justify="left",
+        caption_justify="left",
     )
     t.add_column("metric")
     for n in names:
@@ -212,15 +231,19 @@ def u2a_table(res: dict, num_candidates: Sequence[int]) -> Table:
         rows.append(
             (
                 f"acc@{m} gen",
-                lambda r, m=m: (
-                    f"{r[f'acc@{m}']:.3f} ± {r[f'acc@{m}_std']:.3f}" if f"acc@{m}" in r else "-"
-                ),
+                lambda r, m=m: with_ci(r, f"acc@{m}") if f"acc@{m}" in r else "-",
             )
         )
-        rows.append((f"acc@{m} emb", lambda r, m=m: f"{r[f'acc@{m}_emb']:.3f}"))
+        rows.append(
+            (
+                f"acc@{m} gen std",
+                lambda r, m=m: f"{r[f'acc@{m}_std']:.3f}" if f"acc@{m}_std" in r else "-",
+            )
+        )
+        rows.append((f"acc@{m} emb", lambda r, m=m: with_ci(r, f"acc@{m}_emb")))
     for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
-        rows.append((k, lambda r, k=k: f"{r[k]:.4f}"))
-    rows.append(("a2a rate", lambda r: f"{r['a2a']:.3f}" if r.get("a2a") is not None else "-"))
+        rows.append((k, lambda r, k=k: with_ci(r, k)))
+    rows.append(("a2a rate", lambda r: with_ci(r, "a2a") if r.get("a2a") is not None else "-"))
 
     def _parse(r: dict) -> str:
         c = r.get("parse", {}).get("compose")
@@ -230,4 +253,16 @@ def u2a_table(res: dict, num_candidates: Sequence[int]) -> Table:
     rows.append(("seconds", lambda r: f"{r['seconds']:.0f}"))
     for label, fn in rows:
         t.add_row(label, *(fn(res["composers"][n]) for n in names))
+    gens = res.get("generations")
+    t.caption = (
+        f"acc@m gen: mean over {gens} seeded generations (std: across them), its CI over users. "
+        if gens
+        else ""
+    )
+    if flagged:
+        units = " / ".join(sorted(flagged, reverse=True))
+        t.caption += (
+            f"* interval over fewer than {MIN_USERS_FOR_CI} {units}: too few to be read as a 95% "
+            f"interval, not trustworthy (this cohort has {res['cohort_users']} users)."
+        )
     return t

@@ -249,6 +249,7 @@ def evaluate(
             else None,
             rec_prompt=prompt_set.recommend,
             decoding=decoding_of(comp_cfg, recommender),
+            ci_seed=cfg.seed,
         )
         row = ev.row()
         row["decoding"] = getattr(composer, "decoding", "none")

@@ -12,6 +12,11 @@ For each composer (template baseline, LLM):
   answers count as wrong);
 * **A2A alignment rate**: share of triples with cos(a1, a2) > cos(a1, a3) on description
   embeddings.
+
+Every metric is a mean over units (users; A2A: triples) and carries a seeded 95 % bootstrap
+interval over those units (:func:`mspa_features.evaluation.metrics.bootstrap_mean_ci`, one draw
+for all the user metrics) in ``ComposerEval.ci``; an interval over fewer than
+``metrics.MIN_USERS_FOR_CI`` units is marked ``trustworthy: False``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ class ComposerEval:
     # One row per generated recommendation answer: user_id, m, generation, pick, truth,
     # correct, status (ok/repaired/failed), decoding, reason (the model's stated reason).
     answers: list[dict[str, Any]] = field(default_factory=list)
+    # metric key (acc@4 is by generation, acc@4_emb by embedding, recall@5, ndcg@5, a2a) ->
+    # BootstrapCI.as_dict(): value, ci_low, ci_high, n (units resampled), n_boot, trustworthy.
+    ci: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The per-unit values behind ``ci`` (users in the order of the evaluated table, skipped
+    # users as misses; A2A per triple), for paired deltas between composers on the same units.
+    per_unit: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def row(self) -> dict[str, Any]:
         """A flat results row: acc@m is the generated-answer mean when generation ran."""
@@ -72,6 +83,8 @@ class ComposerEval:
         out.update(self.retrieval)
         if self.a2a is not None:
             out["a2a"] = self.a2a
+        if self.ci:
+            out["ci"] = self.ci
         out["parse"] = self.parse
         out["skipped"] = self.skipped
         if self.frames:
@@ -170,6 +183,8 @@ def evaluate_composer(
     progress: Callable[[str, int, int], None] | None = None,
     rec_prompt: Prompt = RECOMMEND,
     decoding: str = "free",
+    n_boot: int = 1000,
+    ci_seed: int = 0,
 ) -> ComposerEval:
     """Compose for the U2A test users and the authors, then compute every U2A/A2A metric.
 
@@ -178,7 +193,8 @@ def evaluate_composer(
     ``rec_prompt`` is the recommendation prompt of the run's prompt set. ``decoding``
     ``constrained`` constrains every answer to that prompt's schema with ``Answer`` narrowed to
     the question's letters (when the recommender supports it); each row of
-    ``ComposerEval.answers`` records how its answer was decoded.
+    ``ComposerEval.answers`` records how its answer was decoded. ``n_boot`` resamples seeded by
+    ``ci_seed`` give every metric its 95 % interval (``ComposerEval.ci``).
     """
     import time
 
@@ -225,6 +241,15 @@ def evaluate_composer(
         scores[i, [index[a] for a in hist if a in index]] = -np.inf
     target = np.array([index.get(a, -1) for a in test["target_author_id"]])
     has_target = target >= 0
+    # Per-user values over all n_all users (in u2a_test's order): skipped users stay misses.
+    row_of = {u: i for i, u in enumerate(u2a_test["user_id"])}
+    at = np.array([row_of[u] for u in kept], dtype=np.intp)
+
+    def per_user(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(n_all)
+        out[at] = values
+        return out
+
     for k in (5, 10):
         for key, fn in (
             (metrics.MetricName.RECALL_AT_K, metrics.recall_at_k),
@@ -233,6 +258,12 @@ def evaluate_composer(
             v = fn(scores[has_target], target[has_target], k) if has_target.any() else 0.0
             # skipped users and undescribed targets count as misses
             ev.retrieval[metrics.metric_key(key, k)] = v * int(has_target.sum()) / n_all
+            ev.per_unit[metrics.metric_key(key, k)] = per_user(
+                [
+                    fn(scores[[i]], target[[i]], k) if has_target[i] else 0.0
+                    for i in range(len(kept))
+                ]
+            )
 
     gen_stats = ParseStats()
     for m in num_candidates:
@@ -246,6 +277,7 @@ def evaluate_composer(
         )
         picks = cs.argmax(axis=1) if len(kept) else np.array([], int)
         ev.acc_emb[m] = _acc(picks, truth, n_all)
+        ev.per_unit[f"acc@{m}_emb"] = per_user(picks == truth)
         if recommender is not None and generations > 0 and len(kept):
             texts = [[a_text.get(a, authors[a].profile_text) for a in c] for c in cands]
             say(f"recommend m={m} x{generations}", 0, 1)
@@ -277,6 +309,7 @@ def evaluate_composer(
                 )
             picks_g = np.array(letters).reshape(generations, len(p_text))
             ev.acc_gen[m] = [_acc(picks_g[g], truth, n_all) for g in range(generations)]
+            ev.per_unit[f"acc@{m}"] = per_user((picks_g == truth).mean(axis=0))
     # Parse status per kind of generated text: the preferences and author descriptions this
     # evaluation used (cached or not; a model that returned no text counts as failed) and every
     # recommendation answer.
@@ -294,12 +327,31 @@ def evaluate_composer(
     if len(a2a):
         emb = dict(zip(a_ids, a_emb, strict=True))
         keep = a2a["a1"].isin(emb) & a2a["a2"].isin(emb) & a2a["a3"].isin(emb)
-        from mspa_features.evaluation.datasets import a2a_alignment
+        from mspa_features.evaluation.datasets import a2a_aligned, a2a_alignment
 
         # triples touching an undescribed author count as misalignments
         ev.a2a = a2a_alignment(a2a[keep], emb) * float(keep.mean()) if keep.any() else 0.0
+        aligned = np.zeros(len(a2a))
+        if keep.any():
+            aligned[keep.to_numpy()] = a2a_aligned(a2a[keep], emb)
+        ev.per_unit["a2a"] = aligned
+    ev.ci = composer_cis(ev.per_unit, n_boot=n_boot, seed=ci_seed)
     ev.seconds = time.perf_counter() - t0
     return ev
+
+
+def composer_cis(
+    per_unit: dict[str, np.ndarray], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """95 % bootstrap intervals of the per-unit metrics: the user metrics share one draw of
+    users, A2A (per triple) is resampled over triples; no interval for no unit."""
+    users = {k: v for k, v in per_unit.items() if k != "a2a" and len(v)}
+    out = {}
+    if users:
+        out.update(metrics.bootstrap_mean_ci(users, n_boot=n_boot, seed=seed))
+    if len(per_unit.get("a2a", ())):
+        out.update(metrics.bootstrap_mean_ci({"a2a": per_unit["a2a"]}, n_boot=n_boot, seed=seed))
+    return {k: ci.as_dict() for k, ci in out.items()}
 
 
 def status_counts(composed: Sequence[Any]) -> dict[str, int]:

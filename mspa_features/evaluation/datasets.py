@@ -59,6 +59,7 @@ __all__ = [
     "A2A_SCHEMA",
     "SPLITS",
     "U2ADataset",
+    "a2a_aligned",
     "a2a_alignment",
     "attribute_tokens",
     "build_a2a",
@@ -535,6 +536,25 @@ def a2a_alignment(
     # Lazy: metrics pulls in scikit-learn, which building the datasets does not need.
     from mspa_features.evaluation.metrics import a2a_alignment_rate
 
+    return a2a_alignment_rate(*_a2a_cosines(triples, emb))
+
+
+def a2a_aligned(
+    triples: pd.DataFrame,
+    emb: Mapping[str, np.ndarray] | Callable[[list[str]], np.ndarray],
+) -> np.ndarray:
+    """Per triple, whether ``cos(a1, a2) > cos(a1, a3)`` (ties fail): bool, shape ``(n,)``;
+    its mean is :func:`a2a_alignment` (the units a bootstrap of the A2A rate resamples)."""
+    sim_12, sim_13 = _a2a_cosines(triples, emb)
+    return sim_12 > sim_13
+
+
+def _a2a_cosines(
+    triples: pd.DataFrame,
+    emb: Mapping[str, np.ndarray] | Callable[[list[str]], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``cos(a1, a2)`` and ``cos(a1, a3)`` per triple; zero vectors have cosine 0."""
+
     def unit_rows(col: str) -> np.ndarray:
         keys = triples[col].astype(str).tolist()
         vecs = emb(keys) if callable(emb) else [emb[k] for k in keys]
@@ -543,7 +563,7 @@ def a2a_alignment(
         return np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
 
     e1, e2, e3 = unit_rows("a1"), unit_rows("a2"), unit_rows("a3")
-    return a2a_alignment_rate((e1 * e2).sum(axis=1), (e1 * e3).sum(axis=1))
+    return (e1 * e2).sum(axis=1), (e1 * e3).sum(axis=1)
 
 
 def save_a2a(triples: pd.DataFrame, directory: str | Path) -> Path:

@@ -23,13 +23,16 @@ Conventions shared by every metric here:
 * :func:`paired_bootstrap` is a cluster bootstrap: it resamples groups (users) with
   replacement, the same draw for both score vectors, and reports a 95 % percentile CI of
   ``metric(b) - metric(a)`` and a two-sided p-value
-  ``min(1, 2 * min(P(delta* <= 0), P(delta* >= 0)))`` over the resampled deltas.
+  ``min(1, 2 * min(P(delta* <= 0), P(delta* >= 0)))`` over the resampled deltas;
+* :func:`bootstrap_mean_ci` gives levels that are means over units (the composer metrics:
+  Acc@m, Recall/NDCG@K per user, A2A per triple) a 95 % percentile CI from the same draws.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,11 +51,14 @@ from mspa_features.evaluation.metric_names import MetricName, metric_key
 
 __all__ = [
     "BOOTSTRAP_METRICS",
+    "MIN_USERS_FOR_CI",
+    "BootstrapCI",
     "BootstrapResult",
     "MetricName",
     "a2a_alignment_rate",
     "accuracy_at_m",
     "auc",
+    "bootstrap_mean_ci",
     "gauc",
     "logloss",
     "metric_key",
@@ -674,12 +680,87 @@ def paired_bootstrap_deltas(
             point[m] = logloss(y, b) - logloss(y, a)
             evaluators[m] = lambda w, diff=diff, size=size: float(np.dot(w, diff) / np.dot(w, size))
 
-    rng = np.random.default_rng(seed)
     deltas = {m: np.full(int(n_boot), np.nan) for m in evaluators}
-    for i in range(int(n_boot)):
-        # The same draw as paired_bootstrap / paired_bootstrap_per_user: same seed, same CIs.
-        draw = rng.integers(0, n_groups, size=n_groups)
-        weight = np.bincount(draw, minlength=n_groups).astype(np.float64)
+    # The same draw as paired_bootstrap / paired_bootstrap_per_user: same seed, same CIs.
+    for i, weight in enumerate(_group_weights(n_groups, int(n_boot), seed)):
         for m, fn in evaluators.items():
             deltas[m][i] = fn(weight)
     return {m: _summarise(point.get(m, math.nan), deltas.get(m, np.array([]))) for m in metrics}
+
+
+def _group_weights(n_groups: int, n_boot: int, seed: int) -> Iterator[NDArray[np.float64]]:
+    """The cluster bootstrap's resamples: ``n_boot`` draws of ``n_groups`` groups with
+    replacement, each as a weight per group (how often it was drawn), shape ``(n_groups,)``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        draw = rng.integers(0, n_groups, size=n_groups)
+        yield np.bincount(draw, minlength=n_groups).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A metric that is a mean over units (users, triples) with its 95 % bootstrap interval.
+
+    ``n`` is the number of units resampled; below :data:`MIN_USERS_FOR_CI` the interval rests
+    on too few clusters to be read as a 95 % interval (``trustworthy`` is False).
+    """
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_boot: int
+
+    @property
+    def trustworthy(self) -> bool:
+        return self.n >= MIN_USERS_FOR_CI
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        """JSON-ready: ``value``, ``ci_low``, ``ci_high``, ``n``, ``n_boot``, ``trustworthy``."""
+        return {**dataclasses.asdict(self), "trustworthy": self.trustworthy}
+
+
+def bootstrap_mean_ci(
+    values: Mapping[str, ArrayLike], n_boot: int = 1000, seed: int = 0
+) -> dict[str, BootstrapCI]:
+    """Percentile 95 % CIs of metrics that are means of one value per unit (user or triple).
+
+    Every entry of ``values`` holds one value per unit, the units in the same order (Acc@m,
+    Recall@K, NDCG@K per user: hit 0/1, the NDCG gain; A2A per triple: aligned 0/1). One draw of
+    units with replacement per resample (the draws of :func:`paired_bootstrap_deltas`) serves
+    every entry, so the intervals are paired with each other. A resample's metric is the mean
+    over the drawn units. A paired delta between two systems scored on the same units is the
+    entry ``values_b - values_a``. The interval is clipped to the values' range (a mean never
+    leaves it), so units that all hold ``v`` give exactly ``[v, v]``.
+
+    Args:
+        values: metric name -> per-unit values, shape ``(n_units,)`` each, finite.
+        n_boot: number of resamples.
+        seed: the generator's seed (results are reproducible).
+
+    Returns:
+        metric name -> :class:`BootstrapCI` (``value`` is the plain mean), in input order.
+
+    Raises:
+        InvalidValueError: no metric, an empty or non-1-D array, a non-positive ``n_boot``.
+        InputMismatchError: arrays of different lengths.
+        DataError: a NaN value.
+    """
+    if not values:
+        raise InvalidValueError("values", {}, "at least one metric")
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
+        raise InvalidValueError("n_boot", n_boot, "a positive integer")
+    arrays = {k: _finite_scores(_as_1d(v, k), k) for k, v in values.items()}
+    _same_length(**arrays)
+    names = list(arrays)
+    table = np.stack([arrays[k] for k in names], axis=1)  # (n_units, n_metrics)
+    n = table.shape[0]
+    means = np.array([w @ table / n for w in _group_weights(n, int(n_boot), seed)])
+    # A mean never leaves the values' range; clipping removes the rounding that would.
+    vmin, vmax = table.min(axis=0), table.max(axis=0)
+    value = np.clip(table.mean(axis=0), vmin, vmax)
+    lo, hi = np.clip(np.percentile(means, [2.5, 97.5], axis=0), vmin, vmax)
+    return {
+        k: BootstrapCI(float(value[j]), float(lo[j]), float(hi[j]), n, int(n_boot))
+        for j, k in enumerate(names)
+    }

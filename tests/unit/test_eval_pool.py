@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mspa_features.compose.composer import TemplateComposer
 from mspa_features.compose.jobs import author_pool
@@ -82,3 +83,76 @@ def test_evaluation_describes_and_ranks_only_the_pool():
     assert ev.acc_emb == full.acc_emb
     assert ev.retrieval["recall@5"] >= full.retrieval["recall@5"]
     assert ev.a2a == full.a2a == 1.0
+
+
+class _AlwaysA:
+    """A recommender that answers the first candidate every time."""
+
+    supports_schema = False
+
+    def generate(self, convs, cfg, **_):
+        from mspa_features.generation.base import Generation
+
+        return [Generation('{"Answer": "A"}', 1, 1, "stop") for _ in convs]
+
+
+def test_evaluation_carries_a_bootstrap_ci_for_every_metric():
+    authors = _authors(20)
+    a2a = pd.DataFrame({"a1": ["a6", "a6"], "a2": ["a16", "a7"], "a3": ["a7", "a16"]})
+    ev = evaluate_composer(
+        "template",
+        TemplateComposer(),
+        _BagOfWords(),
+        _questions(),
+        authors,
+        a2a,
+        num_candidates=[2],
+        cache=None,
+        recommender=_AlwaysA(),
+        generations=2,
+        n_boot=200,
+        ci_seed=7,
+    )
+    keys = {"acc@2", "acc@2_emb", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "a2a"}
+    assert set(ev.ci) == keys
+    row = ev.row()
+    assert row["ci"] == ev.ci
+    # Always "A": user u1 (truth 0) right, u2 (truth 1) wrong in both generations.
+    assert ev.ci["acc@2"]["value"] == row["acc@2"] == 0.5
+    assert (ev.ci["acc@2"]["ci_low"], ev.ci["acc@2"]["ci_high"]) == (0.0, 1.0)
+    for key in keys - {"acc@2"}:
+        ci = ev.ci[key]
+        value = row[key]
+        assert ci["value"] == pytest.approx(value)
+        assert ci["ci_low"] <= value <= ci["ci_high"]
+        # 2 users (2 triples) is far below MIN_USERS_FOR_CI: flagged
+        assert ci["n"] == 2 and ci["trustworthy"] is False and ci["n_boot"] == 200
+    # One triple aligned (a6 ~ a16), one not: the A2A values are per triple.
+    assert list(ev.per_unit["a2a"]) == [1.0, 0.0]
+    again = evaluate_composer(
+        "template",
+        TemplateComposer(),
+        _BagOfWords(),
+        _questions(),
+        authors,
+        a2a,
+        num_candidates=[2],
+        cache=None,
+        recommender=_AlwaysA(),
+        generations=2,
+        n_boot=200,
+        ci_seed=7,
+    )
+    assert again.ci == ev.ci  # seeded
+    # The printed table carries value [lo, hi], flags the 2-user rows and fits 80 columns.
+    from rich.console import Console
+
+    from mspa_features.cli.common import u2a_table
+
+    res = {"composers": {"template": row}, "cohort_users": 2, "test_users_total": 2}
+    res |= {"n_authors": 20, "a2a_triples": 2, "generations": 2}
+    console = Console(width=80, record=True)
+    console.print(u2a_table(res, [2]))
+    out = console.export_text()
+    assert "0.500 [0.000, 1.000]*" in out and "not trustworthy" in out
+    assert max(len(line) for line in out.splitlines()) <= 80

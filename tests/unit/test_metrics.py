@@ -11,12 +11,14 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from mspa_features.evaluation.metrics import (
     BOOTSTRAP_METRICS,
+    MIN_USERS_FOR_CI,
     BootstrapResult,
     MetricName,
     _WeightedWPAUC,
     a2a_alignment_rate,
     accuracy_at_m,
     auc,
+    bootstrap_mean_ci,
     gauc,
     logloss,
     metric_key,
@@ -565,3 +567,46 @@ def test_bootstrap_deltas_undefined_metric_is_nan_not_an_error():
     assert math.isnan(res["logloss"].delta)
     with pytest.raises(ValueError, match="metrics must be some of"):
         paired_bootstrap_deltas(y, y, y, None, metrics=("ndcg",))
+
+
+# --------------------------------------------------------------------------- level CIs
+
+
+@pytest.mark.parametrize("v", [0.0, 0.1, 1 / 3, 1.0])
+def test_bootstrap_mean_ci_all_equal_values_give_exactly_the_value(v):
+    ci = bootstrap_mean_ci({"acc@4": np.full(50, v)}, n_boot=200, seed=3)["acc@4"]
+    assert (ci.value, ci.ci_low, ci.ci_high) == (v, v, v)
+    assert ci.n == 50 and ci.n_boot == 200 and ci.trustworthy
+
+
+def test_bootstrap_mean_ci_two_users_hand_computed():
+    # Users holding 0 and 1: a resample of 2 users has mean 0 (p 1/4), 0.5 (1/2) or 1 (1/4),
+    # so the 2.5th and 97.5th percentiles of many resamples are 0 and 1.
+    ci = bootstrap_mean_ci({"recall@5": [0.0, 1.0]}, n_boot=2000, seed=0)["recall@5"]
+    assert (ci.value, ci.ci_low, ci.ci_high) == (0.5, 0.0, 1.0)
+    assert not ci.trustworthy and ci.as_dict()["trustworthy"] is False
+    # The resampled means are exactly the enumerated ones, with the enumerated frequencies.
+    from mspa_features.evaluation.metrics import _group_weights
+
+    means = np.array([w @ [0.0, 1.0] / 2 for w in _group_weights(2, 2000, 0)])
+    assert set(np.unique(means)) == {0.0, 0.5, 1.0}
+    assert np.mean(means == 0.5) == pytest.approx(0.5, abs=0.04)
+
+
+def test_bootstrap_mean_ci_one_draw_for_all_metrics_and_seeded():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(40), rng.random(40)
+    both = bootstrap_mean_ci({"a": a, "b": b, "b-a": b - a}, n_boot=300, seed=5)
+    alone = bootstrap_mean_ci({"a": a}, n_boot=300, seed=5)["a"]
+    # the same draws whatever else is resampled beside
+    assert dataclasses.astuple(both["a"]) == pytest.approx(dataclasses.astuple(alone))
+    assert both["b-a"].value == pytest.approx(b.mean() - a.mean())
+    for ci in both.values():
+        assert ci.ci_low <= ci.value <= ci.ci_high and ci.n == 40 >= MIN_USERS_FOR_CI
+    assert bootstrap_mean_ci({"a": a}, n_boot=300, seed=6)["a"] != alone
+    with pytest.raises(ValueError, match="same length"):
+        bootstrap_mean_ci({"a": a, "b": b[:3]})
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_mean_ci({"a": [0.1, math.nan]})
+    with pytest.raises(ValueError):
+        bootstrap_mean_ci({})
