@@ -29,6 +29,10 @@ def _config_arg(what: str) -> Any:
 
 # The config file as a command's first argument, and the old spelling kept for ablate, lis and
 # align (resolved by config_file).
+# the run config and Feast repo of commands that read backfilled features (register, nearest,
+# drift, compact, recall, gallery)
+ConfigArg = Annotated[Path, typer.Argument(help="run config YAML (backfill done)")]
+RepoOpt = Annotated[Path, typer.Option("--repo", help="Feast repo folder (yaml files)")]
 AblationConfigArg = Annotated[Path | None, _config_arg("ablation")]
 AlignConfigArg = Annotated[Path | None, _config_arg("alignment")]
 DeprecatedConfigOpt = Annotated[

@@ -22,8 +22,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mspa_features.cli.common import console, parse_seeds, progress_bar
-from mspa_features.cli.register import ConfigArg, RepoOpt
+from mspa_features.cli.common import ConfigArg, RepoOpt, console, parse_seeds, progress_bar
 
 EXPERIMENT = "mspa-compact"
 VARIANTS = ("preference", "author", "cosine", "all")

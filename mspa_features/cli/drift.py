@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mspa_features.cli.common import console
-from mspa_features.cli.register import ConfigArg, RepoOpt
+from mspa_features.cli.common import ConfigArg, RepoOpt, console
 
 if TYPE_CHECKING:
     from mspa_features.config import RunConfig

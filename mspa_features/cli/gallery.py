@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import console
-from mspa_features.cli.register import ConfigArg, RepoOpt
+from mspa_features.cli.common import ConfigArg, RepoOpt, console
 
 
 def install(app: typer.Typer) -> None:

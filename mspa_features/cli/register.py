@@ -11,12 +11,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mspa_features.cli.common import console
+from mspa_features.cli.common import ConfigArg, RepoOpt, console
 
 features_app = typer.Typer(help="Read registered features.", no_args_is_help=True)
 
-ConfigArg = Annotated[Path, typer.Argument(help="run config YAML (backfill done)")]
-RepoOpt = Annotated[Path, typer.Option("--repo", help="Feast repo folder (yaml files)")]
 
 
 class Online(StrEnum):
