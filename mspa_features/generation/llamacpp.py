@@ -50,10 +50,19 @@ from types import ModuleType
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from mspa_features import models
-from mspa_features.errors import ConfigError, MissingExtraError, SchemaConstraintError
+from mspa_features.config_base import StrictModel
+from mspa_features.errors import (
+    BackendError,
+    BackendInputError,
+    ConfigError,
+    IncompatibleSettingsError,
+    InvalidValueError,
+    MissingExtraError,
+    SchemaConstraintError,
+)
 from mspa_features.generation.base import (
     BackendConfig,
     ChatMessage,
@@ -84,10 +93,8 @@ _INSTALL_HINT = (
 )
 
 
-class LlamaCppOptions(BaseModel):
+class LlamaCppOptions(StrictModel):
     """``BackendConfig.options`` understood by :class:`LlamaCppBackend`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n_ctx: int = Field(
         4096, ge=64, description="context per conversation (prompt + new tokens), in tokens"
@@ -194,7 +201,7 @@ class LlamaCppBackend(GenerationBackend):
         mparams = ll.llama_model_default_params()
         self._model = ll.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
-            raise ValueError(f"llama.cpp could not load {self.path}")
+            raise InvalidValueError("model", str(self.path), "a GGUF file llama.cpp can load")
         self._vocab = ll.llama_model_get_vocab(self._model)
         self.n_vocab = ll.llama_vocab_n_tokens(self._vocab)
 
@@ -216,7 +223,11 @@ class LlamaCppBackend(GenerationBackend):
         self._ctx = ll.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             self.close()
-            raise ValueError(f"llama.cpp could not create a context for {self.path}")
+            raise IncompatibleSettingsError(
+                {"options.n_ctx": self.options.n_ctx, "batch_size": self.n_seq},
+                f"llama.cpp could not create a context of n_ctx * batch_size for {self.path}",
+                fix="lower options.n_ctx or batch_size",
+            )
         self.n_ctx_seq = ll.llama_n_ctx_seq(self._ctx)
         self._mem = ll.llama_get_memory(self._ctx)
         self._n_batch = n_batch
@@ -274,7 +285,7 @@ class LlamaCppBackend(GenerationBackend):
         """
         self._check_images(conversations)
         if self._ctx is None:
-            raise RuntimeError("LlamaCppBackend is closed")
+            raise BackendError(self.name, "backend is closed")
         schemas = schemas_for(schema, len(conversations))
         prompts = [self._tokenize(self.apply_chat_template(c), special=True) for c in conversations]
         slots = []
@@ -282,9 +293,11 @@ class LlamaCppBackend(GenerationBackend):
             for i, prompt in enumerate(prompts):
                 room = self.n_ctx_seq - len(prompt)
                 if room < 1:
-                    raise ValueError(
-                        f"conversation {i}: prompt has {len(prompt)} tokens, n_ctx per "
-                        f"conversation is {self.n_ctx_seq} (raise options.n_ctx)"
+                    raise BackendInputError(
+                        self.name,
+                        f"prompt has {len(prompt)} tokens, n_ctx per conversation is "
+                        f"{self.n_ctx_seq} (raise options.n_ctx)",
+                        record=f"conversation {i}",
                     )
                 rng = (
                     np.random.default_rng(sequence_seed(cfg.seed, i))
@@ -514,7 +527,7 @@ class LlamaCppBackend(GenerationBackend):
         b.n_tokens = len(entries)
         rc = self._ll.llama_decode(self._ctx, b)
         if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc} ({len(entries)} tokens)")
+            raise BackendError(self.name, f"llama_decode returned {rc} ({len(entries)} tokens)")
 
     def _step(self, slot: _Slot, row: int, cfg: GenerationConfig) -> None:
         """Choose ``slot``'s next token from logits row ``row`` and decide whether it stops."""
@@ -645,7 +658,9 @@ class LlamaCppBackend(GenerationBackend):
                 str(source).encode(), str(tmp).encode(), ctypes.byref(params)
             )
             if rc != 0:
-                raise RuntimeError(f"llama_model_quantize({source} -> {weights}) returned {rc}")
+                raise BackendError(
+                    self.name, f"llama_model_quantize({source} -> {weights}) returned {rc}"
+                )
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
