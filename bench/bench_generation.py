@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from mspa_features.compose.composer import CONSTRAINED_HEADROOM
 from mspa_features.compose.parsing import parse_answer
 from mspa_features.compose.prompts import PREFERENCE, render_author
 from mspa_features.data.contracts import Author
@@ -262,10 +263,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     convs = build_prompts(args.n_prompts, full=args.full_profiles, weeks=args.weeks)
     schema = bound_strings(PREFERENCE.answer_schema, args.max_new_tokens)
+    # as the composer decodes: strings bounded for max_new_tokens, the cap CONSTRAINED_HEADROOM
+    # times higher (the grammar ends each answer), on both sides
+    cap = CONSTRAINED_HEADROOM * args.max_new_tokens
     limits = {k: p.get("maxLength") for k, p in schema["properties"].items()}
     print(
         f"{len(convs)} preference prompts ({'independent' if args.weeks == 1 else f'{args.weeks} weekly snapshots per user'}), "
-        f"max_new_tokens={args.max_new_tokens}, "
+        f"max_new_tokens={args.max_new_tokens} (cap {cap}), "
         f"threads={args.threads} (machine has {os.cpu_count()} cores, load "
         f"{os.getloadavg()[0]:.1f}), schema on both sides: every key required, maxLength {limits}"
     )
@@ -295,11 +299,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # The baseline runs first so every later line carries its ratio.
     if not args.skip_hf:
-        base = bench_hf(convs, args.max_new_tokens, args.threads, schema)
+        base = bench_hf(convs, cap, args.threads, schema)
         report(base)
     if not args.skip_b1:
         b1 = {"prefix_share": 0}  # one stream: nothing in flight to share with anyway
-        report(bench_ours(convs, args.max_new_tokens, args.threads, 1, b1, schema, "ours-b1"))
+        report(bench_ours(convs, cap, args.threads, 1, b1, schema, "ours-b1"))
     for w in args.weights:
         for share in args.prefix_share:
             opts: dict = {} if w == "default" else {"weights": w}
@@ -307,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for b in args.batch_size:
                 name = f"ours-b{b}" + ("" if w == "default" else f"-{w}")
                 name += "" if share else "-noshare"
-                report(bench_ours(convs, args.max_new_tokens, args.threads, b, opts, schema, name))
+                report(bench_ours(convs, cap, args.threads, b, opts, schema, name))
     n_prompt = results[-1].n_prompt_tokens
     print(f"prompt tokens: {n_prompt} in all, {n_prompt / len(convs):.0f} per prompt")
     for r in results:
