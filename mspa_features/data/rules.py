@@ -286,10 +286,10 @@ PANDAS_BYTES_PER_ROW = 800
 #: The pandas engine is used while its estimated peak stays under this share of the memory
 #: available when validation starts (the rest is the other stages' and the machine's).
 PANDAS_MEMORY_SHARE = 0.5
-#: ``auto`` hands a contract to Spark from this many rows on, whatever the memory: pandas'
-#: peak there is ~4 GB of one process. Below it pandas is the faster engine on 2 cores
-#: (2.5x at 1M interactions in ``bench/bench_validation.py``: Spark pays shuffles for the
-#: reference join, the duplicate window and the ordered outputs, and ~20-60 s of start-up).
+#: ``auto`` hands a contract to Spark from this many rows on, whatever the memory. On 2 cores
+#: (``bench/bench_validation.py``, bench/README.md) pandas is 2.4x faster at 1M interactions
+#: (Spark pays shuffles for the reference join, the duplicate window and the ordered outputs,
+#: and ~25-40 s of start-up); at 10M Spark is 1.15x faster with 2.8 GiB peak vs pandas' 6.1.
 AUTO_SPARK_ROWS = 5_000_000
 
 
