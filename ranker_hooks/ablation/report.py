@@ -116,8 +116,10 @@ def _style(lo: float, hi: float) -> str:
 def ais_table(result: AblationResult) -> Table:
     """The AIS/LIS table: metrics per variant and delta AUC with its CI and p-value.
 
-    Kept narrow for terminals: the baseline is the first row, leaked (LIS) variants carry a
-    ``*``, row counts go to the caption, and a CI that excludes 0 is coloured.
+    Fits 80 columns without cutting a number or wrapping a variant name: the baseline is the
+    first row, leaked (LIS) variants carry a ``*``, row counts go to the caption, a CI that
+    excludes 0 is coloured. Logloss and wpAUC (and their deltas) are in :func:`delta_table`
+    and ``comparison.md``: with them the longest LIS names no longer fit.
     """
     from rich import box
 
@@ -142,25 +144,22 @@ def ais_table(result: AblationResult) -> Table:
         caption=caption,
         caption_justify="left",
         box=box.SIMPLE_HEAD,
+        padding=0,  # the box puts one space between columns: 22-character names + 6 numbers fit
         collapse_padding=True,
         pad_edge=False,
     )
-    for col in ("variant", "auc", "uauc", "gauc", "logloss", "wpauc", "Δauc", "95% CI", "p"):
+    for col in ("variant", "auc", "uauc", "gauc", "Δauc", "95% CI", "p"):
         left = col == "variant"
-        t.add_column(
-            col,
-            justify="left" if left else "right",
-            no_wrap=col not in ("variant", "95% CI"),
-            overflow="fold",  # a long variant name wraps; it is the row's key
-            min_width=10 if left else None,
-        )
+        # no_wrap everywhere: a wrapped CI or name misreads; ellipsis never cuts at 80 columns
+        # (22-character LIS names + 6 numeric columns = 76)
+        t.add_column(col, justify="left" if left else "right", no_wrap=True)
     for v in result.variants:
         if v.kind == "baseline":
             delta, ci, p = "-", "-", "-"
         else:
             style = _style(v.delta_auc_ci_low, v.delta_auc_ci_high)
             delta = f"[{style}]{v.delta_auc:+.4f}[/]" if style else f"{v.delta_auc:+.4f}"
-            ci = f"[{v.delta_auc_ci_low:+.4f}, {v.delta_auc_ci_high:+.4f}]"
+            ci = f"[{v.delta_auc_ci_low:+.4f},{v.delta_auc_ci_high:+.4f}]"
             if v in few:
                 ci += "!"
             p = f"{v.p_value:.3f}"
@@ -169,8 +168,6 @@ def ais_table(result: AblationResult) -> Table:
             f"{v.auc:.4f}",
             f"{v.uauc:.4f}",
             f"{v.gauc:.4f}",
-            f"{v.logloss:.4f}",
-            f"{v.wpauc:.4f}",
             delta,
             ci,
             p,

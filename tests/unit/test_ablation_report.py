@@ -67,9 +67,31 @@ def test_reports_and_table(tmp_path) -> None:
     console = Console(width=200, record=True)
     console.print(ais_table(res))
     text = console.export_text()
-    assert "+0.0100" in text and "[+0.0040, +0.0200]" in text
+    assert "+0.0100" in text and "[+0.0040,+0.0200]" in text
     assert "train 100 rows, eval 40 rows" in text
     assert "lis_future_id*" in text and "* LIS: leaked" in text and "1998-03-01" in text
+
+
+def test_ais_table_fits_80_columns_and_never_cuts_a_number(tmp_path) -> None:
+    import dataclasses
+    import io
+
+    res = result(tmp_path)
+    long = [
+        dataclasses.replace(v, name="lis_similar_items_n30", leaked=True, kind="lis")
+        if v.leaked
+        else v
+        for v in res.variants
+    ]
+    res = dataclasses.replace(res, variants=long)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(ais_table(res))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in out.getvalue()
+    rows = {ln.split()[0]: ln for ln in lines if ln.strip()[:1].isalpha()}
+    # every variant's row is one line holding its name, delta and whole CI
+    assert "lis_similar_items_n30*" in rows
+    assert "[+0.0040,+0.0200]" in rows["all"] and "+0.0100" in rows["all"]
 
 
 def test_compare_table_fits_80_columns_and_never_cuts_a_number() -> None:
@@ -121,8 +143,9 @@ def test_small_eval_samples_flag_their_intervals(tmp_path) -> None:
     console = Console(width=200, record=True)
     console.print(ais_table(flagged))
     text = console.export_text()
-    assert "[+0.0040, +0.0200]!" in text
-    assert f"only 3 eval users with both labels (< {MIN_USERS_FOR_CI})" in text
+    assert "[+0.0040,+0.0200]!" in text
+    words = " ".join(text.split())  # the caption wraps at the table's width
+    assert f"only 3 eval users with both labels (< {MIN_USERS_FOR_CI})" in words
     enough = dataclasses.replace(
         res,
         variants=[
