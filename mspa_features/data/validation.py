@@ -348,6 +348,10 @@ def _clean_numbers(
             rows.add(i, R.not_a_number(col, _show(v)))
             continue
         if not math.isfinite(x):
+            if integer is not None and math.isnan(x):
+                # pandas holds a null in an integer column as NaN: a missing value (a required
+                # column reports it as missing), not a bad number that quarantines the row
+                continue
             if finite or integer is not None or not math.isnan(x):
                 rows.add(i, R.not_finite(col, R.show_float(x)))
             continue

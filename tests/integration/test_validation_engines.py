@@ -158,7 +158,10 @@ def test_pandas_and_spark_agree(tmp_path: Path) -> None:
     ):
         assert kind in reasons, kind
     inter = by_spark[2]
-    assert inter.n_input == 20 and inter.n_accepted == 4
+    # u3 (no age: a null in an optional integer column) is kept, and so is its interaction
+    assert inter.n_input == 20 and inter.n_accepted == 5
+    users = by_spark[0]
+    assert "u3" in users.accepted.column("user_id").to_pylist()
     first = inter.accepted.slice(0, 1).to_pylist()[0]
     assert first["event_timestamp"] == datetime(2026, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
 

@@ -249,3 +249,19 @@ def test_read_input_fails_fast_on_wrong_format(tmp_path):
         read_input(bad)
     with pytest.raises(SchemaError, match="unsupported format '.json'"):
         read_input(tmp_path / "x.json") if (tmp_path / "x.json").write_text("{}") else None
+
+
+def test_a_null_in_an_optional_integer_column_is_missing_not_a_bad_number() -> None:
+    # pandas reads an integer column holding a null as float64 with NaN; the user is kept,
+    # with no age, rather than quarantined with "age: not finite (nan)" (and their interactions
+    # with them as unknown users).
+    import pandas as pd
+
+    from mspa_features.data.contracts import USERS
+    from mspa_features.data.validation import validate
+
+    frame = pd.DataFrame({"user_id": ["u1", "u2"], "age": [31, None], "region": ["x", "y"]})
+    assert frame["age"].dtype == "float64"
+    res = validate(frame, USERS, source="users.parquet")
+    assert res.quarantine.num_rows == 0
+    assert res.accepted.column("age").to_pylist() == [31, None]
