@@ -106,3 +106,14 @@ def test_one_strict_config_base() -> None:
     assert not offenders, "derive from mspa_features.config_base.StrictModel:\n" + "\n".join(
         offenders
     )
+
+
+def test_test_files_have_unique_basenames() -> None:
+    # pytest's default rootdir-based import mode imports test modules by basename: two files
+    # named alike under tests/unit and tests/integration stop collection of the whole suite.
+    from collections import Counter
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert [n for n, k in names.items() if k > 1] == []

@@ -3,7 +3,7 @@ projection of the source rows within the quantisation bound, the reducer saw onl
 the split, and the bytes per entity are what the online store holds.
 
 The first two weeks of MovieLens-100K through the Spark backfill (template composer, real
-encoder; as in ``test_drift.py``), split at 1997-09-27: compact sets ``template_pca16_int8``
+encoder; as in ``test_drift_report.py``), split at 1997-09-27: compact sets ``template_pca16_int8``
 and ``template_pca16_float16`` are built, registered beside ``template`` (duckdb offline,
 SQLite online) and read back through Feast, online and point in time.
 """
