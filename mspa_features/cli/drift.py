@@ -155,7 +155,11 @@ def drift_lines(doc: dict) -> str:
     for name in ("acc@4", "acc@10", "recall@10", "ndcg@10", "a2a"):
         d = (doc.get("metrics") or {}).get(name)
         if d:
-            lines.append(f"  {name}: {d['a']:.4f} -> {d['b']:.4f} ({d['delta']:+.4f})")
+            ci = ""
+            if d.get("ci_low") is not None:
+                ci = f" [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] paired over {d['n']}"
+                ci += "" if d.get("trustworthy", True) else " (too few: not trustworthy)"
+            lines.append(f"  {name}: {d['a']:.4f} -> {d['b']:.4f} ({d['delta']:+.4f}){ci}")
     lines.append(f"  report: {doc['json_path']}  plot: {doc['plot_path']}")
     if doc.get("mlflow_run_id"):
         lines.append(f"  mlflow run: {doc['mlflow_run_id']}")

@@ -66,6 +66,8 @@ class ComposerEval:
     # The per-unit values behind ``ci`` (users in the order of the evaluated table, skipped
     # users as misses; A2A per triple), for paired deltas between composers on the same units.
     per_unit: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # The users behind the per-user entries of ``per_unit``, in their order.
+    unit_ids: list[str] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
         """A flat results row: acc@m is the generated-answer mean when generation ran."""
@@ -85,6 +87,13 @@ class ComposerEval:
             out["a2a"] = self.a2a
         if self.ci:
             out["ci"] = self.ci
+        if self.per_unit:
+            # what a paired delta between two composers (drift, comparisons) resamples: per-user
+            # values keyed by user id, A2A per triple in the triples' order
+            out["per_unit"] = {
+                "user_id": list(self.unit_ids),
+                **{k: [float(x) for x in v] for k, v in self.per_unit.items()},
+            }
         out["parse"] = self.parse
         out["skipped"] = self.skipped
         if self.frames:
@@ -235,6 +244,7 @@ def evaluate_composer(
         name, prows.table.column("model_version")[0].as_py() if kept else "", n_all, len(a_ids)
     )
     ev.skipped = {"users": prows.quarantine.num_rows, "authors": arows.quarantine.num_rows}
+    ev.unit_ids = [str(u) for u in u2a_test["user_id"]]
 
     scores = p_emb @ a_emb.T if len(kept) else np.zeros((0, len(a_ids)))  # (users, authors)
     for i, hist in enumerate(test["history_author_ids"]):

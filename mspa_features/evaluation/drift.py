@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mspa_features.errors import InputMismatchError, InvalidValueError
+from mspa_features.evaluation.metrics import bootstrap_mean_ci
 
 
 def _matrix(x: ArrayLike, name: str) -> NDArray[np.float64]:
@@ -137,18 +138,54 @@ def histogram(
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def metric_deltas(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+def metric_deltas(
+    a: Mapping[str, Any], b: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """``{metric: {"a", "b", "delta": b - a}}`` for the numeric metrics both sides report
-    (booleans and non-finite values left out), sorted by name."""
+    (booleans and non-finite values left out), sorted by name.
+
+    Where both results rows carry ``per_unit`` values (``composer_eval.ComposerEval.row``), a
+    delta also gets its paired 95 % bootstrap CI (``ci_low``, ``ci_high``, ``n`` units,
+    ``trustworthy``; :func:`mspa_features.evaluation.metrics.bootstrap_mean_ci` over
+    ``b - a`` per unit): per-user metrics on the users both evaluated (matched by id), A2A on
+    the triples when both sides scored the same number of them. The CI is of the mean over
+    those units, which equals the delta when both sides evaluated the same users."""
 
     def num(x: Any) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
 
-    return {
+    out: dict[str, dict[str, Any]] = {
         key: {"a": float(a[key]), "b": float(b[key]), "delta": float(b[key]) - float(a[key])}
         for key in sorted(set(a) & set(b))
         if num(a[key]) and num(b[key])
     }
+    pa_, pb_ = a.get("per_unit"), b.get("per_unit")
+    if isinstance(pa_, Mapping) and isinstance(pb_, Mapping):
+        for key, diff in _paired_units(pa_, pb_, [k for k in out if k in pa_ and k in pb_]):
+            ci = bootstrap_mean_ci({key: diff}, n_boot=n_boot, seed=seed)[key]
+            out[key].update(
+                ci_low=ci.ci_low, ci_high=ci.ci_high, n=ci.n, trustworthy=ci.trustworthy
+            )
+    return out
+
+
+def _paired_units(
+    a: Mapping[str, Any], b: Mapping[str, Any], keys: list[str]
+) -> list[tuple[str, np.ndarray]]:
+    """Per-unit ``b - a`` for each key: users matched by id, A2A triples by position."""
+    ids_a, ids_b = list(a.get("user_id", [])), list(b.get("user_id", []))
+    at_b = {u: i for i, u in enumerate(ids_b)}
+    both = [(i, at_b[u]) for i, u in enumerate(ids_a) if u in at_b]
+    out = []
+    for key in keys:
+        va, vb = np.asarray(a[key], float), np.asarray(b[key], float)
+        if key == "a2a":
+            if len(va) == len(vb) and len(va):
+                out.append((key, vb - va))
+        elif both and len(va) == len(ids_a) and len(vb) == len(ids_b):
+            ia, ib = (np.array(x, dtype=np.intp) for x in zip(*both, strict=True))
+            out.append((key, vb[ib] - va[ia]))
+    return out
 
 
 __all__ = [

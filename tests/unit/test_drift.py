@@ -85,3 +85,29 @@ def test_handoff_config_is_recognised_by_its_checkpoint_meta(tmp_path) -> None:
     assert aligned_version(other) is None
     # Another set registered alone: no report, and nothing is opened (cfg is never read).
     assert handoff_drift(None, config, ["template"]) is None  # type: ignore[arg-type]
+
+
+def test_metric_deltas_carry_a_paired_ci_over_the_users_both_sides_evaluated() -> None:
+    from mspa_features.evaluation.drift import metric_deltas
+
+    # u1..u4 in different orders; u9 only on side a. Per user, b - a is +1 for u1 and u2 and 0
+    # for u3 and u4, so the mean delta over the 4 shared users is 0.5; the bootstrap interval
+    # of a mean of {0, 1} values lies in [0, 1].
+    a = {
+        "acc@4": 0.25,
+        "per_unit": {"user_id": ["u1", "u2", "u3", "u4", "u9"], "acc@4": [0, 0, 1, 0, 1]},
+    }
+    b = {
+        "acc@4": 0.75,
+        "per_unit": {"user_id": ["u4", "u3", "u2", "u1"], "acc@4": [0, 1, 1, 1]},
+    }
+    d = metric_deltas(a, b, n_boot=500, seed=1)["acc@4"]
+    assert d["delta"] == 0.5 and d["n"] == 4 and d["trustworthy"] is False
+    assert 0.0 <= d["ci_low"] <= 0.5 <= d["ci_high"] <= 1.0
+
+    # identical per-user values: the paired interval is exactly [0, 0]
+    same = metric_deltas(a, a)["acc@4"]
+    assert (same["delta"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    # rows without per-unit values (older results) keep the plain delta
+    plain = metric_deltas({"acc@4": 0.25}, {"acc@4": 0.5})["acc@4"]
+    assert plain == {"a": 0.25, "b": 0.5, "delta": 0.25}
