@@ -292,6 +292,21 @@ def child_output_to_log() -> Iterator[None]:
             os.close(fd)
 
 
+@contextmanager
+def library_prints_to_log() -> Iterator[None]:
+    """Python-level ``print`` output of a library call (Feast's ``Materializing ... into the
+    sqlite online store`` lines) goes to the log file instead of the terminal, where it lands
+    between the progress bars. Without :func:`install` (library use, tests) it stays on
+    stdout."""
+    if _sink is None:
+        yield
+        return
+    import contextlib
+
+    with contextlib.redirect_stdout(_sink.stream()):
+        yield
+
+
 def flush() -> None:
     """Flush the log file (the entry leaves with ``os._exit``, which flushes nothing)."""
     if _sink is not None:

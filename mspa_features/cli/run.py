@@ -15,15 +15,20 @@ if TYPE_CHECKING:
 
 def features_table(features: dict[str, Any]) -> Table:
     """Backfill counts per feature set and entity (requested = written + quarantined)."""
+    from rich import box
     from rich.table import Table
 
     t = Table(
         title=f"Features: Spark backfill {features['start']} .. {features['end']} "
         f"({features['cadence']}), registered in Feast",
         title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=0,  # the box's column gap is the only space: no header or entity is cut
     )
-    for col in ("feature set", "entity", "partitions", "requested", "written", "quarantined", "s"):
-        t.add_column(col, justify="left" if col in ("feature set", "entity") else "right")
+    for col in ("set", "entity", "partitions", "requested", "written", "quarantined", "seconds"):
+        t.add_column(col, justify="left" if col in ("set", "entity") else "right", no_wrap=True)
     for fs, entities in features["backfill"].items():
         for entity, c in entities.items():
             t.add_row(
@@ -64,13 +69,16 @@ def ablation_table(ab: dict[str, Any]) -> Table:
         f"evaluate to {w['eval_end'][:10]}, seeds {ab['seeds']}; delta AUC vs baseline with a "
         "95% paired bootstrap CI over users",
         title_justify="left",
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        padding=0,  # the box's column gap is the only space: the 22-character LIS names fit
     )
     ratios = {r["variant"]: r.get("ais_lis_ratio") for r in ab.get("verdicts", [])}
     for col in ("variant", "AUC", "delta", "95% CI", "p", "AIS/LIS"):
         first = col == "variant"
-        t.add_column(col, justify="left" if first else "right", no_wrap=not first, overflow="fold")
+        # never wrapped: a name split over two lines reads as two variants (70 columns)
+        t.add_column(col, justify="left" if first else "right", no_wrap=True)
     for v in ab["variants"]:
         base = v["kind"] == "baseline"
         ratio = ratios.get(v["name"])
@@ -229,12 +237,18 @@ def run(
 
     cfg = load_config(config)
     t0 = time.perf_counter()
+    from rich.table import Column
+
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
+        # a long stage name is shortened, never the counts and times beside it (80 columns)
+        TextColumn(
+            "{task.description}",
+            table_column=Column(max_width=40, no_wrap=True, overflow="ellipsis"),
+        ),
+        BarColumn(bar_width=12),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TimeElapsedColumn(table_column=Column(no_wrap=True)),
         console=console,
         transient=False,
     ) as prog:
@@ -327,15 +341,18 @@ def run(
             console.print(comparison_table(cmp))
             for note in cmp["notes"]:
                 console.print(f"[yellow]note:[/] {note}")
-            console.print(f"comparison -> {cmp['results_path']}", highlight=False)
+            # soft_wrap: a path is never broken by an inserted newline (copy-paste keeps it)
+            console.print(f"comparison -> {cmp['results_path']}", highlight=False, soft_wrap=True)
         console.print(
             f"ablation -> {summary.ablation['results_path']}; MLflow parent run "
             f"{summary.ablation['mlflow_parent_run_id']} ({summary.ablation['tracking_uri']}); "
             "compare two ablations with `mspa runs compare`",
             highlight=False,
+            soft_wrap=True,
         )
     console.print(
         f"results -> {Path(cfg.workspace).resolve() / 'results' / summary.name / 'summary.json'}"
         f"   ({time.perf_counter() - t0:.1f} s)",
         highlight=False,
+        soft_wrap=True,
     )

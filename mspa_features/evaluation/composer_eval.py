@@ -317,6 +317,7 @@ def evaluate_composer(
                         "correct": a["pick"] == int(truth[i]),
                     }
                 )
+            say(f"recommend m={m} x{generations}", 1, 1)
             picks_g = np.array(letters).reshape(generations, len(p_text))
             ev.acc_gen[m] = [_acc(picks_g[g], truth, n_all) for g in range(generations)]
             ev.per_unit[f"acc@{m}"] = per_user((picks_g == truth).mean(axis=0))

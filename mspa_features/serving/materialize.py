@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from mspa_features import logs
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import ConfigError, FeatureRepoError, UnknownNameError
 from mspa_features.extras import require
@@ -867,7 +868,7 @@ def _materialize(
         if window_start >= end:
             reports.append(_skipped(view, window_start, end, rng[1]))
             continue
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), logs.library_prints_to_log():
             # ibis (Feast's duckdb offline store) warns on every read about an API of its own.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\.")
             if mode == "incremental":

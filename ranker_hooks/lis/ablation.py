@@ -111,7 +111,8 @@ def verdict_table(run: LisRun) -> Any:
         f"cold AUC, delta [CI] (n={n_cold})",
         "verdict",
     ):
-        table.add_column(col, overflow="fold")
+        # numbers never break across lines; the verdict (words) wraps
+        table.add_column(col, no_wrap=col != "verdict", overflow="fold")
     for r in run.verdicts:
         ratio = r.get("ais_lis_ratio")
         table.add_row(
