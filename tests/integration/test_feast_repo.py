@@ -635,9 +635,9 @@ def test_build_definitions_names_tags_and_errors(tmp_path: Path) -> None:
     }
     assert views["author_profiles__template"].tags["model_version"] == "tmpl-v9"
     assert aligned.ttl == timedelta(days=365)
-    with pytest.raises(ValueError, match="no '__'"):
+    with pytest.raises(ValueError, match="without '__'"):
         build_definitions({"a__b": tmp_path})
-    with pytest.raises(ValueError, match="unknown feature sets"):
+    with pytest.raises(ValueError, match="unknown feature set .other.; valid: template"):
         build_definitions({"template": tmp_path}, leaked={"other": True})
 
 
