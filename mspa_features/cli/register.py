@@ -105,7 +105,6 @@ def register(
     hand-off) and its model_version set registered, the drift report from ``--drift-base`` to
     that set follows (as ``mspa drift``: JSON, plot, MLflow), unless ``--no-drift``.
     """
-    from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import load_config
     from mspa_features.serving.materialize import apply_and_materialize, check_online_store
 
@@ -113,7 +112,7 @@ def register(
     cfg = load_config(config)
     # Redis down: one error line before anything is read or written.
     check_online_store(cfg, repo_path=repo, store_yaml=store_yaml, online=kind, redis_url=redis)  # type: ignore[arg-type]
-    ensure_run_data(cfg)  # ingests the config's data source unless already there
+    # No ingest here: register reads the backfilled partitions only (the backfill ingested).
     # No live spinner: Feast prints its own materialization progress to stdout.
     rep = apply_and_materialize(
         cfg,
