@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mspa_features.names import sqlite_uri
+
 
 def artifact_location(tracking_uri: str) -> str | None:
     """The artifact root for a new experiment on ``tracking_uri``.
@@ -35,3 +37,9 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     return client.create_experiment(name, artifact_location=artifact_location(tracking_uri))
+
+
+def workspace_tracking_uri(workspace: str | Path) -> str:
+    """The default tracking store of a workspace: ``sqlite:///<workspace>/mlflow.db`` (a path
+    holding ``?`` or ``%`` escaped by :func:`mspa_features.names.sqlite_uri`)."""
+    return sqlite_uri(Path(workspace) / "mlflow.db")

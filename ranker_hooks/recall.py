@@ -600,12 +600,11 @@ def plot(report: RecallReport, path: Path) -> Path:
 def _log_mlflow(report: RecallReport, ws: Workspace, tracking_uri: str | None) -> str:
     import mlflow
 
-    from mspa_features.mlflow_store import ensure_experiment
-    from mspa_features.names import sqlite_uri
+    from mspa_features.mlflow_store import ensure_experiment, workspace_tracking_uri
 
     if tracking_uri is None:
         ws.root.mkdir(parents=True, exist_ok=True)
-        tracking_uri = sqlite_uri(ws.root / "mlflow.db")
+        tracking_uri = workspace_tracking_uri(ws.root)
     client = mlflow.tracking.MlflowClient(tracking_uri)
     exp = ensure_experiment(tracking_uri, EXPERIMENT)
     run = client.create_run(

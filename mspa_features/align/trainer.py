@@ -36,7 +36,7 @@ from mspa_features.align.rewards import (
 )
 from mspa_features.config import RunConfig, Workspace, load_config
 from mspa_features.errors import SchemaError
-from mspa_features.names import sqlite_uri
+from mspa_features.mlflow_store import workspace_tracking_uri
 
 Progress = Callable[[str], None]
 CHECKPOINT_META = "mspa_align.json"
@@ -313,7 +313,7 @@ def mlflow_uri(cfg: AlignConfig, run_cfg: RunConfig) -> str:
         return cfg.tracking.mlflow_uri
     ws = Workspace(run_cfg.workspace)
     ws.root.mkdir(parents=True, exist_ok=True)
-    return sqlite_uri(ws.root / "mlflow.db")  # a path holding '?' or '%' escaped
+    return workspace_tracking_uri(ws.root)
 
 
 def train(

@@ -465,11 +465,10 @@ def _log_mlflow(cfg: Any, doc: dict[str, Any], tracking_uri: str | None) -> str:
     import mlflow
 
     from mspa_features.config import Workspace
-    from mspa_features.mlflow_store import ensure_experiment
-    from mspa_features.names import sqlite_uri
+    from mspa_features.mlflow_store import ensure_experiment, workspace_tracking_uri
 
     if tracking_uri is None:
-        tracking_uri = sqlite_uri(Workspace(cfg.workspace).root / "mlflow.db")
+        tracking_uri = workspace_tracking_uri(Workspace(cfg.workspace).root)
     client = mlflow.tracking.MlflowClient(tracking_uri)
     exp = ensure_experiment(tracking_uri, EXPERIMENT)
     run = client.create_run(

@@ -65,7 +65,7 @@ def gallery(
     from mspa_features.config import Workspace, load_config
     from mspa_features.errors import FeatureRepoError
     from mspa_features.evaluation.gallery import build_gallery, log_gallery, write_gallery
-    from mspa_features.names import sqlite_uri
+    from mspa_features.mlflow_store import workspace_tracking_uri
     from mspa_features.serving.materialize import feast_dir, open_store
 
     cfg = load_config(config)
@@ -99,7 +99,7 @@ def gallery(
     console.print(f"contact sheets: {paths['sheets']}", highlight=False, markup=False,
                   soft_wrap=True)
     if not no_mlflow:
-        uri = tracking_uri or sqlite_uri(ws.root / "mlflow.db")
+        uri = tracking_uri or workspace_tracking_uri(ws.root)
         run_id = log_gallery(folder, g, tracking_uri=uri, experiment=experiment)
         console.print(f"MLflow run {run_id} ({uri}), artifacts under gallery/", highlight=False,
                       markup=False, soft_wrap=True)

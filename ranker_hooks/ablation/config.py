@@ -20,7 +20,7 @@ from mspa_features.errors import (
     InvalidValueError,
     UnknownNameError,
 )
-from mspa_features.names import experiment_name, feature_set_name, folder_name, sqlite_uri
+from mspa_features.names import experiment_name, feature_set_name, folder_name
 from ranker_hooks.ablation.split import TemporalSplit
 from ranker_hooks.ablation.variants import BUILTIN_VARIANTS
 
@@ -258,4 +258,6 @@ def make_ranker(cfg: AblationConfig, seed: int) -> Ranker:
 
 def default_tracking_uri(run_cfg: RunConfig) -> str:
     """``sqlite:///<workspace>/mlflow.db`` (a path holding ``?`` or ``%`` escaped)."""
-    return sqlite_uri(Workspace(run_cfg.workspace).root / "mlflow.db")
+    from mspa_features.mlflow_store import workspace_tracking_uri
+
+    return workspace_tracking_uri(Workspace(run_cfg.workspace).root)
