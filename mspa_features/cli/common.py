@@ -33,6 +33,13 @@ def _config_arg(what: str) -> Any:
 # drift, compact, recall, gallery)
 ConfigArg = Annotated[Path, typer.Argument(help="run config YAML (backfill done)")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="Feast repo folder (yaml files)")]
+# the tracking and output options of the report commands (drift, recall, compact)
+MlflowUriOpt = Annotated[
+    str | None,
+    typer.Option("--mlflow-uri", help="tracking URI (default: SQLite in the workspace)"),
+]
+NoMlflowOpt = Annotated[bool, typer.Option("--no-mlflow", help="write files only")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the report as JSON")]
 AblationConfigArg = Annotated[Path | None, _config_arg("ablation")]
 AlignConfigArg = Annotated[Path | None, _config_arg("alignment")]
 DeprecatedConfigOpt = Annotated[

@@ -22,7 +22,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mspa_features.cli.common import ConfigArg, RepoOpt, console, parse_seeds, progress_bar
+from mspa_features.cli.common import (
+    ConfigArg,
+    MlflowUriOpt,
+    NoMlflowOpt,
+    RepoOpt,
+    console,
+    parse_seeds,
+    progress_bar,
+)
 
 EXPERIMENT = "mspa-compact"
 VARIANTS = ("preference", "author", "cosine", "all")
@@ -87,11 +95,8 @@ def compact(
         int, typer.Option("--read-calls", min=10, help="timed online reads per set")
     ] = 200,
     repo: RepoOpt = Path("feature_repo"),
-    mlflow_uri: Annotated[
-        str | None,
-        typer.Option("--mlflow-uri", help="tracking URI (default: SQLite in the workspace)"),
-    ] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="write files only")] = False,
+    mlflow_uri: MlflowUriOpt = None,
+    no_mlflow: NoMlflowOpt = False,
 ) -> None:
     """Compact embeddings (PCA to --dims, int8/float16 codes) as their own Feast feature sets,
     and a Pareto table: bytes per entity (measured in the online store) x online read p50 x

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mspa_features.cli.common import ConfigArg, RepoOpt, console
+from mspa_features.cli.common import ConfigArg, JsonOpt, MlflowUriOpt, NoMlflowOpt, RepoOpt, console
 
 if TYPE_CHECKING:
     from mspa_features.config import RunConfig
@@ -35,12 +35,9 @@ def drift(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="nearest authors")] = 10,
     repo: RepoOpt = Path("feature_repo"),
-    mlflow_uri: Annotated[
-        str | None,
-        typer.Option("--mlflow-uri", help="tracking URI (default: SQLite in the workspace)"),
-    ] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="write files only")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    mlflow_uri: MlflowUriOpt = None,
+    no_mlflow: NoMlflowOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Drift between two feature sets (or two model versions of one) at one as-of instant.
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mspa_features.cli.common import console, fail
+from mspa_features.cli.common import JsonOpt, MlflowUriOpt, NoMlflowOpt, console, fail
 from mspa_features.cli.register import ConfigArg, Online, RepoOpt, RunOnlineOpt
 
 
@@ -56,12 +56,9 @@ def recall(
     n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="bootstrap resamples")] = 1000,
     online: RunOnlineOpt = None,
     repo: RepoOpt = Path("feature_repo"),
-    mlflow_uri: Annotated[
-        str | None,
-        typer.Option("--mlflow-uri", help="tracking URI (default: SQLite in the workspace)"),
-    ] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="write files only")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    mlflow_uri: MlflowUriOpt = None,
+    no_mlflow: NoMlflowOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replay the positive test impressions of the ablation's split against the whole author
     catalogue valid at each instant, and report Hit Rate@K with 95% CIs over users.
