@@ -6,6 +6,19 @@ spelled out in ``profile_text``, the rest live only in frames, ASR text and comm
 multimodal encoder can recover signal a text-only one cannot. Users have a latent taste over the
 same attributes and tip authors through a softmax over taste match times author popularity.
 
+Two interaction models (``SyntheticConfig.impressions.enabled``):
+
+* engagements only (the default, unchanged since 0.1): tips (label 1) to authors drawn by taste
+  and popularity, and clicks (label 0) on uniformly random authors. Every row is an engagement.
+* impressions: users open sessions; each session shows a feed of authors drawn by popularity;
+  the user clicks a shown author with a probability driven by popularity and (weakly) taste, and
+  tips a clicked one with a probability driven by taste alone, more strongly. One row per shown
+  author and session, with its strongest action: ``impression`` (shown, not clicked; label 0),
+  ``click`` (clicked, no tip; label 0) or ``tip`` (clicked and tipped; label 1). So the click
+  task is positive on ``{click, tip}``, the gift task on ``{tip}``, and ``label`` stays "tipped":
+  the point-in-time history rule (positives, ``label == 1``) reads the same kind of event in
+  both models.
+
 Reproducibility: author ``i`` is drawn from ``default_rng([seed, stream, i])``; every user draw
 comes from a counter-based hash of ``(seed, stream, user index, draw index)``. Output therefore
 depends only on the seed and the index, never on ``n_users``, ``chunk_users`` or the internal
@@ -25,11 +38,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mspa_features.config_base import StrictModel
 from mspa_features.data.contracts import AUTHORS, INTERACTIONS, TS, USERS
-from mspa_features.errors import InvalidValueError
+from mspa_features.errors import IncompatibleSettingsError, InvalidValueError
 
 # --------------------------------------------------------------------------- vocabularies
 
@@ -106,6 +119,85 @@ _BOUNDS: dict[str, tuple[int, int]] = {
 # --------------------------------------------------------------------------- config
 
 
+_IMPRESSION_BOUNDS: dict[str, tuple[float, float]] = {
+    "sessions_per_user": (0.0, 1000.0),  # exclusive low end: a mean of 0 sessions is no data
+    "click_bias": (-20.0, 20.0),
+    "click_taste": (-20.0, 20.0),
+    "click_popularity": (-20.0, 20.0),
+    "tip_bias": (-20.0, 20.0),
+    "tip_taste": (-20.0, 20.0),
+}
+_MAX_SHOWN = 100
+# Seconds between two consecutive impressions of one session (a feed scrolled down).
+_IMPRESSION_STEP_US = 10_000_000
+
+
+class ImpressionsConfig(StrictModel):
+    """Shown-but-not-clicked impressions: sessions of shown authors, clicks, tips among clicks.
+
+    Each user has ``max(1, Poisson(sessions_per_user))`` sessions, each at a uniform instant of
+    the window. A session shows ``shown_per_session`` authors drawn with probability
+    proportional to popularity (an author drawn twice in a session is shown once), 10 s apart.
+    With ``m`` the user's taste match with the author (the sum of the user's taste weights over
+    the matching attributes, the same weights that drive the engagement-only tips):
+
+    * P(click | shown) = sigmoid(click_bias + click_taste * m + click_popularity * log pop)
+    * P(tip | click) = sigmoid(tip_bias + tip_taste * m)
+
+    so clicks follow popularity and tips follow taste, and the two tasks differ.
+    """
+
+    enabled: bool = Field(False, description="emit impressions (off: engagements only)")
+    sessions_per_user: float = Field(6.0, description="mean sessions per user (Poisson, >= 1)")
+    shown_per_session: int = Field(8, description=f"authors shown per session, 1..{_MAX_SHOWN}")
+    click_bias: float = Field(-1.7, description="click log-odds of an unmatched, pop-1 author")
+    click_taste: float = Field(0.3, description="click log-odds per unit of taste match")
+    click_popularity: float = Field(0.8, description="click log-odds per unit of log popularity")
+    tip_bias: float = Field(-2.0, description="tip-given-click log-odds of an unmatched author")
+    tip_taste: float = Field(1.0, description="tip-given-click log-odds per unit of taste match")
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _bool_only(cls, v: Any) -> Any:
+        # pydantic's lax mode would turn "no" or 0 into False; say true or false.
+        if not isinstance(v, bool):
+            raise InvalidValueError("impressions.enabled", v, "true or false")
+        return v
+
+    @field_validator("shown_per_session", mode="before")
+    @classmethod
+    def _shown_int(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise InvalidValueError("impressions.shown_per_session", v, "an integer")
+        return v
+
+    @field_validator("shown_per_session")
+    @classmethod
+    def _shown_in_bounds(cls, v: int) -> int:
+        if not 1 <= v <= _MAX_SHOWN:
+            raise InvalidValueError("impressions.shown_per_session", v, f"in [1, {_MAX_SHOWN}]")
+        return v
+
+    @field_validator(*_IMPRESSION_BOUNDS, mode="before")
+    @classmethod
+    def _no_bool_float(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, bool):
+            raise InvalidValueError(f"impressions.{info.field_name}", v, "a number")
+        return v
+
+    @field_validator(*_IMPRESSION_BOUNDS)
+    @classmethod
+    def _finite_in_bounds(cls, v: float, info: ValidationInfo) -> float:
+        lo, hi = _IMPRESSION_BOUNDS[info.field_name]
+        ok = math.isfinite(v) and (
+            lo < v <= hi if info.field_name == "sessions_per_user" else lo <= v <= hi
+        )
+        if not ok:
+            low = "(" if info.field_name == "sessions_per_user" else "["
+            raise InvalidValueError(f"impressions.{info.field_name}", v, f"in {low}{lo:g}, {hi:g}]")
+        return v
+
+
 class SyntheticConfig(StrictModel):
     """Size and seed of a synthetic dataset; the same config always yields the same data."""
 
@@ -118,6 +210,10 @@ class SyntheticConfig(StrictModel):
     frame_size: int = 32
     seed: int = 0
     chunk_users: int = 10_000
+    impressions: ImpressionsConfig = Field(
+        default_factory=ImpressionsConfig,
+        description="shown-but-not-clicked impressions (off: tips and random clicks only)",
+    )
 
     @field_validator(*_BOUNDS, mode="before")
     @classmethod
@@ -151,6 +247,35 @@ class SyntheticConfig(StrictModel):
             raise InvalidValueError("start", v, "timezone-aware (e.g. ending in 'Z')")
         return v.astimezone(UTC)
 
+    @model_validator(mode="after")
+    def _impressions_fit(self) -> SyntheticConfig:
+        imp = self.impressions
+        if not imp.enabled:
+            return self
+        default_tips = type(self).model_fields["mean_tips_per_user"].default
+        if (
+            "mean_tips_per_user" in self.model_fields_set
+            and self.mean_tips_per_user != default_tips
+        ):
+            # With impressions the tips come out of the click and tip model; a tip rate that
+            # is silently ignored would be worse than this error. (The default written back by
+            # model_dump, a saved config, is not a declaration.)
+            raise IncompatibleSettingsError(
+                {"mean_tips_per_user": self.mean_tips_per_user, "impressions.enabled": True},
+                "mean_tips_per_user drives the engagement-only generator; with impressions the "
+                "tips come from sessions_per_user, shown_per_session, click_* and tip_*",
+                fix="remove mean_tips_per_user or disable impressions",
+            )
+        if imp.shown_per_session > self.n_authors:
+            raise IncompatibleSettingsError(
+                {
+                    "impressions.shown_per_session": imp.shown_per_session,
+                    "n_authors": self.n_authors,
+                },
+                "a session cannot show more distinct authors than there are",
+            )
+        return self
+
     @property
     def start_us(self) -> int:
         """Window start in microseconds since the epoch (exact integer arithmetic)."""
@@ -165,7 +290,10 @@ class SyntheticConfig(StrictModel):
         """A short hash of everything that changes the data (not ``chunk_users``: it doesn't)."""
         import hashlib
 
-        fields = self.model_dump(mode="json", exclude={"chunk_users"})
+        # impressions off leave the fingerprint as it was before the option existed, so the
+        # raw folder of an engagement-only config keeps its name
+        exclude = {"chunk_users"} | (set() if self.impressions.enabled else {"impressions"})
+        fields = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:12]
 
 
@@ -214,6 +342,8 @@ def _poisson(u: np.ndarray, lam: float) -> np.ndarray:
 # streams of the user hash; new streams must get new numbers so old data never changes
 _S_USER, _S_NTIPS, _S_NCLICKS = 1, 2, 3
 _S_TIP_AUTHOR, _S_TIP_TS, _S_TIP_VALUE, _S_CLICK_AUTHOR, _S_CLICK_TS = 4, 5, 6, 7, 8
+_S_NSESSIONS, _S_SESSION_TS, _S_SHOWN_AUTHOR, _S_SHOWN_CLICK, _S_SHOWN_TIP = 9, 10, 11, 12, 13
+_S_SHOWN_TIP_VALUE = 14
 
 
 # --------------------------------------------------------------------------- latents
@@ -666,6 +796,18 @@ def generate_users(cfg: SyntheticConfig) -> Iterator[pa.Table]:
 # --------------------------------------------------------------------------- interactions
 
 
+def _aspects(
+    lat: UserLatents, auth: AuthorLatents
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+    """(user preference, user weight, author attribute) of the non-category taste aspects."""
+    return (
+        (lat.pref_region, lat.w_region, auth.region),
+        (lat.pref_scene, lat.w_scene, auth.scene),
+        (lat.pref_lighting, lat.w_lighting, auth.lighting),
+        (lat.pref_style, lat.w_style, auth.style),
+    )
+
+
 def _tip_weights(lat: UserLatents, auth: AuthorLatents) -> np.ndarray:
     """(users, authors) unnormalised softmax weights: popularity * prod exp(w * match)."""
     w = auth.popularity[None, :] * np.where(
@@ -674,15 +816,34 @@ def _tip_weights(lat: UserLatents, auth: AuthorLatents) -> np.ndarray:
         _F_CAT[np.searchsorted(_W_CAT_LEVELS, lat.w_category)][:, None],
         1.0,
     )
-    for pref, weight, attr in (
-        (lat.pref_region, lat.w_region, auth.region),
-        (lat.pref_scene, lat.w_scene, auth.scene),
-        (lat.pref_lighting, lat.w_lighting, auth.lighting),
-        (lat.pref_style, lat.w_style, auth.style),
-    ):
+    for pref, weight, attr in _aspects(lat, auth):
         factor = _F_ASPECT[np.searchsorted(_W_ASPECT_LEVELS, weight)]
         w = w * np.where(attr[None, :] == pref[:, None], factor[:, None], 1.0)
     return w
+
+
+def _taste_odds(
+    lat: UserLatents, auth: AuthorLatents, rows: np.ndarray, authors: np.ndarray, scale: float
+) -> np.ndarray:
+    """``exp(scale * m)`` per (local user row, author) pair, ``m`` the taste match.
+
+    ``m`` is the sum of the user's taste weights over the attributes the author matches (the
+    log of :func:`_tip_weights` without popularity). The factors come from per-level tables
+    (``math.exp`` of scalars) multiplied in a fixed order, so each value is bit-exact whatever
+    the block it is computed in.
+    """
+    f_cat = np.array([math.exp(scale * w) for w in _W_CAT_LEVELS])
+    f_aspect = np.array([math.exp(scale * w) for w in _W_ASPECT_LEVELS])
+    cat = auth.category[authors]
+    odds = np.where(
+        (cat == lat.pref_category1[rows]) | (cat == lat.pref_category2[rows]),
+        f_cat[np.searchsorted(_W_CAT_LEVELS, lat.w_category)][rows],
+        1.0,
+    )
+    for pref, weight, attr in _aspects(lat, auth):
+        factor = f_aspect[np.searchsorted(_W_ASPECT_LEVELS, weight)]
+        odds = odds * np.where(attr[authors] == pref[rows], factor[rows], 1.0)
+    return odds
 
 
 def _sample_rows(weights: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -768,20 +929,102 @@ def _interaction_block(
     )
 
 
+#: Actions of the impressions model, strongest last; a row carries its impression's strongest.
+IMPRESSION_ACTIONS: tuple[str, ...] = ("impression", "click", "tip")
+
+
+def _impression_block(
+    cfg: SyntheticConfig, lo: int, hi: int, auth: AuthorLatents, aids: pa.Array
+) -> pa.Table:
+    """Users ``lo..hi-1`` with impressions: one row per shown author and session (see
+    :class:`ImpressionsConfig`); every draw is a function of (seed, stream, user, draw index)."""
+    imp = cfg.impressions
+    lat = user_latents(cfg, lo, hi)
+    users = lat.index
+    seed, shown = cfg.seed, imp.shown_per_session
+
+    n_sessions = np.maximum(
+        1, _poisson(_uniform(seed, _S_NSESSIONS, users, 0), imp.sessions_per_user)
+    )
+    rows, draw = _events(users, n_sessions * shown)  # draw: the user's impression index
+    r_users = users[rows]
+    session, position = draw // shown, draw % shown
+
+    # the feed: popularity-weighted authors, one CDF for everyone (a (1, A) weight row)
+    author = _sample_rows(
+        auth.popularity[None, :],
+        np.zeros(len(rows), dtype=np.int64),
+        _uniform(seed, _S_SHOWN_AUTHOR, r_users, draw),
+    )
+    # session instants keep room for the last impression inside the window
+    span = max(1, cfg.window_us - (shown - 1) * _IMPRESSION_STEP_US)
+    start = np.floor(_uniform(seed, _S_SESSION_TS, r_users, session) * span).astype(np.int64)
+    ts = cfg.start_us + start + position * _IMPRESSION_STEP_US
+
+    # odds = exp(bias) * exp(taste * m) * pop ** popularity; p = odds / (1 + odds)
+    pop_factor = np.array([float(p) ** imp.click_popularity for p in auth.popularity])
+    c_odds = math.exp(imp.click_bias) * _taste_odds(lat, auth, rows, author, imp.click_taste)
+    c_odds = c_odds * pop_factor[author]
+    t_odds = math.exp(imp.tip_bias) * _taste_odds(lat, auth, rows, author, imp.tip_taste)
+    clicked = _uniform(seed, _S_SHOWN_CLICK, r_users, draw) < c_odds / (1.0 + c_odds)
+    # a tip is drawn for every impression but counts only on a clicked one: tips ⊆ clicks, and
+    # the click draws never depend on the tip parameters
+    tipped = clicked & (_uniform(seed, _S_SHOWN_TIP, r_users, draw) < t_odds / (1.0 + t_odds))
+    code = np.where(tipped, 2, np.where(clicked, 1, 0)).astype(np.int8)  # IMPRESSION_ACTIONS
+    tip_value = _TIP_VALUES[
+        _categorical(_uniform(seed, _S_SHOWN_TIP_VALUE, r_users, draw), _TIP_CDF)
+    ]
+    value = np.where(tipped, tip_value, np.where(clicked, 1.0, 0.0))
+
+    # an author drawn twice in one session is shown once, at its first position (per user,
+    # so chunk-independent); the survivors are ordered by (user, time, author)
+    order = np.lexsort((position, author, session, rows))
+    keep = np.ones(len(rows), dtype=bool)
+    o_rows, o_sess, o_auth = rows[order], session[order], author[order]
+    keep[1:] = (
+        (o_rows[1:] != o_rows[:-1]) | (o_sess[1:] != o_sess[:-1]) | (o_auth[1:] != o_auth[:-1])
+    )
+    sel = order[keep]
+    sel = sel[np.lexsort((author[sel], ts[sel], rows[sel]))]
+    rows, author, ts, code, value = (x[sel] for x in (rows, author, ts, code, value))
+    # two sessions 10 s apart showing one author at the same instant would repeat a key: the
+    # contract demands unique keys (astronomically rare; the later session's row is dropped)
+    keep = np.ones(len(rows), dtype=bool)
+    keep[1:] = (rows[1:] != rows[:-1]) | (author[1:] != author[:-1]) | (ts[1:] != ts[:-1])
+    rows, author, ts, code, value = (x[keep] for x in (rows, author, ts, code, value))
+
+    return pa.Table.from_arrays(
+        [
+            _user_id_array(lo, hi).take(pa.array(rows)),
+            aids.take(pa.array(author)),
+            pa.array(ts, type=TS),
+            pa.array(IMPRESSION_ACTIONS).take(pa.array(code)),
+            pa.array(value, type=pa.float64()),
+            pa.array((code == 2).astype(np.int8), type=pa.int8()),
+        ],
+        schema=INTERACTIONS.schema,
+    )
+
+
 def generate_interactions(cfg: SyntheticConfig) -> Iterator[pa.Table]:
     """Interactions (INTERACTIONS schema) in chunks of ``cfg.chunk_users`` users.
 
-    Each user has max(1, Poisson(mean_tips_per_user)) tips (label 1, value = gift amount) to
-    authors drawn by taste match and popularity, and Poisson(2 * mean) clicks (label 0,
-    value 1.0) on uniformly random authors, all uniformly timed in the window.
+    Engagements only (``impressions.enabled`` false): each user has
+    max(1, Poisson(mean_tips_per_user)) tips (label 1, value = gift amount) to authors drawn by
+    taste match and popularity, and Poisson(2 * mean) clicks (label 0, value 1.0) on uniformly
+    random authors, all uniformly timed in the window.
+
+    Impressions: one row per shown author and session with its strongest action
+    (:data:`IMPRESSION_ACTIONS`): ``impression`` (label 0, value 0.0), ``click`` (label 0,
+    value 1.0) or ``tip`` (label 1, value = gift amount; a tipped author was clicked). A click
+    task is positive on ``{click, tip}``, a gift task on ``{tip}``.
     """
     auth = author_latents(cfg)
     aids = pa.array(author_ids(cfg.n_authors), type=pa.string())
+    make = _impression_block if cfg.impressions.enabled else _interaction_block
     block = max(1, _MAX_CELLS // cfg.n_authors)
     for lo, hi in _chunks(cfg):
-        parts = [
-            _interaction_block(cfg, b, min(b + block, hi), auth, aids) for b in range(lo, hi, block)
-        ]
+        parts = [make(cfg, b, min(b + block, hi), auth, aids) for b in range(lo, hi, block)]
         yield parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 

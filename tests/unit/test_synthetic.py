@@ -231,3 +231,209 @@ def test_write_synthetic_counts(tmp_path):
         "interactions.parquet",
         "users.parquet",
     ]
+
+
+# --------------------------------------------------------------------------- impressions
+
+IMP = {**SMALL, "frames_per_author": 0, "impressions": {"enabled": True}}
+
+
+def _imp(**impressions) -> dict:
+    return {**IMP, "impressions": {"enabled": True, **impressions}}
+
+
+def _actions(t: pa.Table) -> np.ndarray:
+    return np.array(t["action"].to_pylist())
+
+
+@pytest.fixture(scope="module")
+def imp() -> tuple[SyntheticConfig, pa.Table]:
+    cfg = SyntheticConfig(**IMP, chunk_users=25)
+    return cfg, _interactions(cfg)
+
+
+@pytest.fixture(scope="module")
+def big_imp() -> tuple[SyntheticConfig, pa.Table]:
+    cfg = SyntheticConfig(
+        n_users=1500, n_authors=60, frames_per_author=0, impressions={"enabled": True}
+    )
+    return cfg, _interactions(cfg)
+
+
+def test_impressions_row_model(imp):
+    """One row per shown author and session with its strongest action; label = tipped."""
+    cfg, inter = imp
+    assert inter.schema.equals(INTERACTIONS.schema)
+    act = _actions(inter)
+    assert set(act) == set(syn.IMPRESSION_ACTIONS) == {"impression", "click", "tip"}
+    label, value = inter["label"].to_numpy(), inter["value"].to_numpy()
+    assert ((label == 1) == (act == "tip")).all()
+    assert (value[act == "impression"] == 0.0).all() and (value[act == "click"] == 1.0).all()
+    assert np.isin(value[act == "tip"], syn._TIP_VALUES).all()
+    # one row per (user, author, instant): a tipped impression is not also a click row
+    cols = ("user_id", "author_id", "event_timestamp")
+    pairs = list(zip(*(inter[c].to_pylist() for c in cols), strict=True))
+    assert len(pairs) == len(set(pairs))
+    col = inter["event_timestamp"]
+    assert pc.min(col).as_py() >= cfg.start
+    assert pc.max(col).as_py() < cfg.start + timedelta(days=cfg.days)
+
+
+def test_impression_counts_reconcile():
+    """Rows = the authors shown: sessions x shown_per_session, less repeats in a session."""
+    n = 2000
+    one = _interactions(SyntheticConfig(**{**_imp(shown_per_session=1), "n_users": n}))
+    per_user = np.bincount(_idx(one["user_id"]), minlength=n)
+    # one author per session: rows per user = sessions = max(1, Poisson(6))
+    assert per_user.min() >= 1 and abs(per_user.mean() - 6.0) < 0.15, per_user.mean()
+    cfg = SyntheticConfig(**{**_imp(shown_per_session=8), "n_users": n, "n_authors": 1000})
+    inter = _interactions(cfg)
+    users = _idx(inter["user_id"])
+    # sessions hold 8 impressions 10 s apart; few popularity-drawn repeats among 1000 authors
+    assert 0.9 * 48 < inter.num_rows / n <= 48 + 0.15 * 8
+    act = _actions(inter)
+    counts = {k: int((act == k).sum()) for k in syn.IMPRESSION_ACTIONS}
+    assert sum(counts.values()) == inter.num_rows
+    assert int(inter["label"].to_numpy().sum()) == counts["tip"]
+    assert 0 < counts["tip"] < counts["click"] and counts["click"] < counts["impression"]
+    assert len(np.unique(users)) == n  # every user saw at least one session
+
+
+def test_tips_are_a_subset_of_clicks():
+    """Tips are drawn among clicks: tip settings move rows between click and tip only."""
+    base = _interactions(SyntheticConfig(**_imp()))
+    clicked = np.isin(_actions(base), ["click", "tip"])
+    for tip_bias in (-20.0, 0.0, 20.0):
+        other = _interactions(SyntheticConfig(**_imp(tip_bias=tip_bias, tip_taste=0.0)))
+        act = _actions(other)
+        assert other.num_rows == base.num_rows
+        assert (np.isin(act, ["click", "tip"]) == clicked).all(), tip_bias
+        assert not (act[~clicked] == "tip").any()
+    # the extremes: nearly no clicked author is tipped / nearly every one is
+    assert (
+        _actions(_interactions(SyntheticConfig(**_imp(tip_bias=-20.0, tip_taste=0.0))))[clicked] == "tip"
+    ).sum() == 0
+    assert (
+        _actions(_interactions(SyntheticConfig(**_imp(tip_bias=20.0, tip_taste=0.0))))[clicked]
+        == "tip"
+    ).all()
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def test_click_and_gift_labels_differ(big_imp):
+    """Clicks follow popularity, tips follow taste: the click task is not the gift mirror."""
+    cfg, inter = big_imp
+    act = _actions(inter)
+    click, gift = np.isin(act, ["click", "tip"]), act == "tip"
+    assert (click >= gift).all()
+    # the two tasks' labels differ on every click-only row: about a fifth of the rows
+    assert 0.12 < (click != gift).mean() < 0.35, (click != gift).mean()
+    u, a = _idx(inter["user_id"]), _idx(inter["author_id"])
+    lat, auth = user_latents(cfg, 0, cfg.n_users), author_latents(cfg)
+    taste = np.log(syn._taste_odds(lat, auth, u, a, 1.0))
+    log_pop = np.log(auth.popularity[a])
+    assert _auc(gift, taste) > _auc(click, taste) + 0.1
+    assert _auc(click, log_pop) > _auc(gift, log_pop) + 0.02
+    # among clicked authors, tips do not follow popularity at all (tip_taste only)
+    assert abs(_auc(gift[click], log_pop[click]) - 0.5) < 0.03
+
+
+def test_impressions_deterministic_and_chunk_independent(monkeypatch, imp):
+    cfg, inter = imp
+    assert _interactions(SyntheticConfig(**IMP, chunk_users=25)).equals(inter)
+    assert _interactions(SyntheticConfig(**IMP, chunk_users=7)).equals(inter)
+    monkeypatch.setattr(syn, "_MAX_CELLS", 3 * cfg.n_authors)  # sub-blocks of 3 users
+    assert _interactions(SyntheticConfig(**IMP, chunk_users=1000)).equals(inter)
+    assert not _interactions(SyntheticConfig(**{**IMP, "seed": 1})).equals(inter)
+    # authors and users do not depend on the interaction model
+    plain = SyntheticConfig(**SMALL)
+    assert generate_authors(SyntheticConfig(**{**IMP, "frames_per_author": 1})).equals(
+        generate_authors(plain)
+    )
+    assert _users(cfg).equals(_users(plain))
+
+
+def test_impressions_off_changes_nothing():
+    """Disabled impressions leave the data and the fingerprint (raw folder name) as before."""
+    plain = SyntheticConfig(**SMALL)
+    off = SyntheticConfig(**SMALL, impressions={"enabled": False, "shown_per_session": 3})
+    assert off.fingerprint() == plain.fingerprint()
+    assert _interactions(off).equals(_interactions(plain))
+    on = SyntheticConfig(**SMALL, impressions={"enabled": True})
+    other = SyntheticConfig(**SMALL, impressions={"enabled": True, "tip_bias": -1.0})
+    assert len({plain.fingerprint(), on.fingerprint(), other.fingerprint()}) == 3
+
+
+def test_history_reads_only_tips_point_in_time(imp):
+    """The positive-history rule on impression data: as of each row's instant, the tips
+    strictly before it; impressions and click-only rows never enter a history."""
+    from mspa_features.snapshots.history import positive_histories
+
+    _, inter = imp
+    df = inter.to_pandas()
+    us = inter["event_timestamp"].cast(pa.int64()).to_numpy()
+    h = positive_histories(
+        df["user_id"].to_numpy(), df["author_id"].to_numpy(), us,
+        df["user_id"].to_numpy(), us, labels=df["label"].to_numpy(),
+    )  # fmt: skip
+    tip = (df["action"] == "tip").to_numpy()
+    for r in range(len(df)):
+        same = (df["user_id"].to_numpy() == df["user_id"].iat[r]) & (us < us[r])
+        assert h.count[r] == int((same & tip).sum())
+        assert set(h.authors_of(r)) == set(df["author_id"].to_numpy()[same & tip])
+
+
+@pytest.mark.parametrize(
+    ("impressions", "field"),
+    [
+        ({"enabled": "yes"}, "impressions.enabled"),
+        ({"enabled": 1}, "impressions.enabled"),
+        ({"sessions_per_user": 0.0}, "impressions.sessions_per_user"),
+        ({"sessions_per_user": float("inf")}, "impressions.sessions_per_user"),
+        ({"shown_per_session": 0}, "impressions.shown_per_session"),
+        ({"shown_per_session": 101}, "impressions.shown_per_session"),
+        ({"shown_per_session": True}, "impressions.shown_per_session"),
+        ({"click_bias": float("nan")}, "impressions.click_bias"),
+        ({"tip_taste": 21.0}, "impressions.tip_taste"),
+        ({"click_popularity": False}, "impressions.click_popularity"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_impressions_config_rejects_bad_values(impressions, field):
+    with pytest.raises(ValidationError) as exc:
+        SyntheticConfig(impressions=impressions)
+    assert field in str(exc.value)
+
+
+def test_impressions_config_rejects_incompatible_settings():
+    with pytest.raises(ValidationError, match="mean_tips_per_user=5.0.*remove mean_tips_per_user"):
+        SyntheticConfig(mean_tips_per_user=5.0, impressions={"enabled": True})
+    # the default written back by a saved config is not a declaration; off, it still applies
+    SyntheticConfig(mean_tips_per_user=12.0, impressions={"enabled": True})
+    SyntheticConfig(mean_tips_per_user=5.0, impressions={"enabled": False})
+    with pytest.raises(ValidationError, match="shown_per_session.*n_authors=5"):
+        SyntheticConfig(n_authors=5, impressions={"enabled": True, "shown_per_session": 6})
+
+
+def test_impressions_from_a_run_config_yaml(tmp_path):
+    from mspa_features.config import load_config
+    from mspa_features.errors import ConfigError
+
+    p = tmp_path / "run.yaml"
+    p.write_text(
+        "name: x\ndata: {source: synthetic, synthetic: {impressions: {enabled: true, "
+        "shown_per_session: 4}}}\n"
+    )
+    cfg = load_config(p)
+    assert (
+        cfg.data.synthetic.impressions.enabled
+        and cfg.data.synthetic.impressions.shown_per_session == 4
+    )
+    p.write_text("name: x\ndata: {source: synthetic, synthetic: {impressions: {showed: 4}}}\n")
+    with pytest.raises(ConfigError, match=r"data\.synthetic\.impressions\.showed"):
+        load_config(p)
