@@ -465,39 +465,98 @@ _COSINE_SOURCE = _source_of(_cosine_udf)
 
 @dataclass(frozen=True, kw_only=True)
 class OnlineBytes:
-    """Bytes the SQLite online store holds per entity key of one view (means over entities).
+    """Bytes the online store holds per entity key of one view (means over the view's
+    entities), measured in the store itself.
 
     ``embedding`` is the stored value of the embedding feature alone (the serialized
-    ``ValueProto``: what a store of any kind keeps for it); ``row`` every feature of the view
-    with the entity key and feature name columns, as the table holds them.
+    ``ValueProto``, the same bytes in SQLite and Redis); ``row`` the view's raw bytes per
+    entity: in SQLite every feature of the view with the entity key and feature name columns,
+    as the table holds them; in Redis the entity key plus the view's hash fields (4-byte
+    feature field names, the ``_ts:<view>`` field, their values), no Redis overhead.
+
+    Redis only (None in SQLite):
+
+    * ``store``: ``MEMORY USAGE key SAMPLES 0`` of a hash holding only this view's fields under
+      a key of the entity key's length, i.e. what Redis allocates per entity to serve this view
+      alone: the key, its keyspace entry, the hash object and its encoding
+      (``store_encoding``: listpack while every value is at most ``hash-max-listpack-value``
+      bytes, 64 by default, else hashtable, measured once its incremental rehash is done),
+      allocator size classes included; not the keyspace's bucket array (8-16 B a key), an
+      expiry or replicas. Measured on a probe key written as Feast writes it, read, measured
+      and deleted inside one MULTI/EXEC per batch (so the server must accept writes).
+    * ``shared_key``: ``MEMORY USAGE`` of the entity keys as the run holds them: Feast keeps
+      one hash per entity with the fields of every view of that entity (every feature set and
+      compact set registered in the store), so this is the whole entity, not this view.
     """
 
+    online_store: str
     view: str
     feature: str
     entities: int
     embedding: float
     embedding_max: int
     row: float
+    store: float | None = None
+    store_encoding: str | None = None
+    shared_key: float | None = None
 
 
 def online_bytes(store: FeatureStore, view: str, feature: str) -> OnlineBytes:
-    """Measure :class:`OnlineBytes` of ``view`` from the SQLite online store's table.
+    """Measure :class:`OnlineBytes` of ``view`` in the store's online store (SQLite or Redis).
 
     Raises:
-        InvalidValueError: the store is not SQLite.
-        FeatureRepoError: the view's table is missing or holds no row for ``feature``.
+        InvalidValueError: another online store kind, or a Redis cluster / sentinel.
+        FeatureRepoError: the view has no entity (or no ``feature``) in the online store.
     """
-    import sqlite3
+    kind = str(store.config.online_store.type)
+    if kind == "sqlite":
+        return _sqlite_bytes(store, view, feature)
+    if kind == "redis":
+        return _redis_bytes(store, view, feature)
+    raise InvalidValueError("online store type", kind, "sqlite or redis (bytes are read there)")
 
-    online = store.config.online_store
-    if str(online.type) != "sqlite":
-        raise InvalidValueError(
-            "online store type", str(online.type), "sqlite (bytes are read from its tables)"
-        )
-    table = f"{store.config.project}_{view}"
+
+def online_entity_ids(store: FeatureStore, view: str) -> list[str]:
+    """The ids of the entities ``view`` holds online (string join key values), sorted.
+
+    Raises:
+        InvalidValueError: an online store other than SQLite or Redis.
+        FeatureRepoError: SQLite: the view's table is missing.
+    """
+    from feast.infra.key_encoding_utils import deserialize_entity_key
+
+    kind = str(store.config.online_store.type)
+    version = store.config.entity_key_serialization_version
+    if kind == "sqlite":
+        import sqlite3
+
+        path, table = _sqlite_table(store, view)
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            keys = [r[0] for r in conn.execute(f'SELECT DISTINCT entity_key FROM "{table}"')]
+    elif kind == "redis":
+        project = store.config.project.encode("utf-8")
+        keys = [k[: -len(project)] for k, _ in _redis_view_keys(store, view)]
+    else:
+        raise InvalidValueError("online store type", kind, "sqlite or redis")
+    out = []
+    for k in keys:
+        ek = deserialize_entity_key(bytes(k), entity_key_serialization_version=version)
+        value = ek.entity_values[0]  # the views here have one entity (user_id or author_id)
+        out.append(str(getattr(value, value.WhichOneof("val"))))
+    return sorted(out)
+
+
+def _sqlite_table(store: FeatureStore, view: str) -> tuple[Path, str]:
     path = Path(store.config.online_store.path)
     if not path.is_absolute():
         path = Path(store.config.repo_path or ".") / path
+    return path, f"{store.config.project}_{view}"
+
+
+def _sqlite_bytes(store: FeatureStore, view: str, feature: str) -> OnlineBytes:
+    import sqlite3
+
+    path, table = _sqlite_table(store, view)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if table not in names:
@@ -516,12 +575,148 @@ def online_bytes(store: FeatureStore, view: str, feature: str) -> OnlineBytes:
     if not emb or not emb[0]:
         raise FeatureRepoError(f"online table {table!r} holds no {feature!r} value")
     return OnlineBytes(
+        online_store="sqlite",
         view=view,
         feature=feature,
         entities=int(emb[0]),
         embedding=float(emb[1]),
         embedding_max=int(emb[2]),
         row=float(row[0] or 0.0),
+    )
+
+
+#: entity keys per Redis round trip (HMGET pipeline, then one MULTI/EXEC of probes)
+_REDIS_BATCH = 500
+_GLOB_SPECIAL = frozenset(b"*?[]\\")
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """``raw`` as a literal in a Redis ``SCAN MATCH`` pattern."""
+    return b"".join(b"\\" + bytes([c]) if c in _GLOB_SPECIAL else bytes([c]) for c in raw)
+
+
+def redis_view_fields(store: FeatureStore, view: str) -> tuple[list[str], list[bytes]]:
+    """The features of ``view`` and the Redis hash fields Feast writes for it: one
+    ``mmh3("<view>:<feature>")`` (4 bytes) per feature, in the same order, then
+    ``_ts:<view>`` (the row's event time)."""
+    from feast.infra.online_stores.helpers import _mmh3
+    from feast.infra.online_stores.redis import _versioned_fv_name
+
+    fv = store.get_feature_view(view)
+    name = _versioned_fv_name(fv, store.config)
+    features = [f.name for f in fv.features]
+    return features, [_mmh3(f"{name}:{f}") for f in features] + [f"_ts:{name}".encode()]
+
+
+def _redis_view_keys(
+    store: FeatureStore, view: str, fields: Sequence[bytes] | None = None
+) -> list[tuple[bytes, list[bytes | None]]]:
+    """Every Redis key of ``view``'s entity kind in this project whose hash holds the view
+    (its ``_ts:<view>`` field), with the values of ``fields`` (default: the view's own)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key_prefix
+
+    from mspa_features.serving.redis_store import redis_client, redis_errors
+
+    fv = store.get_feature_view(view)
+    own = redis_view_fields(store, view)[1]
+    fields, ts_field = (own if fields is None else fields), own[-1]
+    project = store.config.project.encode("utf-8")
+    prefix = serialize_entity_key_prefix(
+        list(fv.join_keys),
+        entity_key_serialization_version=store.config.entity_key_serialization_version,
+    )
+    pattern = _glob_escape(prefix) + b"*" + _glob_escape(project)
+    out: list[tuple[bytes, list[bytes | None]]] = []
+    with redis_errors(store.config.online_store, writing=False):
+        client = redis_client(store.config.online_store)
+        try:
+            keys = sorted(set(client.scan_iter(match=pattern, count=1000)))
+            for i in range(0, len(keys), _REDIS_BATCH):
+                batch = keys[i : i + _REDIS_BATCH]
+                with client.pipeline(transaction=False) as pipe:
+                    for k in batch:
+                        pipe.hmget(k, [*fields, ts_field])
+                    got = pipe.execute()
+                out += [(k, v[:-1]) for k, v in zip(batch, got, strict=True) if v[-1] is not None]
+        finally:
+            client.close()
+    return out
+
+
+def _as_feast_writes(fields: Sequence[bytes], values: Sequence[bytes | None]) -> dict:
+    """The view's fields of one entity in the order Feast's ``online_write_batch`` sets them
+    (``_ts:<view>`` first, then the features), missing values left out."""
+    pairs = [(f, x) for f, x in zip(fields, values, strict=True) if x is not None]
+    return dict([pairs[-1], *pairs[:-1]])  # the last field, _ts:<view>, is always present here
+
+
+def _redis_bytes(store: FeatureStore, view: str, feature: str) -> OnlineBytes:
+    """:class:`OnlineBytes` from Redis: value and field lengths from the view's hash fields,
+    ``store`` from a probe hash of those fields alone, ``shared_key`` from the entity keys."""
+    from collections import Counter
+
+    from mspa_features.serving.redis_store import redis_client, redis_errors
+
+    features, fields = redis_view_fields(store, view)
+    if feature not in features:
+        raise FeatureRepoError(f"feature view {view!r} has no feature {feature!r}")
+    at = features.index(feature)
+    held = _redis_view_keys(store, view, fields)
+    project = store.config.project.encode("utf-8")
+    # Feast project names are letters, digits and underscores: a key ending in '~' of the
+    # same length as a Feast key is never one.
+    probe_tail = b"~" * len(project)
+    emb = [len(x) for x in (v[at] for _, v in held) if x is not None]
+    if not emb:
+        raise FeatureRepoError(f"Redis holds no {feature!r} value of view {view!r}")
+    row = [
+        len(k) + sum(len(f) + len(x) for f, x in zip(fields, v, strict=True) if x is not None)
+        for k, v in held
+    ]
+    alone: list[int] = []
+    shared: list[int] = []
+    encodings: Counter[str] = Counter()
+    with redis_errors(store.config.online_store, writing=True):
+        client = redis_client(store.config.online_store)
+        try:
+            for i in range(0, len(held), _REDIS_BATCH):
+                batch = held[i : i + _REDIS_BATCH]
+                probes = [k[: -len(project)] + probe_tail for k, _ in batch]
+                if any(client.exists(*probes[j : j + 100]) for j in range(0, len(probes), 100)):
+                    raise FeatureRepoError(
+                        "a Redis key of the form <entity key>~~~ exists: not measuring over it"
+                    )
+                with client.pipeline(transaction=True) as pipe:  # one MULTI/EXEC
+                    for (key, values), probe in zip(batch, probes, strict=True):
+                        pipe.hset(probe, mapping=_as_feast_writes(fields, values))
+                        # A read of every field, as serving does: a hash that outgrew its
+                        # listpack finishes its incremental rehash (one step per lookup), so
+                        # the size is the settled one, not a mid-rehash double table.
+                        pipe.hmget(probe, list(fields))
+                        pipe.execute_command("MEMORY", "USAGE", probe, "SAMPLES", "0")
+                        pipe.object("encoding", probe)
+                        pipe.delete(probe)
+                        pipe.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
+                    got = pipe.execute()
+                for j in range(len(batch)):
+                    _, _, probe_bytes, encoding, _, key_bytes = got[6 * j : 6 * j + 6]
+                    alone.append(int(probe_bytes))
+                    shared.append(int(key_bytes))
+                    enc = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+                    encodings[enc] += 1
+        finally:
+            client.close()
+    return OnlineBytes(
+        online_store="redis",
+        view=view,
+        feature=feature,
+        entities=len(held),
+        embedding=float(statistics.fmean(emb)),
+        embedding_max=max(emb),
+        row=float(statistics.fmean(row)),
+        store=float(statistics.fmean(alone)),
+        store_encoding="+".join(sorted(encodings)),
+        shared_key=float(statistics.fmean(shared)),
     )
 
 
@@ -568,6 +763,62 @@ def time_online_reads(
     )
 
 
+def measure_sets(
+    store: FeatureStore,
+    feature_set: str,
+    manifests: Sequence[CompactManifest],
+    *,
+    read_calls: int = 200,
+) -> list[dict[str, Any]]:
+    """Bytes per entity (:func:`online_bytes`, users and authors) and single-user read
+    latency of the full set and each compact set, in ``store``'s online store.
+
+    Returns:
+        One dict per set, the full set first: ``name``, ``method`` (``full`` for it),
+        ``dims``, ``dtype``, ``manifest`` (compact sets), ``user_bytes`` and ``author_bytes``
+        (:class:`OnlineBytes`), ``read`` (:class:`ReadLatency` over the first ``read_calls``
+        users by id, the compact embedding read through its decoding view).
+
+    Raises:
+        FeatureRepoError: a view holds no entity online.
+    """
+    from mspa_features.serving.definitions import author_view_name, pref_view_name
+
+    users = online_entity_ids(store, pref_view_name(feature_set))[:read_calls]
+    if not users:
+        raise FeatureRepoError(f"the online store holds no user of {feature_set!r}")
+    rows_u = [{"user_id": u} for u in users]
+    full_ref = f"{pref_view_name(feature_set)}:pref_emb"
+    got = store.get_online_features(features=[full_ref], entity_rows=rows_u[:1]).to_dict()
+    sets: list[dict[str, Any]] = [
+        {
+            "name": feature_set,
+            "method": "full",
+            "dims": len(got["pref_emb"][0] or []),
+            "dtype": "float32",
+            "user_bytes": online_bytes(store, pref_view_name(feature_set), "pref_emb"),
+            "author_bytes": online_bytes(store, author_view_name(feature_set), "author_emb"),
+            "read": time_online_reads(store, [full_ref], rows_u),
+        }
+    ]
+    for m in manifests:
+        sets.append(
+            {
+                "name": m.name,
+                "method": m.method,
+                "dims": m.dims,
+                "dtype": m.dtype,
+                "manifest": m,
+                "user_bytes": online_bytes(store, pref_view_name(m.name), PREF_CODE),
+                "author_bytes": online_bytes(store, author_view_name(m.name), AUTHOR_CODE),
+                "read": time_online_reads(
+                    store, [f"{decoded_view_name('pref', m.name)}:pref_emb"], rows_u
+                ),
+            }
+        )
+    return sets
+
+
 # --------------------------------------------------------------------------- apply
 
 
@@ -577,17 +828,24 @@ def apply_compact_sets(
     *,
     repo_path: Path = Path("feature_repo"),
     materialize: bool = True,
+    online: Literal["sqlite", "redis"] | None = None,
+    redis_url: str | None = None,
 ) -> list[Any]:
-    """Register ``compact_sets`` (name -> folder) in the run's SQLite store beside its full
-    sets, list them in the store's ``feature_sets.yaml`` (``compact_sets``) so the plain
+    """Register ``compact_sets`` (name -> folder) in the run's store beside its full sets,
+    list them in the store's ``feature_sets.yaml`` (``compact_sets``) so the plain
     ``feast plan`` there keeps them, and materialize both views in full (a compact set is
     rebuilt whole, so its window is its whole span).
+
+    Args:
+        online: the online store (default: the run config's ``serving.online_store``);
+            ``redis_url`` a Redis connection string overriding ``serving.redis``.
 
     Returns:
         One :class:`~mspa_features.serving.materialize.MaterializationReport` per view.
 
     Raises:
         FeatureRepoError: a folder has no manifest, or a name cannot name Feast objects.
+        OnlineStoreUnavailableError: Redis cannot be reached (nothing written) or went away.
         WorkspaceBusyError: another command held the run's store lock past the timeout.
     """
     from datetime import UTC, datetime
@@ -596,6 +854,7 @@ def apply_compact_sets(
 
     from mspa_features.names import feature_set_name
     from mspa_features.serving import materialize as mat
+    from mspa_features.serving.redis_store import redis_errors
     from mspa_features.serving.repo import FEATURE_SETS_FILE, FolderEntry, update_feature_sets
 
     sets = {n: Path(p).resolve() for n, p in compact_sets.items()}
@@ -606,10 +865,12 @@ def apply_compact_sets(
             raise FeatureRepoError(str(e)) from None
         read_compact_folder(p)
     ttl = timedelta(days=cfg.features.ttl_days)
+    where: dict[str, Any] = {"repo_path": repo_path, "online": online, "redis_url": redis_url}
+    mat.check_online_store(cfg, **where)  # Redis down: say so before anything is written
     with mat.store_lock(cfg, "compact"):
-        rc = mat.store_config(cfg, repo_path=repo_path, online="sqlite")
+        rc = mat.store_config(cfg, **where)
         store = FeatureStore(config=rc)
-        store_dir = mat.write_run_repo(cfg, repo_path=repo_path, online="sqlite")
+        store_dir = mat.write_run_repo(cfg, **where)
         if not (store_dir / FEATURE_SETS_FILE).is_file():
             # A store registered before the file existed: list what it holds first, so the
             # plain Feast CLI there keeps the full sets too.
@@ -620,14 +881,15 @@ def apply_compact_sets(
                 fsf.compact_sets[n] = FolderEntry(path=p)
 
         update_feature_sets(store_dir, add, ttl=ttl)
-        store.apply(build_compact_definitions(sets, ttl=ttl))
-        mat.record_infra(store)
-        if not materialize:
-            return []
-        state = Path(str(rc.registry.path)).parent / mat.MATERIALIZED_STATE
-        return mat._materialize(
-            store, sets, incremental=False, start=None, end=datetime.now(UTC), state_path=state
-        )
+        with redis_errors(rc.online_store, writing=True):
+            store.apply(build_compact_definitions(sets, ttl=ttl))
+            mat.record_infra(store)
+            if not materialize:
+                return []
+            state = Path(str(rc.registry.path)).parent / mat.MATERIALIZED_STATE
+            return mat._materialize(
+                store, sets, incremental=False, start=None, end=datetime.now(UTC), state_path=state
+            )
 
 
 __all__ = [
@@ -642,10 +904,13 @@ __all__ = [
     "dequantize_int8",
     "float16_error_bound",
     "int8_error_bound",
+    "measure_sets",
     "online_bytes",
+    "online_entity_ids",
     "pack",
     "quantize_int8",
     "read_compact_folder",
+    "redis_view_fields",
     "time_online_reads",
     "unpack",
     "value_bytes",

@@ -20,7 +20,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from mspa_features.errors import IncompatibleSettingsError, OnlineStoreUnavailableError
+from mspa_features.errors import (
+    IncompatibleSettingsError,
+    InvalidValueError,
+    OnlineStoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from mspa_features.config import RedisConfig
@@ -107,6 +111,37 @@ _NOTHING_WRITTEN = "nothing was written"
 _RERUN_SAFE = "a rerun writes the same online rows once"
 
 
+def redis_client(online_cfg: Mapping[str, Any] | Any, *, timeout_s: float = 5.0) -> Any:
+    """A redis-py client on the single server ``online_cfg`` names (a ``feature_store.yaml``
+    ``online_store`` mapping, or Feast's online store config): host, port, db, password,
+    username and ssl from its connection string.
+
+    Raises:
+        InvalidValueError: a Redis cluster or sentinel set-up (one server's keys only).
+    """
+    import redis as redis_py
+
+    if not isinstance(online_cfg, Mapping):
+        online_cfg = {
+            "connection_string": getattr(online_cfg, "connection_string", ""),
+            "redis_type": getattr(online_cfg, "redis_type", "redis"),
+        }
+    kind = str(online_cfg.get("redis_type", "redis"))
+    if kind not in ("redis", "RedisType.redis"):
+        raise InvalidValueError("redis_type", kind, "redis (a single server)")
+    host, port, params = _address(online_cfg)
+    kwargs = {k: params[k] for k in ("db", "password", "username", "ssl") if k in params}
+    if "password" in kwargs:
+        kwargs["password"] = str(kwargs["password"])
+    return redis_py.Redis(
+        host=host,
+        port=port or 6379,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        **kwargs,
+    )
+
+
 def check_redis(online_cfg: Mapping[str, Any], *, timeout_s: float = 5.0) -> None:
     """PING the Redis server ``online_cfg`` (a ``feature_store.yaml`` ``online_store``
     mapping) points at; a cluster or sentinel setup is left to Feast.
@@ -119,18 +154,9 @@ def check_redis(online_cfg: Mapping[str, Any], *, timeout_s: float = 5.0) -> Non
         return
     import redis as redis_py
 
-    host, port, params = _address(online_cfg)
+    host, port, _ = _address(online_cfg)
     address = f"{host}:{port}"
-    kwargs = {k: params[k] for k in ("db", "password", "username", "ssl") if k in params}
-    if "password" in kwargs:
-        kwargs["password"] = str(kwargs["password"])
-    client = redis_py.Redis(
-        host=host,
-        port=port or 6379,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s,
-        **kwargs,
-    )
+    client = redis_client(online_cfg, timeout_s=timeout_s)
     try:
         client.ping()
     except redis_py.exceptions.AuthenticationError as e:
