@@ -2,12 +2,12 @@
 
 Builds the compact sets of a feature set (a reducer fitted on rows before the ablation's split,
 to each of ``--dims``, coded as each of ``--dtype``; :mod:`mspa_features.evaluation.compact`),
-registers and materializes them beside the full set (:mod:`mspa_features.serving.compact`),
-measures each one's bytes per entity in the SQLite online store and its single-entity read
-latency through Feast, runs the chosen AIS variants on the full and every compact set through
-the ablation (same split, seeds and ranker), and prints the Pareto table: delta AUC against the
-full embedding with a paired bootstrap CI over users, beside the bytes and the 400M-user
-extrapolation. JSON and plots go to ``<workspace>/results/compact/<run>/``, logged to MLflow
+registers and materializes them beside the full set (:mod:`mspa_features.serving.compact`) in
+the run's online store (``serving.online_store``, or ``--online``), measures each one's bytes
+per entity in that store (SQLite or Redis) and its single-entity read latency through Feast,
+runs the chosen AIS variants on the full and every compact set through the ablation (same
+split, seeds and ranker), and prints the Pareto table: delta AUC against the full embedding
+with a paired bootstrap CI over users, beside the bytes and the 400M-user extrapolation. JSON and plots go to ``<workspace>/results/compact/<run>/``, logged to MLflow
 (experiment ``mspa-compact``; the ablation keeps its own parent run).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -31,11 +31,19 @@ from mspa_features.cli.common import (
     parse_seeds,
     progress_bar,
 )
+from mspa_features.cli.register import RedisOpt, RunOnlineOpt, _online
 
 EXPERIMENT = "mspa-compact"
 VARIANTS = ("preference", "author", "cosine", "all")
 #: the embedding feature whose stored value is "bytes per entity", per variant's entity
 EMB_FEATURE = {"user": "pref_emb", "author": "author_emb"}
+REDIS_NOTE = (
+    "Redis B/user: MEMORY USAGE (SAMPLES 0) of a hash holding only the set's view fields under a "
+    "key of the entity key's length (written, measured and deleted in one MULTI/EXEC): key, "
+    "keyspace entry, hash object and encoding, allocator size classes; the keyspace's bucket "
+    "array, expiry and replication are not included. shared_key_bytes_per_user: MEMORY USAGE "
+    "of the real entity keys, which hold every registered set's fields together"
+)
 
 
 def install(app: typer.Typer) -> None:
@@ -94,13 +102,16 @@ def compact(
     read_calls: Annotated[
         int, typer.Option("--read-calls", min=10, help="timed online reads per set")
     ] = 200,
+    online: RunOnlineOpt = None,
+    redis: RedisOpt = None,
     repo: RepoOpt = Path("feature_repo"),
     mlflow_uri: MlflowUriOpt = None,
     no_mlflow: NoMlflowOpt = False,
 ) -> None:
     """Compact embeddings (PCA to --dims, int8/float16 codes) as their own Feast feature sets,
-    and a Pareto table: bytes per entity (measured in the online store) x online read p50 x
-    delta AUC with a 95% CI against the full embedding, plus the 400M-user extrapolation."""
+    and a Pareto table: bytes per entity (measured in the run's online store, SQLite or Redis)
+    x online read p50 x delta AUC with a 95% CI against the full embedding, plus the 400M-user
+    extrapolation."""
     from mspa_features.evaluation.compact import METHODS
     from mspa_features.serving.compact import DTYPES
 
@@ -111,10 +122,16 @@ def compact(
     method_list = _csv(method, "--method", allowed=METHODS)
     variant_list = _csv(variants, "--variants", allowed=VARIANTS)
     seed_list = None if seeds is None else parse_seeds(seeds)
+    kind = _online(online, redis)
+    if kind == "milvus":
+        raise typer.BadParameter(
+            "compact sets are served from sqlite or redis", param_hint="--online"
+        )
 
     from mspa_features.cli.data import ensure_run_data
     from mspa_features.config import load_config
     from mspa_features.errors import ConfigError
+    from mspa_features.serving.materialize import check_online_store
     from ranker_hooks.ablation import load_ablation_config
 
     cfg = load_config(config)
@@ -124,6 +141,7 @@ def compact(
     ab = load_ablation_config(path)
     if seed_list is not None:
         ab = ab.model_copy(update={"seeds": seed_list})
+    check_online_store(cfg, repo_path=repo, online=kind, redis_url=redis)  # type: ignore[arg-type]
     ensure_run_data(cfg)
     doc = run_compact(
         cfg,
@@ -135,12 +153,15 @@ def compact(
         variants=variant_list,
         read_calls=read_calls,
         repo_path=repo,
+        online=kind,  # type: ignore[arg-type]
+        redis_url=redis,
         tracking_uri="" if no_mlflow else mlflow_uri,
         command=" ".join(
             ["mspa compact", str(config), f"--dims {dims}", f"--dtype {dtype}"]
             + ([f"--method {method}"] if method != "pca" else [])
             + [f"--variants {variants}", f"--feature-set {feature_set}"]
             + ([f"--seeds {seeds}"] if seeds else [])
+            + ([f"--online {kind}"] if online is not None else [])
         ),
     )
     console.print(pareto_table(doc))
@@ -192,11 +213,15 @@ def run_compact(
     variants: list[str],
     read_calls: int = 200,
     repo_path: Path = Path("feature_repo"),
+    online: Literal["sqlite", "redis"] | None = None,
+    redis_url: str | None = None,
     tracking_uri: str | None = None,
     command: str = "",
 ) -> dict[str, Any]:
     """Build, register, measure and ablate; returns the report (also written as JSON).
 
+    ``online``: the online store the sets are served from and measured in (default the run
+    config's ``serving.online_store``; ``redis_url`` overrides ``serving.redis``).
     ``tracking_uri``: MLflow (default the workspace's SQLite); ``""`` skips MLflow (the
     ablation's own tracking follows its config).
     """
@@ -217,16 +242,10 @@ def run_compact(
         pareto_front,
         plot_pareto,
     )
-    from mspa_features.serving.compact import (
-        AUTHOR_CODE,
-        PREF_CODE,
-        apply_compact_sets,
-        decoded_view_name,
-        online_bytes,
-        time_online_reads,
-    )
-    from mspa_features.serving.definitions import author_view_name, pref_view_name, service_name
-    from mspa_features.serving.materialize import open_store
+    from mspa_features.serving.compact import apply_compact_sets, measure_sets
+    from mspa_features.serving.definitions import service_name
+    from mspa_features.serving.materialize import describe_online, open_store
+    from mspa_features.serving.redis_store import redis_errors
     from ranker_hooks.ablation import run_ablation
     from ranker_hooks.ablation.variants import builtin_variant
     from ranker_hooks.inject import InjectionSpec, service_exists
@@ -234,11 +253,13 @@ def run_compact(
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     split_at = ab.split.split_at
-    store = open_store(cfg, repo_path=repo_path, online="sqlite")
+    where: dict[str, Any] = {"repo_path": repo_path, "online": online, "redis_url": redis_url}
+    store = open_store(cfg, **where)
+    online_kind = str(store.config.online_store.type)
     if not service_exists(store, service_name("with_preference", feature_set)):
         raise FeatureRepoError(
-            f"feature set {feature_set!r} is not registered in the run's SQLite store; run "
-            f"`mspa register` for it first"
+            f"feature set {feature_set!r} is not registered in the run's {online_kind} store; "
+            f"run `mspa register --online {online_kind}` for it first"
         )
     console.print(
         f"compact: fitting on {feature_set} rows before {split_at.isoformat()} ...",
@@ -252,42 +273,14 @@ def run_compact(
     from mspa_features import logs
 
     with logs.child_output_to_log():  # Feast prints a line per materialized view
-        apply_compact_sets(cfg, folders, repo_path=repo_path)
+        apply_compact_sets(cfg, folders, **where)
     t_register = time.perf_counter() - t0 - t_build
-    store = open_store(cfg, repo_path=repo_path, online="sqlite")
+    store = open_store(cfg, **where)
 
     # ---- bytes per entity and read latency, measured in the online store
-    users = sorted({str(u) for u in _online_keys(store, pref_view_name(feature_set), "user_id")})[
-        :read_calls
-    ]
-    rows_u = [{"user_id": u} for u in users]
-    sets: list[dict[str, Any]] = [
-        {
-            "name": feature_set,
-            "method": "full",
-            "dims": None,
-            "dtype": "float32",
-            "user_bytes": online_bytes(store, pref_view_name(feature_set), "pref_emb"),
-            "author_bytes": online_bytes(store, author_view_name(feature_set), "author_emb"),
-            "read": time_online_reads(store, [f"{pref_view_name(feature_set)}:pref_emb"], rows_u),
-        }
-    ]
-    for m in manifests:
-        sets.append(
-            {
-                "name": m.name,
-                "method": m.method,
-                "dims": m.dims,
-                "dtype": m.dtype,
-                "manifest": m,
-                "user_bytes": online_bytes(store, pref_view_name(m.name), PREF_CODE),
-                "author_bytes": online_bytes(store, author_view_name(m.name), AUTHOR_CODE),
-                "read": time_online_reads(
-                    store, [f"{decoded_view_name('pref', m.name)}:pref_emb"], rows_u
-                ),
-            }
-        )
-    sets[0]["dims"] = int(_full_dim(store, feature_set, users[0]))
+    with redis_errors(store.config.online_store, writing=True):  # writes (and deletes) probes
+        sets = measure_sets(store, feature_set, manifests, read_calls=read_calls)
+    read_users = sets[0]["read"].calls
     t_measure = time.perf_counter() - t0 - t_build - t_register
 
     # ---- the ablation: baseline, then each variant on the full set and every compact set
@@ -368,6 +361,16 @@ def run_compact(
                     "p_value": p,
                     "users_at_scale_bytes": at_scale(ub.embedding),
                     "users_at_scale": human_bytes(at_scale(ub.embedding)),
+                    # Redis: what the store allocates per entity for the view alone (key, hash,
+                    # encoding), and per entity key as the run holds it (every view together)
+                    "store_bytes_per_user": ub.store,
+                    "store_bytes_per_author": abytes.store,
+                    "store_encoding": ub.store_encoding,
+                    "shared_key_bytes_per_user": ub.shared_key,
+                    "users_at_scale_store_bytes": None if ub.store is None else at_scale(ub.store),
+                    "users_at_scale_store": None
+                    if ub.store is None
+                    else human_bytes(at_scale(ub.store)),
                     "explained_variance_ratio": None
                     if m is None
                     else m.extra.get("explained_variance_ratio"),
@@ -400,8 +403,9 @@ def run_compact(
         "n_users_both_labels": by_name[f"{variants[0]}@{feature_set}"].n_users_both_labels,
         "baseline_auc": by_name["baseline"].auc,
         "users_at_scale": USERS_AT_SCALE,
-        "read_calls": len(rows_u),
-        "online_store": "sqlite",
+        "read_calls": read_users,
+        "online_store": online_kind,
+        "online_store_address": describe_online(store.config),
         "rows": rows,
         "ablation_run": result.run_name,
         "ablation_parent_run_id": result.parent_run_id,
@@ -418,12 +422,13 @@ def run_compact(
         "notes": [
             (
                 "bytes per user/author: mean length of the stored value of the embedding feature "
-                "(serialized Feast ValueProto) per entity key in the SQLite online store"
+                f"(serialized Feast ValueProto) per entity key in the {online_kind} online store"
             ),
             (
                 f"at 400M users: bytes per user x {USERS_AT_SCALE:,}, a linear extrapolation "
                 "(no key, index, replication or store overhead)"
             ),
+            *([REDIS_NOTE] if online_kind == "redis" else []),
             (
                 "delta AUC vs full: paired bootstrap over users of the same variant on the full set, "
                 "same rows, seeds and ranker"
@@ -435,33 +440,6 @@ def run_compact(
         doc["mlflow_run_id"] = _log_mlflow(cfg, doc, tracking_uri)
         Path(doc["json_path"]).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     return doc
-
-
-def _online_keys(store: Any, view: str, key: str) -> list[str]:
-    """The entity ids of ``view`` in the SQLite online store (decoded entity keys)."""
-    import sqlite3
-
-    from feast.infra.key_encoding_utils import deserialize_entity_key
-
-    path = Path(store.config.online_store.path)
-    table = f"{store.config.project}_{view}"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        keys = [r[0] for r in conn.execute(f'SELECT DISTINCT entity_key FROM "{table}"')]
-    version = store.config.entity_key_serialization_version
-    out = []
-    for k in keys:
-        ek = deserialize_entity_key(k, entity_key_serialization_version=version)
-        out.append(ek.entity_values[list(ek.join_keys).index(key)].string_val)
-    return out
-
-
-def _full_dim(store: Any, feature_set: str, user: str) -> int:
-    from mspa_features.serving.definitions import pref_view_name
-
-    got = store.get_online_features(
-        features=[f"{pref_view_name(feature_set)}:pref_emb"], entity_rows=[{"user_id": user}]
-    ).to_dict()
-    return len(got["pref_emb"][0] or [])
 
 
 def _log_mlflow(cfg: Any, doc: dict[str, Any], tracking_uri: str | None) -> str:
@@ -500,6 +478,10 @@ def _log_mlflow(cfg: Any, doc: dict[str, Any], tracking_uri: str | None) -> str:
             "ci_low",
             "ci_high",
             "users_at_scale_bytes",
+            "store_bytes_per_user",
+            "store_bytes_per_author",
+            "shared_key_bytes_per_user",
+            "users_at_scale_store_bytes",
         ):
             value = r.get(key)
             if value is not None and math.isfinite(float(value)):
@@ -520,41 +502,46 @@ def _fmt(x: float | None, spec: str = "+.4f") -> str:
 
 def pareto_table(doc: dict[str, Any]) -> Table:
     """The Pareto table: one row per variant x set."""
+    redis = doc.get("online_store") == "redis"
     t = Table(
         title=(
             f"compact embeddings of {doc['feature_set']} (reducer fitted before "
-            f"{doc['split_at'][:10]}; {doc['n_test']} test rows, seeds {doc['seeds']})"
+            f"{doc['split_at'][:10]}; {doc['n_test']} test rows, seeds {doc['seeds']}; "
+            f"online store {doc.get('online_store', 'sqlite')})"
         )
     )
-    for col in (
-        "variant",
-        "set",
-        "dims",
-        "dtype",
-        "B/user",
-        "B/author",
-        "p50 ms",
-        "AUC",
-        "delta AUC vs full [95% CI]",
-        "400M users",
-        "pareto",
-    ):
+    cols = ["variant", "set", "dims", "dtype", "B/user", "B/author"]
+    if redis:
+        cols += ["Redis B/user", "Redis B/author"]
+    cols += ["p50 ms", "AUC", "delta AUC vs full [95% CI]", "400M users"]
+    if redis:
+        cols += ["400M in Redis"]
+    for col in [*cols, "pareto"]:
         t.add_column(col, justify="left" if col in ("variant", "set", "dtype") else "right")
     for r in doc["rows"]:
         ci = "" if r["ci_low"] is None else f" [{r['ci_low']:+.4f},{r['ci_high']:+.4f}]"
-        t.add_row(
+        cells = [
             r["variant"],
             r["set"],
             str(r["dims"]),
             r["dtype"],
             f"{r['bytes_per_user']:.0f}",
             f"{r['bytes_per_author']:.0f}",
+        ]
+        if redis:
+            cells += [
+                f"{r['store_bytes_per_user']:.0f} {r['store_encoding']}",
+                f"{r['store_bytes_per_author']:.0f}",
+            ]
+        cells += [
             f"{r['read_p50_ms']:.2f}",
             f"{r['auc']:.4f}",
             ("0 (reference)" if r["method"] == "full" else _fmt(r["delta_auc_vs_full"])) + ci,
             r["users_at_scale"],
-            "*" if r.get("pareto") else "",
-        )
+        ]
+        if redis:
+            cells.append(r["users_at_scale_store"])
+        t.add_row(*cells, "*" if r.get("pareto") else "")
     return t
 
 
@@ -568,6 +555,18 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         (
             "400M users: bytes per user x 400,000,000 (an extrapolation; key and store overhead "
             "not included)"
+        ),
+        *(
+            [
+                (
+                    "Redis B/user: MEMORY USAGE of a hash of the set's fields alone per entity "
+                    "(key, hash and its encoding included); 400M in Redis: that x 400,000,000; "
+                    "the run's entity keys, every set's fields together: "
+                    f"{doc['rows'][0]['shared_key_bytes_per_user']:.0f} B/user"
+                )
+            ]
+            if doc.get("online_store") == "redis"
+            else []
         ),
         f"report: {doc['json_path']}",
         *(f"plot: {p}" for p in doc["plots"].values()),

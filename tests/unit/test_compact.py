@@ -159,3 +159,92 @@ def test_pareto_front_and_scale() -> None:
     assert human_bytes(37) == "37 B"
     assert compact_set_name("template", "pca", 32, "int8") == "template_pca32_int8"
     assert compact_set_name("template", "truncate", 64, "float16") == "template_trunc64_float16"
+
+
+def _report_row(name: str, method: str, dims: int, dtype: str, **redis: object) -> dict:
+    return {
+        "variant": "preference",
+        "set": name,
+        "method": method,
+        "dims": dims,
+        "dtype": dtype,
+        "bytes_per_user": 1543 if method == "full" else value_bytes(dims, dtype) + 2,
+        "bytes_per_author": 1543 if method == "full" else value_bytes(dims, dtype) + 2,
+        "read_p50_ms": 0.5,
+        "auc": 0.7,
+        "delta_auc_vs_full": 0.0,
+        "ci_low": None if method == "full" else -0.01,
+        "ci_high": None if method == "full" else 0.01,
+        "users_at_scale": "x",
+        **redis,
+    }
+
+
+def test_pareto_table_shows_the_redis_store_bytes_only_for_a_redis_run() -> None:
+    from rich.console import Console
+
+    from mspa_features.cli.compact import pareto_table, summary_lines
+
+    rows = [
+        _report_row(
+            "template",
+            "full",
+            384,
+            "float32",
+            store_bytes_per_user=2231.0,
+            store_bytes_per_author=2180.0,
+            store_encoding="hashtable",
+            shared_key_bytes_per_user=9876.0,
+            users_at_scale_store="892.4 GB",
+        ),
+        _report_row(
+            "template_pca32_int8",
+            "pca",
+            32,
+            "int8",
+            store_bytes_per_user=231.0,
+            store_bytes_per_author=180.0,
+            store_encoding="listpack",
+            shared_key_bytes_per_user=9876.0,
+            users_at_scale_store="92.4 GB",
+        ),
+    ]
+    doc = {
+        "feature_set": "template",
+        "split_at": "1998-03-01T00:00:00+00:00",
+        "n_test": 10,
+        "seeds": [0],
+        "online_store": "redis",
+        "rows": rows,
+        "fit_rows": {"preferences": 1},
+        "fit_max_event_timestamp": "t",
+        "baseline_auc": 0.7,
+        "json_path": "r.json",
+        "plots": {},
+        "ablation_results": "a",
+        "ablation_parent_run_id": "p",
+        "seconds": {},
+    }
+
+    def text(d: dict) -> str:
+        console = Console(width=300, record=True)
+        console.print(pareto_table(d))
+        return console.export_text()
+
+    redis = text(doc)
+    assert "Redis B/user" in redis and "400M in Redis" in redis
+    assert "231 listpack" in redis and "2231 hashtable" in redis and "92.4 GB" in redis
+    assert any("9876 B/user" in line for line in summary_lines(doc))
+    sqlite = text({**doc, "online_store": "sqlite"})
+    assert "Redis" not in sqlite and "listpack" not in sqlite
+    assert not any("Redis" in line for line in summary_lines({**doc, "online_store": "sqlite"}))
+
+
+def test_compact_refuses_milvus_before_reading_the_config(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mspa_features.cli import app
+
+    got = CliRunner().invoke(app, ["compact", str(tmp_path / "missing.yaml"), "--online", "milvus"])
+    assert got.exit_code == 2
+    assert "sqlite or redis" in got.output
