@@ -3,8 +3,10 @@
 What the rows mean (point-in-time semantics, due users, quarantine, determinism) is the
 library's :mod:`mspa_features.snapshots.backfill`; how they are published (staging, atomic swap,
 manifest, recovery) is :mod:`mspa_features.snapshots.partitions`. This module runs the Spark
-part: one driver per entity (:func:`backfill_preferences`, :func:`backfill_authors`) and
-:func:`run_backfill`, which ``mspa backfill``, the main job and ``python -m spark_jobs`` call.
+part: one driver, ``_backfill``, dispatching on the entity (whose Spark part is
+``_compute_preferences`` or ``_compute_authors``); ``backfill_preferences`` and
+``backfill_authors`` are that driver bound to one entity; :func:`run_backfill`, which
+``mspa backfill``, the main job and ``python -m spark_jobs`` call, runs the chosen entities.
 
 Spark work: positives are read from the interactions contract parquet; the (user, ``s``) pairs
 due are computed in Spark SQL (:func:`spark_jobs.plans.preference_requests`: ``date_trunc`` of
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mspa_features.config import RunConfig, Workspace
-from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES
+from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES, Contract
 from mspa_features.errors import SchemaError, UnknownNameError
 from mspa_features.snapshots.backfill import ENTITIES, BackfillConfig, feature_set_dir
 from mspa_features.snapshots.partitions import (
@@ -96,41 +99,132 @@ def _meta(cfg: RunConfig, bf: BackfillConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- jobs
 
 
-def _compute_preferences(
-    session: SparkSession,
-    cfg: RunConfig,
-    bf: BackfillConfig,
-    dates: list[date],
-    n_parts: int,
-    staging: Path,
-    spec_json: str,
-    *,
-    spark: SparkSession,
-    progress: Progress | None,
-) -> dict[str, int]:
+@dataclass(frozen=True)
+class _Job:
+    """One entity's backfill in progress: what its Spark part reads, and where it writes.
+
+    Built by :func:`_backfill` (the one driver both entities share) inside the staging area.
+    """
+
+    spark: SparkSession  # the caller's session: progress listeners, worker threads
+    session: SparkSession  # the job's child session (its SQL settings), for plans and reads
+    n_parts: int
+    cfg: RunConfig
+    bf: BackfillConfig
+    entity: str
+    start: date
+    end: date
+    dates: list[date]
+    staging: Path
+    progress: Progress | None
+
+    def input(self, name: str) -> Path:
+        return _input_path(self.cfg, name)
+
+    def spec(self) -> str:
+        """The workers' :class:`~spark_jobs.udfs.WorkerSpec`, as JSON."""
+        return _spec(self.cfg, self.bf, self.entity, self.spark)
+
+    def write(self, out: Any) -> None:
+        """Runs the compose + encode plan ``out``, writing its rows to the staging folder."""
+        with spark_progress(self.spark, f"{self.entity}: compose + encode", self.progress):
+            out.write.mode("overwrite").partitionBy("kind", "ds").parquet(str(self.staging))
+
+
+# What an entity's Spark part hands back: requested rows per ds, and the notes that explain
+# the counts (called with the total requested, once the partitions are published).
+_Computed = tuple[dict[str, int], Callable[[int], list[str]]]
+
+
+def _compute_preferences(job: _Job) -> _Computed:
     """Spark part of the preference backfill: writes staging; returns requests per ds."""
     from pyspark.sql import functions as F
 
-    entity = PREFERENCES.name
-    pos, req = preference_requests(session, _input_path(cfg, "interactions"), dates, bf.cadence)
-    if bf.users is not None:
-        req = req.where(F.col("user_id").isin(list(bf.users)))
+    notes = functools.partial(_preference_notes, job.bf.cadence, job.start, job.end, job.dates)
+    if not job.dates:
+        return {}, notes
+    pos, req = preference_requests(
+        job.session, job.input("interactions"), job.dates, job.bf.cadence
+    )
+    if job.bf.users is not None:
+        req = req.where(F.col("user_id").isin(list(job.bf.users)))
     req = req.persist()
     try:
-        with spark_progress(spark, f"{entity}: due users", progress):
+        with spark_progress(job.spark, f"{job.entity}: due users", job.progress):
             requested = {r["ds"]: int(r["count"]) for r in req.groupBy("ds").count().collect()}
-        rows = preference_rows(pos, req, snapshot_instant(dates[-1]), n_parts)
-        out = rows.mapInArrow(
-            functools.partial(preference_udf, spec_json), ddl(OUT_SCHEMAS[entity])
+        rows = preference_rows(pos, req, snapshot_instant(job.dates[-1]), job.n_parts)
+        job.write(
+            rows.mapInArrow(
+                functools.partial(preference_udf, job.spec()), ddl(OUT_SCHEMAS[job.entity])
+            )
         )
-        with spark_progress(spark, f"{entity}: compose + encode", progress):
-            out.write.mode("overwrite").partitionBy("kind", "ds").parquet(str(staging))
     finally:
         req.unpersist()
-    return requested
+    return requested, notes
 
 
-def backfill_preferences(
+def _compute_authors(job: _Job) -> _Computed:
+    """Spark part of the author backfill: writes staging; returns snapshots per ds."""
+    from pyspark.sql import functions as F
+
+    lo, hi = snapshot_instant(job.start), snapshot_instant(job.end + timedelta(days=1))
+    every = job.session.read.parquet(str(job.input("authors"))).select(
+        "author_id", "event_timestamp"
+    )
+    if job.bf.authors is not None:
+        every = every.where(F.col("author_id").isin(list(job.bf.authors)))
+    # in range, plus the content valid at the range start (carried over, as of it)
+    snaps, carried = author_snapshots(every, lo, hi)
+    snaps = snaps.persist()
+    try:
+        with spark_progress(job.spark, f"{job.entity}: snapshots in range", job.progress):
+            requested = {
+                r["ds"]: int(r["count"])
+                for r in snaps.groupBy(F.date_format("valid_from", "yyyy-MM-dd").alias("ds"))
+                .count()
+                .collect()
+            }
+            n_carried = carried.count()
+            n_after = every.where(F.col("event_timestamp") >= F.expr(sql_ts(hi))).count()
+            n_authors = every.select("author_id").distinct().count()
+        job.write(
+            snaps.select("author_id", "event_timestamp", "valid_from")
+            .repartition(job.n_parts, "author_id")
+            .sortWithinPartitions("author_id", "event_timestamp")
+            .mapInArrow(functools.partial(author_udf, job.spec()), ddl(OUT_SCHEMAS[job.entity]))
+        )
+    finally:
+        snaps.unpersist()
+    notes = functools.partial(
+        _author_notes, job.start, job.end, carried=n_carried, after=n_after, total=n_authors
+    )
+    return requested, notes
+
+
+@dataclass(frozen=True)
+class _Entity:
+    """How one contract is backfilled: its partition cadence, row order and Spark part."""
+
+    contract: Contract
+    sort_keys: tuple[str, ...]
+    compute: Callable[[_Job], _Computed]
+    # author snapshots are events: every day of the range is a partition, whatever the cadence
+    daily: bool = False
+
+    def cadence(self, bf: BackfillConfig) -> str:
+        return "daily" if self.daily else bf.cadence
+
+
+_ENTITY_JOBS: dict[str, _Entity] = {
+    PREFERENCES.name: _Entity(PREFERENCES, ("user_id",), _compute_preferences),
+    AUTHOR_PROFILES.name: _Entity(
+        AUTHOR_PROFILES, ("author_id", "event_timestamp"), _compute_authors, daily=True
+    ),
+}
+
+
+def _backfill(
+    entity: str,
     spark: SparkSession,
     cfg: RunConfig,
     bf: BackfillConfig,
@@ -139,9 +233,10 @@ def backfill_preferences(
     *,
     progress: Progress | None = None,
 ) -> BackfillCounts:
-    """Point-in-time user preference snapshots for every partition date in ``[start, end]``.
+    """The one driver: stage ``entity``'s partitions in ``[start, end]``, then publish them.
 
     Args:
+        entity: the contract written (``preferences`` or ``author_profiles``).
         spark: the job's session (its SQL settings are not changed: a child session is used).
         cfg: the run config (workspace, dataset, composer and encoder settings).
         bf: backfill settings.
@@ -154,124 +249,78 @@ def backfill_preferences(
         MspaError: another backfill holds this entity's lock.
     """
     t0 = time.perf_counter()
-    entity = PREFERENCES.name
+    how = _ENTITY_JOBS[entity]
+    cadence = how.cadence(bf)
     root = feature_set_dir(cfg, bf)
-    dates = partition_dates(start, end, bf.cadence)
+    dates = partition_dates(start, end, cadence)
     session, n_parts = job_session(spark, bf)
     with staging_area(root, entity) as (staging, run_id):
-        requested: dict[str, int] = {}
-        if dates:
-            requested = _compute_preferences(
-                session,
-                cfg,
-                bf,
-                dates,
-                n_parts,
-                staging,
-                _spec(cfg, bf, entity, spark),
-                spark=spark,
-                progress=progress,
-            )
+        job = _Job(
+            spark=spark,
+            session=session,
+            n_parts=n_parts,
+            cfg=cfg,
+            bf=bf,
+            entity=entity,
+            start=start,
+            end=end,
+            dates=dates,
+            staging=staging,
+            progress=progress,
+        )
+        requested, notes = how.compute(job)
         counts = publish(
-            contract=PREFERENCES,
+            contract=how.contract,
             root=root,
             dates=dates,
             requested=requested,
             staging=staging,
-            sort_keys=["user_id"],
+            sort_keys=list(how.sort_keys),
             run_id=run_id,
-            meta=_meta(cfg, bf),
+            meta={**_meta(cfg, bf), "cadence": cadence},
             progress=progress,
         )
+    counts.notes.extend(notes(counts.requested))
+    counts.seconds = time.perf_counter() - t0
+    return counts
+
+
+# The public drivers: ``_backfill`` bound to one entity, called as
+# ``backfill_preferences(spark, cfg, bf, start, end, progress=None)``.
+backfill_preferences = functools.partial(_backfill, PREFERENCES.name)
+backfill_preferences.__doc__ = """Point-in-time user preference snapshots for every partition
+date in ``[start, end]``: ``(spark, cfg, bf, start, end, *, progress=None)``; arguments and errors
+as ``_backfill``."""
+
+backfill_authors = functools.partial(_backfill, AUTHOR_PROFILES.name)
+backfill_authors.__doc__ = """Author profiles for every author content snapshot whose UTC date
+is in ``[start, end]``, plus the content valid at ``start`` (carried over, as of ``start``).
+
+Every day of the range is a partition (cadence does not apply: snapshots are events). Called as
+:data:`backfill_preferences`."""
+
+
+def _preference_notes(
+    cadence: str, start: date, end: date, dates: list[date], requested: int
+) -> list[str]:
+    """Why preference rows are (or are not) in ``[start, end]``, in words for the output."""
     if not dates:
-        counts.notes.append(
-            f"no {bf.cadence} snapshot instant in [{start}, {end}]"
-            + (" (weekly snapshots are on Mondays)" if bf.cadence == "weekly" else "")
-        )
-    elif counts.requested == 0:
-        counts.notes.append(
+        return [
+            f"no {cadence} snapshot instant in [{start}, {end}]"
+            + (" (weekly snapshots are on Mondays)" if cadence == "weekly" else "")
+        ]
+    if requested == 0:
+        why = (
             f"no user has a new positive before any snapshot instant of [{start}, {end}] (each "
-            f"window is the {bf.cadence} period before it): nothing to recompute; snapshots "
+            f"window is the {cadence} period before it): nothing to recompute; snapshots "
             "written by earlier ranges stay valid within the TTL"
         )
-    counts.seconds = time.perf_counter() - t0
-    return counts
-
-
-def backfill_authors(
-    spark: SparkSession,
-    cfg: RunConfig,
-    bf: BackfillConfig,
-    start: date,
-    end: date,
-    *,
-    progress: Progress | None = None,
-) -> BackfillCounts:
-    """Author profiles for every author content snapshot whose UTC date is in ``[start, end]``,
-    plus the content valid at ``start`` (carried over, as of ``start``).
-
-    Every day of the range is a partition (cadence does not apply: snapshots are events).
-    Arguments and errors as :func:`backfill_preferences`.
-    """
-    from pyspark.sql import functions as F
-
-    t0 = time.perf_counter()
-    entity = AUTHOR_PROFILES.name
-    root = feature_set_dir(cfg, bf)
-    dates = partition_dates(start, end, "daily")
-    session, n_parts = job_session(spark, bf)
-    lo, hi = snapshot_instant(start), snapshot_instant(end + timedelta(days=1))
-    with staging_area(root, entity) as (staging, run_id):
-        every = session.read.parquet(str(_input_path(cfg, "authors"))).select(
-            "author_id", "event_timestamp"
-        )
-        if bf.authors is not None:
-            every = every.where(F.col("author_id").isin(list(bf.authors)))
-        # in range, plus the content valid at the range start (carried over, as of it)
-        snaps, carried = author_snapshots(every, lo, hi)
-        snaps = snaps.persist()
-        with spark_progress(spark, f"{entity}: snapshots in range", progress):
-            requested = {
-                r["ds"]: int(r["count"])
-                for r in snaps.groupBy(F.date_format("valid_from", "yyyy-MM-dd").alias("ds"))
-                .count()
-                .collect()
-            }
-            n_carried = carried.count()
-            n_after = every.where(F.col("event_timestamp") >= F.expr(sql_ts(hi))).count()
-            n_authors = every.select("author_id").distinct().count()
-        out = (
-            snaps.select("author_id", "event_timestamp", "valid_from")
-            .repartition(n_parts, "author_id")
-            .sortWithinPartitions("author_id", "event_timestamp")
-            .mapInArrow(
-                functools.partial(author_udf, _spec(cfg, bf, entity, spark)),
-                ddl(OUT_SCHEMAS[entity]),
-            )
-        )
-        with spark_progress(spark, f"{entity}: compose + encode", progress):
-            out.write.mode("overwrite").partitionBy("kind", "ds").parquet(str(staging))
-        snaps.unpersist()
-        counts = publish(
-            contract=AUTHOR_PROFILES,
-            root=root,
-            dates=dates,
-            requested=requested,
-            staging=staging,
-            sort_keys=["author_id", "event_timestamp"],
-            run_id=run_id,
-            meta={**_meta(cfg, bf), "cadence": "daily"},
-            progress=progress,
-        )
-    counts.notes = _author_notes(
-        start, end, requested=counts.requested, carried=n_carried, after=n_after, total=n_authors
-    )
-    counts.seconds = time.perf_counter() - t0
-    return counts
+        return [why]
+    return []
 
 
 def _author_notes(
-    start: date, end: date, *, requested: int, carried: int, after: int, total: int
+    start: date, end: date, requested: int, *, carried: int, after: int, total: int
 ) -> list[str]:
     """Why author profiles are (or are not) in ``[start, end]``, in words for the output."""
     notes = []
@@ -325,8 +374,7 @@ def run_backfill(
         try:
             out: dict[str, BackfillCounts] = {}
             for e in entities:
-                job = backfill_preferences if e == "users" else backfill_authors
-                counts = job(spark, cfg, bf, start, end, progress=progress)
+                counts = _backfill(ENTITIES[e], spark, cfg, bf, start, end, progress=progress)
                 counts.check()
                 out[counts.entity] = counts
             return out
