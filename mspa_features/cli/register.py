@@ -142,7 +142,7 @@ def register(
             v.tags.get("leaked", "-"),
         )
     console.print(views)
-    services = Table(title="feature services (ranker variants)", title_justify="left")
+    services = Table(title="feature services", title_justify="left")
     services.add_column("service")
     services.add_column("features")
     for s in rep.services:

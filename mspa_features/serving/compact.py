@@ -311,7 +311,7 @@ def build_compact_definitions(
     Raises:
         FeatureRepoError: a folder has no manifest.
     """
-    from feast import FeatureService, FeatureView, Field
+    from feast import FeatureView, Field
     from feast.on_demand_feature_view import OnDemandFeatureView
     from feast.types import Bytes, Float64, Int64, String
 
@@ -321,8 +321,8 @@ def build_compact_definitions(
         author_view_name,
         cosine_view_name,
         entities,
+        feature_services,
         pref_view_name,
-        service_name,
     )
 
     user, author = entities()
@@ -393,23 +393,14 @@ def build_compact_definitions(
             tags=tags,
             description=f"cosine of the decoded codes ({cs})",
         )
-        pref_cols = [pref_view[list(PREF_EXTRA)], pref_dec]
-        author_cols = [author_view[list(AUTHOR_EXTRA)], author_dec]
-        members = {
-            "baseline": [],
-            "with_preference": pref_cols,
-            "with_author": author_cols,
-            "all": [*pref_cols, *author_cols, cosine],
-        }
-        services = [
-            FeatureService(
-                name=service_name(variant, cs),
-                features=feats,
-                tags={**tags, "variant": variant},
-                description=f"ranker variant '{variant}' on compact set '{cs}'",
-            )
-            for variant, feats in members.items()
-        ]
+        services = feature_services(
+            cs,
+            pref=[pref_view[list(PREF_EXTRA)], pref_dec],
+            author=[author_view[list(AUTHOR_EXTRA)], author_dec],
+            cosine=cosine,
+            tags=tags,
+            of="compact set",
+        )
         objects += [
             pref_source,
             author_source,

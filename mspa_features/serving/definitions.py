@@ -4,7 +4,10 @@ One *feature set* is one backfill output folder (``template``, ``llm``, ``aligne
 holding ``preferences/ds=*/part-*.parquet`` and ``author_profiles/ds=*/part-*.parquet`` (the
 ``preferences`` and ``author_profiles`` contracts). Every object a feature set contributes is
 named ``<object>__<feature_set>`` so several sets (base vs aligned model, leaked vs clean) live
-side by side in one registry and a ranker ablation picks one by service name:
+side by side in one registry and a ranker reads one by service name. Each feature set gets one
+feature service per *service kind* (:data:`SERVICE_KINDS`), named ``<kind>__<fs>``
+(:func:`service_name`); an ablation *variant* (``ranker_hooks.ablation.variants``) is something
+else: a ranker trained on one of these services, with its injection settings.
 
 =============================  ===============================================================
 ``user_preferences__{fs}``     pref_emb, pref_text, history_count, pref_status, pref_decoding,
@@ -32,11 +35,14 @@ one request holding two features with the same short name; it stays readable per
 ``baseline`` is empty on purpose: the ranker without MSPA features. Feast 0.67 accepts an empty
 service, online (the response holds the entity ids only) and offline (the entity frame comes back
 unchanged), so one read path serves every variant of an ablation.
+
+Deprecated: ``VARIANTS`` is :data:`SERVICE_KINDS` (a ``DeprecationWarning`` when read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +52,9 @@ from mspa_features.errors import InvalidValueError, UnknownNameError
 USER_ENTITY = "user"
 AUTHOR_ENTITY = "author"
 COSINE_FEATURE = "pref_author_cosine"
-VARIANTS = ("baseline", "with_preference", "with_author", "all")
+#: The feature services every feature set gets, named ``<kind>__<fs>`` (:func:`service_name`):
+#: no feature (the ranker without MSPA), the preference, the author, and both plus the cosine.
+SERVICE_KINDS = ("baseline", "with_preference", "with_author", "all")
 #: What the services serve of each view (statuses always beside the texts they describe).
 PREF_SERVED = ("pref_emb", "pref_text", "history_count", "pref_status", "pref_decoding")
 AUTHOR_SERVED = ("author_emb", "author_text", "author_status", "author_decoding")
@@ -95,15 +103,66 @@ def cosine_view_name(fs: str) -> str:
     return f"user_author_cosine__{fs}"
 
 
-def service_name(variant: str, fs: str) -> str:
-    """The feature service of ranker ``variant`` (one of :data:`VARIANTS`) for feature set ``fs``.
+def service_name(kind: str, fs: str) -> str:
+    """The name of feature set ``fs``'s feature service of ``kind`` (one of :data:`SERVICE_KINDS`).
 
     Raises:
-        ValueError: ``variant`` is not one of :data:`VARIANTS`.
+        UnknownNameError: ``kind`` is not one of :data:`SERVICE_KINDS`.
     """
-    if variant not in VARIANTS:
-        raise UnknownNameError("ranker variant", variant, VARIANTS)
-    return f"{variant}__{fs}"
+    if kind not in SERVICE_KINDS:
+        raise UnknownNameError("feature service kind", kind, SERVICE_KINDS)
+    return f"{kind}__{fs}"
+
+
+def feature_services(
+    fs: str,
+    *,
+    pref: Sequence[Any],
+    author: Sequence[Any],
+    cosine: Any,
+    tags: Mapping[str, str],
+    of: str = "feature set",
+) -> list[Any]:
+    """The :data:`SERVICE_KINDS` feature services of ``fs``: what each kind serves, in one place.
+
+    Args:
+        fs: the feature set (or compact set) name, the services' suffix.
+        pref: the projections (or on-demand views) serving the preference features.
+        author: the same for the author features.
+        cosine: the on-demand view serving ``pref_author_cosine`` (in ``all`` only).
+        tags: tags every service carries; ``service_kind`` is added.
+        of: what ``fs`` is, for the descriptions.
+    """
+    from feast import FeatureService
+
+    members: dict[str, list[Any]] = {
+        "baseline": [],
+        "with_preference": [*pref],
+        "with_author": [*author],
+        "all": [*pref, *author, cosine],
+    }
+    return [
+        FeatureService(
+            name=service_name(kind, fs),
+            features=members[kind],
+            tags={**tags, "service_kind": kind},
+            description=f"feature service '{kind}' of {of} '{fs}'",
+        )
+        for kind in SERVICE_KINDS
+    ]
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated names, kept importable: "variant" is the ablation's word (a ranker trained on
+    # one service), so the serving side names its services by kind.
+    if name == "VARIANTS":
+        warnings.warn(
+            f"{__name__}.VARIANTS is deprecated: use SERVICE_KINDS (the feature service kinds)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SERVICE_KINDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def infer_model_version(table_dir: Path) -> str:
@@ -213,7 +272,7 @@ def build_definitions(
         ValueError: a feature set name is empty or holds ``__`` (the name separator), or
             ``source_kind`` is unknown.
     """
-    from feast import FeatureService, FeatureView, Field
+    from feast import FeatureView, Field
     from feast.on_demand_feature_view import OnDemandFeatureView
     from feast.types import Array, Float32, Float64, Int64, String
 
@@ -314,23 +373,13 @@ def build_definitions(
             tags=tags(both_mv),
             description="cosine(pref_emb, author_emb): the U2A match score as a ranker feature",
         )
-        pref_cols = pref_view[list(PREF_SERVED)]
-        author_cols = author_view[list(AUTHOR_SERVED)]
-        members = {
-            "baseline": [],
-            "with_preference": [pref_cols],
-            "with_author": [author_cols],
-            "all": [pref_cols, author_cols, cosine],
-        }
-        services = [
-            FeatureService(
-                name=service_name(variant, fs),
-                features=feats,
-                tags={**tags(both_mv), "variant": variant},
-                description=f"ranker variant '{variant}' on feature set '{fs}'",
-            )
-            for variant, feats in members.items()
-        ]
+        services = feature_services(
+            fs,
+            pref=[pref_view[list(PREF_SERVED)]],
+            author=[author_view[list(AUTHOR_SERVED)]],
+            cosine=cosine,
+            tags=tags(both_mv),
+        )
         objects += [pref_source, author_source, pref_view, author_view, cosine, *services]
     return objects
 

@@ -49,7 +49,12 @@ from mspa_features import logs
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import ConfigError, FeatureRepoError, UnknownNameError
 from mspa_features.extras import require
-from mspa_features.serving.definitions import VARIANTS, author_view_name, pref_view_name
+from mspa_features.serving.definitions import (
+    SERVICE_KINDS,
+    author_view_name,
+    pref_view_name,
+    service_name,
+)
 from mspa_features.serving.redis_store import (
     check_redis,
     mask_password,
@@ -100,13 +105,26 @@ class ViewReport:
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceReport:
-    """One registered feature service and the ``view:feature`` refs it serves."""
+    """One registered feature service and the ``view:feature`` refs it serves.
+
+    ``kind`` is one of :data:`~mspa_features.serving.definitions.SERVICE_KINDS`.
+    """
 
     name: str
     feature_set: str
-    variant: str
+    kind: str
     feature_refs: list[str]
     tags: dict[str, str]
+
+    @property
+    def variant(self) -> str:
+        """Deprecated name of :attr:`kind` ("variant" is the ablation's word)."""
+        warnings.warn(
+            "ServiceReport.variant is deprecated: use ServiceReport.kind",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.kind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -467,8 +485,8 @@ def _views_and_services(store: FeatureStore, sets: Mapping[str, Path]) -> tuple[
                 tags=dict(odfv.tags),
             )
         )
-        for variant in VARIANTS:
-            svc = store.get_feature_service(f"{variant}__{fs}")
+        for kind in SERVICE_KINDS:
+            svc = store.get_feature_service(service_name(kind, fs))
             refs = [
                 f"{p.name_to_use()}:{f.name}"
                 for p in svc.feature_view_projections
@@ -478,7 +496,7 @@ def _views_and_services(store: FeatureStore, sets: Mapping[str, Path]) -> tuple[
                 ServiceReport(
                     name=svc.name,
                     feature_set=fs,
-                    variant=variant,
+                    kind=kind,
                     feature_refs=refs,
                     tags=dict(svc.tags),
                 )

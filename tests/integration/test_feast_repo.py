@@ -245,7 +245,7 @@ def test_feature_services_refs_and_tags(sqlite_run) -> None:
         svc = store.get_feature_service(f"all__{fs}")
         assert svc.tags["leaked"] == "false"
         assert svc.tags["model_version"] == mv
-        assert svc.tags["variant"] == "all"
+        assert svc.tags["service_kind"] == "all"
 
 
 # --------------------------------------------------------------------------- historical
