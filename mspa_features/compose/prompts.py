@@ -13,6 +13,14 @@ recommendation) plus how an author is rendered into them. Built-in sets (:data:`
 * ``catalogue``: for item catalogues such as MovieLens: genres, era, themes, audience (no
   lighting or region of a movie); items rendered from their profile text and attributes only.
 
+Every built-in template puts its instructions (and the answer's JSON shape) first and the data
+last (version 2; version 1 had the data first). Prompts of one kind then share the system and
+instruction text as a token prefix, and a user's weekly snapshots share everything up to the
+authors added since the week before, so the llama.cpp backend prefills that prefix once and
+copies its KV cache (``LlamaCppOptions.prefix_share``): on the weekly-snapshot bench this cut
+our CPU seconds by 28 % (10.6 s to 7.6 s for 16 snapshots, parse rate 100 % both; README,
+Benchmarks). A user's own template gains the same by ending with its placeholder.
+
 A user's own set is a YAML file (:func:`load_prompt_file`, schema :class:`PromptFile`), validated
 at load; the run config picks a set by name or path (``composer.prompts``).
 """
@@ -95,44 +103,44 @@ class Prompt:
 
 PREFERENCE = Prompt(
     name="preference_extraction",
-    version="1",
+    version="2",
     system=(
         "You are an analyst of user preferences for author recommendation. You read the "
         "authors a user engaged with, oldest first, and describe what the user likes."
     ),
     template=(
-        "The user engaged with these authors, oldest first:\n{history}\n\n"
         "Describe the user's preferences: author types (talent, appearance, genre), "
         "environment (indoor/outdoor, lighting), regional bias, and style. Answer with JSON "
         'only: {{"Author Types": "...", "Environment": "...", "Regional Bias": "...", '
-        '"Style": "...", "Summary": "..."}}'
+        '"Style": "...", "Summary": "..."}}\n\n'
+        "The user engaged with these authors, oldest first:\n{history}"
     ),
     answer_keys=("Author Types", "Environment", "Regional Bias", "Style", "Summary"),
 )
 
 AUTHOR = Prompt(
     name="author_description",
-    version="1",
+    version="2",
     system="You describe authors (creators) for a recommender system, briefly and concretely.",
     template=(
-        "Author:\n{author}\n\nDescribe this author: type (talent, genre), environment, "
-        'region and style. Answer with JSON only: {{"Author Type": "...", "Environment": "...", '
-        '"Region": "...", "Style": "...", "Description": "..."}}'
+        "Describe this author: type (talent, genre), environment, region and style. Answer "
+        'with JSON only: {{"Author Type": "...", "Environment": "...", "Region": "...", '
+        '"Style": "...", "Description": "..."}}\n\nAuthor:\n{author}'
     ),
     answer_keys=("Author Type", "Environment", "Region", "Style", "Description"),
 )
 
 RECOMMEND = Prompt(
     name="recommendation",
-    version="1",
+    version="2",
     system=(
         "You recommend authors. Given a user's preferences and lettered candidate authors, "
         "pick the one the user will engage with and explain why it fits and the others do not."
     ),
     template=(
-        "User preferences:\n{preference}\n\nCandidates:\n{candidates}\n\n"
         'Answer with JSON only: {{"User Preference": "...", "Recommendation Reason": "...", '
-        '"Answer": "<letter>"}}'
+        '"Answer": "<letter>"}}\n\n'
+        "User preferences:\n{preference}\n\nCandidates:\n{candidates}"
     ),
     answer_keys=("User Preference", "Recommendation Reason", "Answer"),
 )
@@ -143,43 +151,43 @@ PROMPTS = {p.name: p for p in (PREFERENCE, AUTHOR, RECOMMEND)}
 # audience; they have no lighting, no indoor/outdoor scene and no streamer's region.
 CATALOGUE_PREFERENCE = Prompt(
     name="catalogue/preference_extraction",
-    version="1",
+    version="2",
     system=(
         "You are an analyst of user tastes for a catalogue recommender. You read the items a "
         "user liked, oldest first, and describe what the user likes."
     ),
     template=(
-        "The user liked these items, oldest first:\n{history}\n\n"
         "Describe the user's taste: favourite genres, preferred era, recurring themes, and the "
         'audience the items are made for. Answer with JSON only: {{"Genres": "...", '
-        '"Era": "...", "Themes": "...", "Audience": "...", "Summary": "..."}}'
+        '"Era": "...", "Themes": "...", "Audience": "...", "Summary": "..."}}\n\n'
+        "The user liked these items, oldest first:\n{history}"
     ),
     answer_keys=("Genres", "Era", "Themes", "Audience", "Summary"),
 )
 
 CATALOGUE_AUTHOR = Prompt(
     name="catalogue/item_description",
-    version="1",
+    version="2",
     system="You describe catalogue items for a recommender system, briefly and concretely.",
     template=(
-        "Item:\n{author}\n\nDescribe this item: genres, era, themes and audience. Answer with "
-        'JSON only: {{"Genres": "...", "Era": "...", "Themes": "...", "Audience": "...", '
-        '"Description": "..."}}'
+        "Describe this item: genres, era, themes and audience. Answer with JSON only: "
+        '{{"Genres": "...", "Era": "...", "Themes": "...", "Audience": "...", '
+        '"Description": "..."}}\n\nItem:\n{author}'
     ),
     answer_keys=("Genres", "Era", "Themes", "Audience", "Description"),
 )
 
 CATALOGUE_RECOMMEND = Prompt(
     name="catalogue/recommendation",
-    version="1",
+    version="2",
     system=(
         "You recommend catalogue items. Given a user's taste and lettered candidate items, "
         "pick the one the user will like and explain why it fits and the others do not."
     ),
     template=(
-        "User taste:\n{preference}\n\nCandidates:\n{candidates}\n\n"
         'Answer with JSON only: {{"User Preference": "...", "Recommendation Reason": "...", '
-        '"Answer": "<letter>"}}'
+        '"Answer": "<letter>"}}\n\n'
+        "User taste:\n{preference}\n\nCandidates:\n{candidates}"
     ),
     answer_keys=("User Preference", "Recommendation Reason", "Answer"),
 )

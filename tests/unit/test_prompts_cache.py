@@ -22,7 +22,7 @@ from mspa_features.data.contracts import Author
 def test_prompt_hash_changes_with_text_and_version():
     assert len({PREFERENCE.hash, AUTHOR.hash, RECOMMEND.hash}) == 3
     edited = dataclasses.replace(PREFERENCE, template=PREFERENCE.template + " ")
-    bumped = dataclasses.replace(PREFERENCE, version="2")
+    bumped = dataclasses.replace(PREFERENCE, version=PREFERENCE.version + ".1")
     assert len({PREFERENCE.hash, edited.hash, bumped.hash}) == 3
 
 
@@ -83,3 +83,19 @@ def test_cache_created_by_several_processes_at_once(tmp_path):
         path = str(tmp_path / f"{i}.sqlite")
         with ctx.Pool(4) as pool:
             assert pool.map(_open_and_write, [path] * 4) == [1] * 4
+
+
+@pytest.mark.parametrize("prompt_set", ["livestream", "catalogue"])
+def test_prompts_of_one_kind_share_their_instructions_as_a_prefix(prompt_set):
+    """Data comes last, so the backend can prefill the instructions once per kind and a user's
+    next weekly snapshot extends the previous prompt (README, Benchmarks)."""
+    from mspa_features.compose.prompts import PROMPT_SETS
+
+    ps = PROMPT_SETS[prompt_set]
+    one = ps.preference.messages(history="1. a\n2. b")[1].content
+    two = ps.preference.messages(history="1. a\n2. b\n3. c")[1].content
+    assert two.startswith(one)
+    for prompt, field in ((ps.author, "author"), (ps.recommend, "candidates")):
+        kw = {"preference": "likes x"} if field == "candidates" else {}
+        text = prompt.messages(**kw, **{field: "ZZZ"})[1].content
+        assert text.endswith("ZZZ") and "JSON only" in text.split("ZZZ")[0]
