@@ -144,16 +144,19 @@ class ImpressionsConfig(StrictModel):
     * P(click | shown) = sigmoid(click_bias + click_taste * m + click_popularity * log pop)
     * P(tip | click) = sigmoid(tip_bias + tip_taste * m)
 
-    so clicks follow popularity and tips follow taste, and the two tasks differ.
+    so clicks follow popularity and tips follow taste, and the two tasks differ. The defaults
+    give, per user over 30 days on 300 authors, about 78 shown authors, 25 of them clicked and
+    11 of those tipped: as many tips as the engagement-only default (``mean_tips_per_user``
+    12), so preference histories are as long in both models.
     """
 
     enabled: bool = Field(False, description="emit impressions (off: engagements only)")
-    sessions_per_user: float = Field(6.0, description="mean sessions per user (Poisson, >= 1)")
+    sessions_per_user: float = Field(10.0, description="mean sessions per user (Poisson, >= 1)")
     shown_per_session: int = Field(8, description=f"authors shown per session, 1..{_MAX_SHOWN}")
     click_bias: float = Field(-1.7, description="click log-odds of an unmatched, pop-1 author")
     click_taste: float = Field(0.3, description="click log-odds per unit of taste match")
     click_popularity: float = Field(0.8, description="click log-odds per unit of log popularity")
-    tip_bias: float = Field(-2.0, description="tip-given-click log-odds of an unmatched author")
+    tip_bias: float = Field(-1.5, description="tip-given-click log-odds of an unmatched author")
     tip_taste: float = Field(1.0, description="tip-given-click log-odds per unit of taste match")
 
     @field_validator("enabled", mode="before")

@@ -282,15 +282,16 @@ def test_impressions_row_model(imp):
 def test_impression_counts_reconcile():
     """Rows = the authors shown: sessions x shown_per_session, less repeats in a session."""
     n = 2000
-    one = _interactions(SyntheticConfig(**{**_imp(shown_per_session=1), "n_users": n}))
-    per_user = np.bincount(_idx(one["user_id"]), minlength=n)
+    one_cfg = SyntheticConfig(**{**_imp(shown_per_session=1, sessions_per_user=6.0), "n_users": n})
+    per_user = np.bincount(_idx(_interactions(one_cfg)["user_id"]), minlength=n)
     # one author per session: rows per user = sessions = max(1, Poisson(6))
     assert per_user.min() >= 1 and abs(per_user.mean() - 6.0) < 0.15, per_user.mean()
     cfg = SyntheticConfig(**{**_imp(shown_per_session=8), "n_users": n, "n_authors": 1000})
     inter = _interactions(cfg)
     users = _idx(inter["user_id"])
     # sessions hold 8 impressions 10 s apart; few popularity-drawn repeats among 1000 authors
-    assert 0.9 * 48 < inter.num_rows / n <= 48 + 0.15 * 8
+    expected = cfg.impressions.sessions_per_user * 8
+    assert 0.9 * expected < inter.num_rows / n <= expected + 0.15 * 8
     act = _actions(inter)
     counts = {k: int((act == k).sum()) for k in syn.IMPRESSION_ACTIONS}
     assert sum(counts.values()) == inter.num_rows
@@ -311,7 +312,8 @@ def test_tips_are_a_subset_of_clicks():
         assert not (act[~clicked] == "tip").any()
     # the extremes: nearly no clicked author is tipped / nearly every one is
     assert (
-        _actions(_interactions(SyntheticConfig(**_imp(tip_bias=-20.0, tip_taste=0.0))))[clicked] == "tip"
+        _actions(_interactions(SyntheticConfig(**_imp(tip_bias=-20.0, tip_taste=0.0))))[clicked]
+        == "tip"
     ).sum() == 0
     assert (
         _actions(_interactions(SyntheticConfig(**_imp(tip_bias=20.0, tip_taste=0.0))))[clicked]
