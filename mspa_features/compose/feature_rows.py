@@ -3,23 +3,27 @@
 Texts are encoded with the configured encoder (embeddings cached by encoder version + text).
 Every row carries how its text came out (``pref_status``/``author_status``: ok, repaired or
 failed) and how it was decoded (``pref_decoding``/``author_decoding``: constrained, free or
-none), so a failed text is never served as if it were good. Inputs the composer skipped (empty history, author without content) go to a quarantine table
-with the reason; ``n_in == n_written + n_quarantined`` holds for every call.
+none), so a failed text is never served as if it were good. Inputs the composer skipped (empty
+history, author without content) go to a quarantine table with the reason;
+``n_in == n_written + n_quarantined`` holds for every call. Both contracts are built by one
+function, ``_compose_rows``, from a description of the contract's rows (``_RowKind``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from mspa_features.compose.cache import ComposerCache, content_key
 from mspa_features.compose.composer import Composed, Composer, UserHistory
-from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES, Author
+from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES, Author, Contract
 from mspa_features.data.validation import QUARANTINE_SCHEMA
 from mspa_features.errors import ReconciliationError
 
@@ -76,99 +80,113 @@ def _quarantine(contract: str, rows: list[tuple[int, str, dict]]) -> pa.Table:
     )
 
 
-def compose_preference_rows(
+T = TypeVar("T", UserHistory, Author)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RowKind(Generic[T]):
+    """How one contract's rows come out of the composer: the composer method that writes the
+    texts, the prompt hash they carry, the item fields that become columns, and what a
+    quarantined item records. Both contracts go through :func:`_compose_rows`."""
+
+    contract: Contract
+    prefix: str  # of the text, embedding, status and decoding columns: pref_text, author_emb...
+    compose: str  # the Composer method: items -> list[Composed]
+    prompt_hash: str  # the Composer property holding that method's prompt hash
+    columns: Mapping[str, str]  # column -> the item attribute holding its value
+    record: tuple[str, ...]  # the item attributes a quarantined item's record keeps
+
+
+_PREFERENCE_ROWS: _RowKind[UserHistory] = _RowKind(
+    contract=PREFERENCES,
+    prefix="pref",
+    compose="compose_preferences",
+    prompt_hash="preference_prompt_hash",
+    columns={
+        "user_id": "user_id",
+        "event_timestamp": "as_of",
+        "history_count": "history_count",
+        "history_last_ts": "history_last_ts",
+    },
+    record=("user_id", "as_of"),
+)
+_AUTHOR_ROWS: _RowKind[Author] = _RowKind(
+    contract=AUTHOR_PROFILES,
+    prefix="author",
+    compose="describe_authors",
+    prompt_hash="author_prompt_hash",
+    columns={"author_id": "author_id", "event_timestamp": "event_timestamp"},
+    record=("author_id",),
+)
+
+
+def _compose_rows(
+    kind: _RowKind[T],
     composer: Composer,
     encoder: object,
-    histories: Sequence[UserHistory],
+    items: Sequence[T],
     *,
     cache: ComposerCache | None = None,
     created: datetime | None = None,
     on_batch: Callable[[int], None] | None = None,
     batch_size: int = 64,
 ) -> FeatureOutput:
-    """Compose, encode and shape preference rows (contract ``preferences``)."""
+    """Compose (in batches of ``batch_size``), encode and shape the rows of ``kind``'s contract.
+
+    Args:
+        kind: which contract (``_PREFERENCE_ROWS``: user histories; ``_AUTHOR_ROWS``: authors).
+        composer: writes the texts; its ``model_version`` and the encoder's make the rows'.
+        encoder: embeds the texts (cached by encoder version + text in ``cache``).
+        items: the inputs, one row (or one quarantined record) each.
+        cache: the composer cache (embeddings), if any.
+        created: every row's ``created_timestamp`` (default: now).
+        on_batch: called with each batch's size once it is composed (progress).
+        batch_size: items per composer call.
+
+    Raises:
+        ReconciliationError: rows + quarantined != items (a composer bug).
+    """
     created = created or datetime.now(UTC)
-    version = feature_version(composer, encoder)
+    compose: Callable[[Sequence[T]], list[Composed]] = getattr(composer, kind.compose)
     composed: list[Composed] = []
-    for start in range(0, len(histories), batch_size):
-        chunk = histories[start : start + batch_size]
-        composed += composer.compose_preferences(chunk)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        composed += compose(chunk)
         if on_batch:
             on_batch(len(chunk))
     ok = [i for i, c in enumerate(composed) if c.status != "skipped"]
     embs = encode_cached(encoder, [composed[i].text for i in ok], cache)
-    rows = {
-        "user_id": [histories[i].user_id for i in ok],
-        "event_timestamp": [histories[i].as_of for i in ok],
-        "created_timestamp": [created] * len(ok),
-        "history_count": [histories[i].history_count for i in ok],
-        "history_last_ts": [histories[i].history_last_ts for i in ok],
-        "pref_text": [composed[i].text for i in ok],
-        "pref_emb": list(embs),
-        "model_version": [version] * len(ok),
-        "prompt_hash": [composer.preference_prompt_hash] * len(ok),
-        "pref_status": [composed[i].status for i in ok],
-        "pref_decoding": [composed[i].decoding for i in ok],
+    n, p = len(ok), kind.prefix
+    rows: dict[str, list[Any]] = {
+        **{col: [getattr(items[i], attr) for i in ok] for col, attr in kind.columns.items()},
+        "created_timestamp": [created] * n,
+        f"{p}_text": [composed[i].text for i in ok],
+        f"{p}_emb": list(embs),
+        "model_version": [feature_version(composer, encoder)] * n,
+        "prompt_hash": [getattr(composer, kind.prompt_hash)] * n,
+        f"{p}_status": [composed[i].status for i in ok],
+        f"{p}_decoding": [composed[i].decoding for i in ok],
     }
-    table = pa.Table.from_pydict(rows, schema=PREFERENCES.schema)
-    q = _quarantine(
-        PREFERENCES.name,
-        [
-            (
-                i,
-                c.reason or "skipped",
-                {"user_id": histories[i].user_id, "as_of": histories[i].as_of},
-            )
-            for i, c in enumerate(composed)
-            if c.status == "skipped"
-        ],
-    )
-    out = FeatureOutput(table, q, len(histories), composed)
-    out.check(PREFERENCES.name)
+    table = pa.Table.from_pydict(rows, schema=kind.contract.schema)
+    skipped = [
+        (i, c.reason or "skipped", {attr: getattr(items[i], attr) for attr in kind.record})
+        for i, c in enumerate(composed)
+        if c.status == "skipped"
+    ]
+    out = FeatureOutput(table, _quarantine(kind.contract.name, skipped), len(items), composed)
+    out.check(kind.contract.name)
     return out
 
 
-def compose_author_rows(
-    composer: Composer,
-    encoder: object,
-    authors: Sequence[Author],
-    *,
-    cache: ComposerCache | None = None,
-    created: datetime | None = None,
-    on_batch: Callable[[int], None] | None = None,
-    batch_size: int = 64,
-) -> FeatureOutput:
-    """Describe, encode and shape author rows (contract ``author_profiles``)."""
-    created = created or datetime.now(UTC)
-    version = feature_version(composer, encoder)
-    composed: list[Composed] = []
-    for start in range(0, len(authors), batch_size):
-        chunk = authors[start : start + batch_size]
-        composed += composer.describe_authors(chunk)
-        if on_batch:
-            on_batch(len(chunk))
-    ok = [i for i, c in enumerate(composed) if c.status != "skipped"]
-    embs = encode_cached(encoder, [composed[i].text for i in ok], cache)
-    rows = {
-        "author_id": [authors[i].author_id for i in ok],
-        "event_timestamp": [authors[i].event_timestamp for i in ok],
-        "created_timestamp": [created] * len(ok),
-        "author_text": [composed[i].text for i in ok],
-        "author_emb": list(embs),
-        "model_version": [version] * len(ok),
-        "prompt_hash": [composer.author_prompt_hash] * len(ok),
-        "author_status": [composed[i].status for i in ok],
-        "author_decoding": [composed[i].decoding for i in ok],
-    }
-    table = pa.Table.from_pydict(rows, schema=AUTHOR_PROFILES.schema)
-    q = _quarantine(
-        AUTHOR_PROFILES.name,
-        [
-            (i, c.reason or "skipped", {"author_id": authors[i].author_id})
-            for i, c in enumerate(composed)
-            if c.status == "skipped"
-        ],
-    )
-    out = FeatureOutput(table, q, len(authors), composed)
-    out.check(AUTHOR_PROFILES.name)
-    return out
+# The public builders: ``_compose_rows`` bound to one contract, called as
+# ``compose_preference_rows(composer, encoder, histories, *, cache, created, on_batch,
+# batch_size)`` (arguments and errors as ``_compose_rows``).
+compose_preference_rows = functools.partial(_compose_rows, _PREFERENCE_ROWS)
+compose_preference_rows.__doc__ = """Compose, encode and shape preference rows (contract
+``preferences``) from ``UserHistory`` items: ``(composer, encoder, histories, *, cache=None,
+created=None, on_batch=None, batch_size=64)``."""
+
+compose_author_rows = functools.partial(_compose_rows, _AUTHOR_ROWS)
+compose_author_rows.__doc__ = """Describe, encode and shape author rows (contract
+``author_profiles``) from ``Author`` items: ``(composer, encoder, authors, *, cache=None,
+created=None, on_batch=None, batch_size=64)``."""
