@@ -10,8 +10,10 @@ logits processor on transformers, llama.cpp's grammar sampler on ours). Runs:
   at a time, with a llguidance mask processor (the baseline of the 8x target);
 * ``ours-b1``: :class:`LlamaCppBackend` with ``batch_size=1`` (single stream);
 * ``ours-bN[-w]``: :class:`LlamaCppBackend` decoding N conversations per step (weights ``w``).
-  With ``--shared-prefix`` the run also prefills the system/instruction prefix once per call
-  and copies its KV stream (``options.prefix_cache``).
+  ``--prefix-share N`` (default 32; 0 turns it off) lets a prompt start from the KV cache of
+  the longest prefix (at least N tokens) it shares with one in flight: the system and
+  instruction text every prompt starts with (prompts put their data last), and with
+  ``--weeks`` the history a user's next weekly snapshot extends (``options.prefix_share``).
 
 Printed per run: snapshots/s (prompts / wall time of one generate over all of them) and its
 ratio to hf-single; the parse rate (answers that parse with every key) and the schema
