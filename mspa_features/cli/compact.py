@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -32,6 +32,9 @@ from mspa_features.cli.common import (
     progress_bar,
 )
 from mspa_features.cli.register import RedisOpt, RunOnlineOpt, _online
+
+if TYPE_CHECKING:
+    from mspa_features.serving.materialize import StoreTarget
 
 EXPERIMENT = "mspa-compact"
 VARIANTS = ("preference", "author", "cosine", "all")
@@ -253,7 +256,7 @@ def run_compact(
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     split_at = ab.split.split_at
-    where: dict[str, Any] = {"repo_path": repo_path, "online": online, "redis_url": redis_url}
+    where: StoreTarget = {"repo_path": repo_path, "online": online, "redis_url": redis_url}
     store = open_store(cfg, **where)
     online_kind = str(store.config.online_store.type)
     if not service_exists(store, service_name("with_preference", feature_set)):

@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import numpy as np
 
@@ -49,6 +49,8 @@ from mspa_features.errors import FeatureRepoError, InvalidValueError, UnknownNam
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from mspa_features.serving.materialize import StoreTarget
 
 DTYPES: tuple[str, ...] = ("int8", "float16")
 CODEC_FLOAT16 = 1
@@ -817,10 +819,8 @@ def apply_compact_sets(
     cfg: Any,
     compact_sets: Mapping[str, str | Path],
     *,
-    repo_path: Path = Path("feature_repo"),
     materialize: bool = True,
-    online: Literal["sqlite", "redis"] | None = None,
-    redis_url: str | None = None,
+    **target: Unpack[StoreTarget],
 ) -> list[Any]:
     """Register ``compact_sets`` (name -> folder) in the run's store beside its full sets,
     list them in the store's ``feature_sets.yaml`` (``compact_sets``) so the plain
@@ -828,8 +828,8 @@ def apply_compact_sets(
     rebuilt whole, so its window is its whole span).
 
     Args:
-        online: the online store (default: the run config's ``serving.online_store``);
-            ``redis_url`` a Redis connection string overriding ``serving.redis``.
+        **target: the run's store (:class:`~mspa_features.serving.materialize.StoreTarget`;
+            default: the run config's ``serving.online_store``).
 
     Returns:
         One :class:`~mspa_features.serving.materialize.MaterializationReport` per view.
@@ -856,12 +856,11 @@ def apply_compact_sets(
             raise FeatureRepoError(str(e)) from None
         read_compact_folder(p)
     ttl = timedelta(days=cfg.features.ttl_days)
-    where: dict[str, Any] = {"repo_path": repo_path, "online": online, "redis_url": redis_url}
-    mat.check_online_store(cfg, **where)  # Redis down: say so before anything is written
+    mat.check_online_store(cfg, **target)  # Redis down: say so before anything is written
     with mat.store_lock(cfg, "compact"):
-        rc = mat.store_config(cfg, **where)
+        rc = mat.store_config(cfg, **target)
         store = FeatureStore(config=rc)
-        store_dir = mat.write_run_repo(cfg, **where)
+        store_dir = mat.write_run_repo(cfg, **target)
         if not (store_dir / FEATURE_SETS_FILE).is_file():
             # A store registered before the file existed: list what it holds first, so the
             # plain Feast CLI there keeps the full sets too.

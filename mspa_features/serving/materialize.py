@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import yaml
 
@@ -87,6 +87,32 @@ SPARK_YAML = "stores/spark.yaml"
 # Defaults for ${VAR} placeholders in the yaml files when the variable is unset.
 ENV_DEFAULTS = {"REDIS_CONNECTION_STRING": "localhost:6379"}
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+DEFAULT_REPO = Path("feature_repo")
+
+
+class StoreTarget(TypedDict, total=False):
+    """Which of a run's Feast stores a call opens: the keyword arguments that
+    :func:`store_config`, :func:`open_store`, :func:`check_online_store`,
+    :func:`write_run_repo` and :func:`apply_and_materialize` share (all optional).
+
+    Keys:
+        repo_path: the Feast repo folder holding the yaml files (default ``feature_repo``).
+        store_yaml: a yaml file to use; default ``repo_path/feature_store.yaml``, or
+            ``repo_path/stores/<online>.yaml``. A yaml whose offline store is ``spark``
+            registers SparkSources.
+        online: ``sqlite``, ``redis`` or ``milvus``: picks the yaml variant, and replaces the
+            yaml's online store by that kind's defaults when ``store_yaml`` names a file with
+            another one. Default: the run config's ``serving.online_store`` (with a
+            ``store_yaml`` and no store named in the config: the yaml's).
+        redis_url: Redis ``host:port[,db=N,...]`` (Feast connection string); overrides
+            ``serving.redis``, the yaml and ``$REDIS_CONNECTION_STRING``.
+    """
+
+    repo_path: Path
+    store_yaml: Path | None
+    online: OnlineKind | None
+    redis_url: str | None
 
 
 # --------------------------------------------------------------------------- reports
@@ -224,27 +250,15 @@ def resolve_repo_path(repo_path: Path) -> Path:
 
 
 def store_config(
-    cfg: RunConfig,
-    *,
-    repo_path: Path = Path("feature_repo"),
-    store_yaml: Path | None = None,
-    online: OnlineKind | None = None,
-    redis_url: str | None = None,
-    emb_dim: int | None = None,
+    cfg: RunConfig, *, emb_dim: int | None = None, **target: Unpack[StoreTarget]
 ) -> RepoConfig:
     """The Feast ``RepoConfig`` for this run: a repo yaml with paths moved into the workspace.
 
     Args:
         cfg: the run config (its workspace and name place the registry and online store).
-        repo_path: the Feast repo folder holding the yaml files.
-        store_yaml: a yaml file to use; default ``repo_path/feature_store[.<online>].yaml``.
-        online: ``sqlite``, ``redis`` or ``milvus``: picks the yaml variant, and replaces
-            the yaml's online store by that kind's defaults when ``store_yaml`` names a file
-            with another one. Default: the run config's ``serving.online_store`` (with a
-            ``store_yaml`` and no store named in the config: the yaml's).
-        redis_url: Redis ``host:port[,db=N,...]`` (Feast connection string); overrides
-            ``serving.redis``, the yaml and ``$REDIS_CONNECTION_STRING``.
         emb_dim: embedding length for vector stores (Milvus ``embedding_dim``).
+        **target: which store (:class:`StoreTarget`: ``repo_path``, ``store_yaml``,
+            ``online``, ``redis_url``).
 
     Raises:
         ConfigError: the yaml is missing, invalid, or fails Feast's validation (each field named).
@@ -253,14 +267,7 @@ def store_config(
     from feast import RepoConfig
     from pydantic import ValidationError
 
-    raw, path, where = _store_settings(
-        cfg,
-        repo_path=repo_path,
-        store_yaml=store_yaml,
-        online=online,
-        redis_url=redis_url,
-        emb_dim=emb_dim,
-    )
+    raw, path, where = _store_settings(cfg, target, emb_dim=emb_dim)
     try:
         rc = RepoConfig(repo_path=where, **raw)
         # Online/offline configs are validated lazily by Feast: touch them now so a bad
@@ -274,21 +281,18 @@ def store_config(
 
 def _store_settings(
     cfg: RunConfig,
+    target: StoreTarget,
     *,
-    repo_path: Path,
-    store_yaml: Path | None,
-    online: OnlineKind | None,
-    redis_url: str | None,
-    emb_dim: int | None,
+    emb_dim: int | None = None,
     create: bool = True,
     placeholders: bool = False,
 ) -> tuple[dict[str, Any], Path, Path]:
     """(the store's settings as ``feature_store.yaml`` holds them, the yaml read, the run's
     store folder); see :func:`store_config`. ``create=False`` leaves the folder uncreated;
     ``placeholders`` writes a configured Redis password as ``${VAR}``."""
-    if online is None:
-        online = configured_online(cfg, store_yaml)
-    repo_path = resolve_repo_path(repo_path)
+    store_yaml, redis_url = target.get("store_yaml"), target.get("redis_url")
+    online = target.get("online") or configured_online(cfg, store_yaml)
+    repo_path = resolve_repo_path(target.get("repo_path", DEFAULT_REPO))
     path = _resolve_yaml(repo_path, store_yaml, online)
     if not path.is_file():
         raise ConfigError(path, ["file not found"])
@@ -338,34 +342,18 @@ def _store_settings(
     return raw, path, where.resolve()
 
 
-def open_store(
-    cfg: RunConfig,
-    *,
-    repo_path: Path = Path("feature_repo"),
-    store_yaml: Path | None = None,
-    online: OnlineKind | None = None,
-    redis_url: str | None = None,
-) -> FeatureStore:
-    """A ``FeatureStore`` on this run's registry and online store (see :func:`store_config`)."""
+def open_store(cfg: RunConfig, **target: Unpack[StoreTarget]) -> FeatureStore:
+    """A ``FeatureStore`` on this run's registry and online store (see :func:`store_config`;
+    ``target``: :class:`StoreTarget`)."""
     from feast import FeatureStore
 
-    return FeatureStore(
-        config=store_config(
-            cfg, repo_path=repo_path, store_yaml=store_yaml, online=online, redis_url=redis_url
-        )
-    )
+    return FeatureStore(config=store_config(cfg, **target))
 
 
-def check_online_store(
-    cfg: RunConfig,
-    *,
-    repo_path: Path = Path("feature_repo"),
-    store_yaml: Path | None = None,
-    online: OnlineKind | None = None,
-    redis_url: str | None = None,
-) -> str:
+def check_online_store(cfg: RunConfig, **target: Unpack[StoreTarget]) -> str:
     """Make sure the run's online store can be reached before anything is written to it: a
     Redis server answers PING (file-based stores always can). Creates no file or folder.
+    ``target``: :class:`StoreTarget`.
 
     Returns:
         The online store, described as :class:`ApplyReport` ``online_store`` does.
@@ -375,15 +363,7 @@ def check_online_store(
             (one line naming host:port and what to do).
         ConfigError: the store yaml is invalid.
     """
-    raw, _, _ = _store_settings(
-        cfg,
-        repo_path=repo_path,
-        store_yaml=store_yaml,
-        online=online,
-        redis_url=redis_url,
-        emb_dim=None,
-        create=False,
-    )
+    raw, _, _ = _store_settings(cfg, target, create=False)
     online_cfg = raw["online_store"]
     if online_cfg.get("type") == "redis":
         timeout = cfg.serving.redis.connect_timeout_s if cfg.serving.redis else 5.0
@@ -508,17 +488,14 @@ def apply_and_materialize(
     cfg: RunConfig,
     feature_sets: list[str] | None = None,
     *,
-    repo_path: Path = Path("feature_repo"),
-    store_yaml: Path | None = None,
     incremental: bool = True,
     end: datetime | None = None,
     start: datetime | None = None,
-    online: OnlineKind | None = None,
-    redis_url: str | None = None,
     ttl: timedelta | None = None,
     leaked: Mapping[str, bool] | None = None,
     model_versions: Mapping[str, str] | None = None,
     materialize: bool = True,
+    **target: Unpack[StoreTarget],
 ) -> ApplyReport:
     """Apply the definitions of ``feature_sets`` (``feast apply``) and materialize them online.
 
@@ -530,22 +507,18 @@ def apply_and_materialize(
         cfg: the run config; feature sets are read from
             ``Workspace(cfg.workspace).features(cfg.name) / <feature set>``.
         feature_sets: names to register; default every backfilled set found there.
-        repo_path: the Feast repo folder (yaml files).
-        store_yaml: the yaml to use; default ``repo_path/feature_store.yaml``, or
-            ``repo_path/stores/<online>.yaml``. A yaml whose offline store is ``spark``
-            registers SparkSources.
         incremental: True: continue from each view's previous end (first run: from its
             earliest snapshot); False: materialize ``[start, end]`` in full.
         end: materialize up to this instant (default now, UTC).
         start: full mode only: window start (default each view's earliest snapshot).
-        online: ``sqlite`` | ``redis`` | ``milvus`` (see :func:`store_config`).
-        redis_url: Redis connection string, overriding the yaml.
         ttl: every view's TTL (point-in-time lookback; Feast's first
             ``materialize-incremental`` starts at now - TTL); default the dataset's policy,
             ``cfg.features.ttl_days``.
         leaked: feature set -> built from leaked data (tag ``leaked``).
         model_versions: feature set -> model version tag (default: read from the data).
         materialize: False registers only.
+        **target: which store (:class:`StoreTarget`: ``repo_path``, ``store_yaml``,
+            ``online``, ``redis_url``).
 
     Returns:
         What was registered (views with tags, services with feature refs) and materialized.
@@ -560,20 +533,56 @@ def apply_and_materialize(
             (``$MSPA_LOCK_TIMEOUT``); nothing was written.
     """
     with store_lock(cfg, "register"):
-        return _apply_and_materialize(
-            cfg,
-            feature_sets,
-            repo_path=repo_path,
-            store_yaml=store_yaml,
-            incremental=incremental,
-            end=end,
-            start=start,
-            online=online,
-            redis_url=redis_url,
-            ttl=ttl,
-            leaked=leaked,
-            model_versions=model_versions,
-            materialize=materialize,
+        t0 = time.perf_counter()
+        sets = _chosen_sets(cfg, feature_sets)
+        emb_dim = next(
+            (d for fs in sets.values() if (d := _embedding_dim(fs / "preferences", "pref_emb"))),
+            384,
+        )
+        check_online_store(cfg, **target)
+        rc = store_config(cfg, emb_dim=emb_dim, **target)
+        _check_names(sets, rc)
+        from feast import FeatureStore
+
+        store = FeatureStore(config=rc)
+        store_dir = write_run_repo(cfg, emb_dim=emb_dim, **target)
+        fsf = _list_sets(
+            store,
+            store_dir,
+            sets,
+            emb_dim=emb_dim,
+            ttl=ttl if ttl is not None else timedelta(days=cfg.features.ttl_days),
+            leaked=dict(leaked or {}),
+            model_versions=dict(model_versions or {}),
+        )
+        # Every set the store's file lists, with the definitions the plain Feast CLI builds there.
+        objects = feature_set_objects(fsf, source=source_kind(str(rc.offline_store.type)))
+        with redis_errors(rc.online_store, writing=True):
+            store.apply(objects)
+        record_infra(store)
+        views, services = _views_and_services(store, sets)
+
+        materialized: list[MaterializationReport] = []
+        if materialize:
+            end = _utc(end) if end is not None else datetime.now(UTC)
+            reg = str(rc.registry.path)
+            # Beside a local registry file; a remote registry (sql://, s3://) keeps no state.
+            state = None if "://" in reg else Path(reg).parent / MATERIALIZED_STATE
+            with redis_errors(rc.online_store, writing=True):
+                materialized = _materialize(
+                    store, sets, incremental=incremental, start=start, end=end, state_path=state
+                )
+        return ApplyReport(
+            project=rc.project,
+            registry=str(rc.registry.path),
+            online_store=describe_online(rc),
+            offline_store=rc.offline_store.type,
+            feature_sets=dict(sets),
+            views=views,
+            services=services,
+            materialized=materialized,
+            seconds=time.perf_counter() - t0,
+            store_dir=store_dir,
         )
 
 
@@ -610,23 +619,12 @@ def _check_names(sets: Mapping[str, Path], rc: RepoConfig | None = None) -> None
                 raise FeatureRepoError(why)
 
 
-def _apply_and_materialize(
-    cfg: RunConfig,
-    feature_sets: list[str] | None,
-    *,
-    repo_path: Path,
-    store_yaml: Path | None,
-    incremental: bool,
-    end: datetime | None,
-    start: datetime | None,
-    online: OnlineKind | None,
-    redis_url: str | None,
-    ttl: timedelta | None,
-    leaked: Mapping[str, bool] | None,
-    model_versions: Mapping[str, str] | None,
-    materialize: bool,
-) -> ApplyReport:
-    t0 = time.perf_counter()
+def _chosen_sets(cfg: RunConfig, feature_sets: list[str] | None) -> dict[str, Path]:
+    """Feature set -> folder of the sets to register: ``feature_sets``, or every backfilled one.
+
+    Raises:
+        FeatureRepoError: none found, a named one not backfilled, or a name Feast cannot use.
+    """
     found = discover_feature_sets(cfg)
     if feature_sets is None:
         sets = found
@@ -642,34 +640,24 @@ def _apply_and_materialize(
             raise FeatureRepoError(f"feature set(s) {missing} not backfilled", feature_sets=found)
         sets = {fs: found[fs] for fs in feature_sets}
     _check_names(sets)
+    return sets
 
-    emb_dim = next(
-        (d for fs in sets.values() if (d := _embedding_dim(fs / "preferences", "pref_emb"))), 384
-    )
-    check_online_store(
-        cfg, repo_path=repo_path, store_yaml=store_yaml, online=online, redis_url=redis_url
-    )
-    rc = store_config(
-        cfg,
-        repo_path=repo_path,
-        store_yaml=store_yaml,
-        online=online,
-        redis_url=redis_url,
-        emb_dim=emb_dim,
-    )
-    _check_names(sets, rc)
-    from feast import FeatureStore
 
-    store = FeatureStore(config=rc)
-    store_dir = write_run_repo(
-        cfg,
-        repo_path=repo_path,
-        store_yaml=store_yaml,
-        online=online,
-        redis_url=redis_url,
-        emb_dim=emb_dim,
-    )
-    leaked, model_versions = dict(leaked or {}), dict(model_versions or {})
+def _list_sets(
+    store: FeatureStore,
+    store_dir: Path,
+    sets: Mapping[str, Path],
+    *,
+    emb_dim: int,
+    ttl: timedelta,
+    leaked: Mapping[str, bool],
+    model_versions: Mapping[str, str],
+) -> FeatureSetsFile:
+    """Add ``sets`` to the store folder's ``feature_sets.yaml`` (what the plain CLI declares).
+
+    Raises:
+        FeatureRepoError: ``leaked`` names a set not being registered.
+    """
     unknown = set(leaked) - set(sets)
     if unknown:
         raise FeatureRepoError(f"'leaked' names unknown feature sets {sorted(unknown)}")
@@ -683,79 +671,41 @@ def _apply_and_materialize(
                 leaked=bool(leaked.get(fs, False)),
             )
 
-    ttl = ttl if ttl is not None else timedelta(days=cfg.features.ttl_days)
     if not (store_dir / FEATURE_SETS_FILE).is_file():
         # A store registered before the file existed: list what its registry already holds,
         # so the plain CLI there does not delete it.
         _adopt_registered(store, store_dir, ttl)
-    fsf = update_feature_sets(store_dir, add_sets, ttl=ttl)
-    # Every set the store's file lists, with the definitions the plain Feast CLI builds there.
-    objects = feature_set_objects(fsf, source=source_kind(str(rc.offline_store.type)))
-    with redis_errors(rc.online_store, writing=True):
-        store.apply(objects)
-    record_infra(store)
-    views, services = _views_and_services(store, sets)
-
-    materialized: list[MaterializationReport] = []
-    if materialize:
-        end = _utc(end) if end is not None else datetime.now(UTC)
-        reg = str(rc.registry.path)
-        # Beside a local registry file; a remote registry (sql://, s3://) keeps no state here.
-        state = None if "://" in reg else Path(reg).parent / MATERIALIZED_STATE
-        with redis_errors(rc.online_store, writing=True):
-            materialized = _materialize(
-                store, sets, incremental=incremental, start=start, end=end, state_path=state
-            )
-    return ApplyReport(
-        project=rc.project,
-        registry=str(rc.registry.path),
-        online_store=describe_online(rc),
-        offline_store=rc.offline_store.type,
-        feature_sets=dict(sets),
-        views=views,
-        services=services,
-        materialized=materialized,
-        seconds=time.perf_counter() - t0,
-        store_dir=store_dir,
-    )
+    return update_feature_sets(store_dir, add_sets, ttl=ttl)
 
 
 def write_run_repo(
-    cfg: RunConfig,
-    *,
-    repo_path: Path = Path("feature_repo"),
-    store_yaml: Path | None = None,
-    online: OnlineKind | None = None,
-    redis_url: str | None = None,
-    emb_dim: int | None = None,
+    cfg: RunConfig, *, emb_dim: int | None = None, **target: Unpack[StoreTarget]
 ) -> Path:
     """Make the run's store folder (:func:`feast_dir`) a Feast repo for the plain CLI: the
     ``feature_store.yaml`` mspa opens (absolute paths into that folder) and copies of the
     repo's ``feature_definitions.py`` and ``.feastignore``. Writers call it under the run's
-    lock (:func:`store_lock`).
+    lock (:func:`store_lock`). Arguments as :func:`store_config`.
 
     Returns:
         The store folder.
     """
     raw, path, where = _store_settings(
         cfg,
-        repo_path=repo_path,
-        store_yaml=store_yaml,
-        online=online,
-        redis_url=redis_url,
+        target,
         emb_dim=emb_dim,
         placeholders=True,  # serving.redis's password as ${VAR}, expanded by Feast on read
     )
     online_cfg = raw["online_store"]
     if (
         online_cfg.get("type") == "redis"
-        and not redis_url
+        and not target.get("redis_url")
         and cfg.serving.redis is None
         and os.environ.get(_REDIS_ENV)
     ):
         # Never copy a connection string (it may hold a password) out of the environment.
         raw = {**raw, "online_store": {**online_cfg, "connection_string": f"${{{_REDIS_ENV}}}"}}
-    write_store_repo(where, raw, repo_path=resolve_repo_path(repo_path), source_yaml=path)
+    repo_path = resolve_repo_path(target.get("repo_path", DEFAULT_REPO))
+    write_store_repo(where, raw, repo_path=repo_path, source_yaml=path)
     return where
 
 
