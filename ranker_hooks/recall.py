@@ -598,21 +598,15 @@ def plot(report: RecallReport, path: Path) -> Path:
 
 
 def _log_mlflow(report: RecallReport, ws: Workspace, tracking_uri: str | None) -> str:
-    import mlflow
+    from mspa_features.mlflow_store import start_run
 
-    from mspa_features.mlflow_store import ensure_experiment, workspace_tracking_uri
-
-    if tracking_uri is None:
-        ws.root.mkdir(parents=True, exist_ok=True)
-        tracking_uri = workspace_tracking_uri(ws.root)
-    client = mlflow.tracking.MlflowClient(tracking_uri)
-    exp = ensure_experiment(tracking_uri, EXPERIMENT)
-    run = client.create_run(
-        exp,
+    client, rid = start_run(
+        tracking_uri,
+        EXPERIMENT,
+        workspace=ws.root,
         run_name=f"recall {report.run}",
         tags={"mspa.stage": "recall", "mspa.run": report.run},
     )
-    rid = run.info.run_id
     params = {
         **{k: v for k, v in report.split.items() if k != "m_t"},
         "ks": ",".join(map(str, report.ks)),

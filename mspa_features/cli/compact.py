@@ -448,17 +448,13 @@ def run_compact(
 def _log_mlflow(cfg: Any, doc: dict[str, Any], tracking_uri: str | None) -> str:
     import math
 
-    import mlflow
-
     from mspa_features.config import Workspace
-    from mspa_features.mlflow_store import ensure_experiment, workspace_tracking_uri
+    from mspa_features.mlflow_store import start_run
 
-    if tracking_uri is None:
-        tracking_uri = workspace_tracking_uri(Workspace(cfg.workspace).root)
-    client = mlflow.tracking.MlflowClient(tracking_uri)
-    exp = ensure_experiment(tracking_uri, EXPERIMENT)
-    run = client.create_run(
-        exp,
+    client, rid = start_run(
+        tracking_uri,
+        EXPERIMENT,
+        workspace=Workspace(cfg.workspace).root,
         run_name=doc["run"],
         tags={
             "mspa.stage": "compact",
@@ -469,7 +465,6 @@ def _log_mlflow(cfg: Any, doc: dict[str, Any], tracking_uri: str | None) -> str:
             "mspa.command": doc["command"][:500],
         },
     )
-    rid = run.info.run_id
     for r in doc["rows"]:
         prefix = f"{r['variant']}/{r['set']}"
         for key in (

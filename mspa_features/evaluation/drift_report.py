@@ -325,17 +325,12 @@ def _write(report: DriftReport) -> None:
 
 
 def _log_mlflow(report: DriftReport, ws: Workspace, tracking_uri: str | None) -> str:
-    import mlflow
+    from mspa_features.mlflow_store import start_run
 
-    from mspa_features.mlflow_store import ensure_experiment, workspace_tracking_uri
-
-    if tracking_uri is None:
-        ws.root.mkdir(parents=True, exist_ok=True)
-        tracking_uri = workspace_tracking_uri(ws.root)
-    client = mlflow.tracking.MlflowClient(tracking_uri)
-    exp = ensure_experiment(tracking_uri, EXPERIMENT)
-    run = client.create_run(
-        exp,
+    client, rid = start_run(
+        tracking_uri,
+        EXPERIMENT,
+        workspace=ws.root,
         run_name=f"{report.set_a} vs {report.set_b}",
         tags={
             "mspa.stage": "drift",
@@ -345,7 +340,6 @@ def _log_mlflow(report: DriftReport, ws: Workspace, tracking_uri: str | None) ->
             "mspa.as_of": report.as_of,
         },
     )
-    rid = run.info.run_id
     metrics = {
         "user_cosine_mean": report.users["cosine"]["mean"],
         "user_cosine_median": report.users["cosine"]["median"],

@@ -541,19 +541,17 @@ def log_gallery(
         TrackingError: the tracking store cannot be reached or written (one line: URI, cause).
     """
     from mspa_features.errors import TrackingError
-    from mspa_features.mlflow_store import ensure_experiment
+    from mspa_features.mlflow_store import start_run
 
     try:
         import mlflow
-        from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=tracking_uri)
-        exp_id = ensure_experiment(tracking_uri, experiment)
-        run_id = client.create_run(
-            exp_id,
+        client, run_id = start_run(
+            tracking_uri,
+            experiment,
             run_name=f"gallery {g.dataset} {g.feature_set} {g.as_of:%Y-%m-%d}",
             tags={"mspa.kind": "gallery", "mspa.dataset": g.dataset},
-        ).info.run_id
+        )
         params = {"dataset": g.dataset, "feature_set": g.feature_set,
                   "as_of": g.as_of.isoformat(), "k": g.k, "pool": g.pool,
                   "users": sum(c.kind == "u2a" for c in g.cards),

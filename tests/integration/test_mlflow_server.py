@@ -194,3 +194,30 @@ def test_sqlite_store_keeps_artifacts_beside_the_database(tmp_path, monkeypatch)
     client.log_dict(run.info.run_id, {"x": 1}, "x.json")
     assert (db.parent / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
     assert artifact_location("http://127.0.0.1:5000") is None
+
+
+def test_start_run_opens_a_tagged_run_in_the_workspace_store(tmp_path, monkeypatch):
+    from mspa_features.errors import InvalidValueError
+    from mspa_features.mlflow_store import start_run, workspace_tracking_uri
+
+    ws = tmp_path / "new-ws"  # not created yet: SQLite cannot create the database's folder
+    monkeypatch.chdir(tmp_path)
+    client, rid = start_run(
+        None, "mspa-x", workspace=ws, run_name="a vs b", tags={"mspa.stage": "x"}
+    )
+    assert client.tracking_uri == workspace_tracking_uri(ws)
+    run = client.get_run(rid)
+    assert run.info.run_name == "a vs b" and run.data.tags["mspa.stage"] == "x"
+    assert run.info.status == "RUNNING"
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "mspa-x"
+    assert exp.artifact_location == (ws / "mlartifacts").resolve().as_uri()
+    # A second run finds the experiment (not created twice).
+    _, rid2 = start_run(None, "mspa-x", workspace=ws, run_name="r2", tags={})
+    assert client.get_run(rid2).info.experiment_id == run.info.experiment_id
+    # An explicit URI wins over the workspace.
+    uri = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    c3, _ = start_run(uri, "mspa-x", workspace=ws, run_name="r3", tags={})
+    assert c3.tracking_uri == uri and (tmp_path / "other" / "mlflow.db").is_file()
+    with pytest.raises(InvalidValueError, match="tracking_uri"):
+        start_run(None, "mspa-x", run_name="r", tags={})
