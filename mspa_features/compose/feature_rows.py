@@ -51,6 +51,22 @@ def encode_cached(encoder: object, texts: Sequence[str], cache: ComposerCache | 
     return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
 
+def batch_progress(
+    progress: Callable[[str, int, int], None] | None, stage: str, total: int
+) -> Callable[[int], None]:
+    """An ``on_batch`` callback for the row builders: adds up the batch sizes and reports
+    ``progress(stage, done, total)`` after each batch (nothing when ``progress`` is None)."""
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(stage, done, total)
+
+    return tick
+
+
 @dataclass
 class FeatureOutput:
     """Rows for one contract plus the quarantined inputs."""

@@ -23,6 +23,7 @@ from mspa_features.compose.cache import ComposerCache
 from mspa_features.compose.composer import Composer, LLMComposer, TemplateComposer
 from mspa_features.compose.feature_rows import (
     FeatureOutput,
+    batch_progress,
     compose_author_rows,
     compose_preference_rows,
 )
@@ -107,16 +108,12 @@ def compose_authors(
     cache_ = ComposerCache(ws.composer_cache)
     authors = list(load_authors(ws, cfg.name).values())[:limit]
     composer = make_composer(kind, _author_cfg(cfg.composer), cache_)
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress("authors", done, len(authors))
-
     out = compose_author_rows(
-        composer, get_encoder(cfg.composer), authors, cache=cache_, on_batch=tick
+        composer,
+        get_encoder(cfg.composer),
+        authors,
+        cache=cache_,
+        on_batch=batch_progress(progress, "authors", len(authors)),
     )
     _write(out, ws.features(cfg.name) / kind, "author_profiles")
     return out
@@ -152,16 +149,12 @@ def compose_users(
     ids = ids[:limit]
     histories = build_histories(inter, load_authors(ws, cfg.name), [(u, as_of) for u in ids])
     composer = make_composer(kind, cfg.composer, cache_)
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress("users", done, len(histories))
-
     out = compose_preference_rows(
-        composer, get_encoder(cfg.composer), histories, cache=cache_, on_batch=tick
+        composer,
+        get_encoder(cfg.composer),
+        histories,
+        cache=cache_,
+        on_batch=batch_progress(progress, "users", len(histories)),
     )
     _write(out, ws.features(cfg.name) / kind, "preferences")
     return out

@@ -32,7 +32,11 @@ import pandas as pd
 
 from mspa_features.compose.cache import ComposerCache
 from mspa_features.compose.composer import JSON_STOP, Composer, UserHistory, close_json
-from mspa_features.compose.feature_rows import compose_author_rows, compose_preference_rows
+from mspa_features.compose.feature_rows import (
+    batch_progress,
+    compose_author_rows,
+    compose_preference_rows,
+)
 from mspa_features.compose.parsing import ParseStats, answer_letter, parse_answer
 from mspa_features.compose.prompts import RECOMMEND, Prompt, render_candidates
 from mspa_features.data.contracts import Author
@@ -211,13 +215,7 @@ def evaluate_composer(
     say = progress or (lambda *_: None)
     names = sorted(authors) if pool is None else sorted(a for a in pool if a in authors)
     author_list = [authors[a] for a in names]
-    done = 0
-
-    def tick_a(n: int) -> None:
-        nonlocal done
-        done += n
-        say("authors", done, len(author_list))
-
+    tick_a = batch_progress(say, "authors", len(author_list))
     arows = compose_author_rows(composer, encoder, author_list, cache=cache, on_batch=tick_a)
     a_ids = arows.table.column("author_id").to_pylist()
     a_emb = np.asarray(arows.table.column("author_emb").to_pylist(), np.float32)
@@ -225,13 +223,7 @@ def evaluate_composer(
     index = {a: j for j, a in enumerate(a_ids)}
 
     histories = u2a_histories(u2a_test, authors)
-    done_u = 0
-
-    def tick_u(n: int) -> None:
-        nonlocal done_u
-        done_u += n
-        say("users", done_u, len(histories))
-
+    tick_u = batch_progress(say, "users", len(histories))
     prows = compose_preference_rows(composer, encoder, histories, cache=cache, on_batch=tick_u)
     kept = prows.table.column("user_id").to_pylist()
     p_emb = np.asarray(prows.table.column("pref_emb").to_pylist(), np.float32)
