@@ -22,6 +22,17 @@ def _where(record: object) -> str:
     return "" if record is None else f"{record}: "
 
 
+def _located(who: str, message: str, record: object, field: str | None) -> str:
+    """``<who>: record <r> field '<f>' <message>`` (the parts given): what went wrong, where."""
+    where = "".join(
+        [
+            f" record {record}" if record is not None else "",
+            f" field {field!r}" if field is not None else "",
+        ]
+    )
+    return f"{who}:{where} {message}" if where else f"{who}: {message}"
+
+
 class InvalidValueError(MspaError, ValueError):
     """A value outside its domain: names the field, the value it got and what is valid.
 
@@ -241,13 +252,7 @@ class LeakBuildError(MspaError):
         self, builder: str, message: str, *, record: str | None = None, field: str | None = None
     ):
         self.builder, self.record, self.field = builder, record, field
-        where = "".join(
-            [
-                f" record {record}" if record is not None else "",
-                f" field {field!r}" if field is not None else "",
-            ]
-        )
-        super().__init__(f"{builder}:{where} {message}" if where else f"{builder}: {message}")
+        super().__init__(_located(builder, message, record, field))
 
 
 class LeakedFeatureError(MspaError):
@@ -288,13 +293,7 @@ class RankerInputError(MspaError, ValueError):
         field: str | None = None,
     ):
         self.ranker, self.record, self.field = ranker, record, field
-        where = "".join(
-            [
-                f" record {record}" if record is not None else "",
-                f" field {field!r}" if field is not None else "",
-            ]
-        )
-        super().__init__(f"{ranker}:{where} {message}" if where else f"{ranker}: {message}")
+        super().__init__(_located(ranker, message, record, field))
 
 
 class TfraEnvironmentError(MspaError):

@@ -12,6 +12,7 @@ from rich.markup import escape
 from mspa_features.cli.common import (
     AblationConfigArg,
     DeprecatedConfigOpt,
+    RunConfigOpt,
     config_file,
     console,
     fail,
@@ -45,9 +46,7 @@ def _run_config(ablation_cfg, run_config: Path | None, config: Path):
 def ablate(
     config: AblationConfigArg = None,
     config_option: DeprecatedConfigOpt = None,
-    run_config: Annotated[
-        Path | None, typer.Option(help="run config YAML (overrides the ablation's run_config)")
-    ] = None,
+    run_config: RunConfigOpt = None,
     variant: Annotated[
         list[str] | None, typer.Option("--variant", "-v", help="run only these (repeatable)")
     ] = None,

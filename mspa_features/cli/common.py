@@ -46,6 +46,10 @@ DeprecatedConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", hidden=True, help="deprecated: pass CONFIG instead"),
 ]
+# the run config an ablation-style command (ablate, lis) reads, overriding its config's
+RunConfigOpt = Annotated[
+    Path | None, typer.Option(help="run config YAML (overrides the ablation's run_config)")
+]
 
 
 def config_file(positional: Path | None, option: Path | None, command: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from rich.markup import escape
 from mspa_features.cli.common import (
     AblationConfigArg,
     DeprecatedConfigOpt,
+    RunConfigOpt,
     config_file,
     console,
     fail,
@@ -37,9 +37,7 @@ def install(app: typer.Typer) -> None:
 def lis(
     config: AblationConfigArg = None,
     config_option: DeprecatedConfigOpt = None,
-    run_config: Annotated[
-        Path | None, typer.Option(help="run config YAML (overrides the ablation's run_config)")
-    ] = None,
+    run_config: RunConfigOpt = None,
     horizon: Annotated[
         list[int] | None, typer.Option("--horizon", "-n", help="leak horizon in days (repeatable)")
     ] = None,

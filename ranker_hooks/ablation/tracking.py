@@ -498,6 +498,21 @@ def find_ablation(client: Any, run: str) -> Any | None:
     return hits[0]
 
 
+def _ablation_parent(tracking_uri: str, run: str) -> tuple[Any, Any]:
+    """(a client on ``tracking_uri``, the ablation parent run :func:`find_ablation` finds).
+
+    Raises:
+        RunNotFoundError: no ablation parent run has that id or name.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = find_ablation(client, run)
+    if parent is None:
+        raise RunNotFoundError(f"no ablation run with id or name {run!r} in {tracking_uri}")
+    return client, parent
+
+
 def load_predictions(tracking_uri: str, run: str) -> pd.DataFrame | None:
     """The eval rows and per-variant scores the ablation ``run`` stored (its
     ``predictions.parquet`` artifact); None for ablations logged before it was stored.
@@ -507,14 +522,9 @@ def load_predictions(tracking_uri: str, run: str) -> pd.DataFrame | None:
     """
     import tempfile
 
-    from mlflow.tracking import MlflowClient
-
     from ranker_hooks.ablation.results import PREDICTIONS_FILE
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    parent = find_ablation(client, run)
-    if parent is None:
-        raise RunNotFoundError(f"no ablation run with id or name {run!r} in {tracking_uri}")
+    client, parent = _ablation_parent(tracking_uri, run)
     if PREDICTIONS_FILE not in {a.path for a in client.list_artifacts(parent.info.run_id)}:
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -528,12 +538,7 @@ def load_ablation(tracking_uri: str, run: str) -> tuple[str, pd.DataFrame]:
     Raises:
         RunNotFoundError: no ablation parent run has that id or name.
     """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    parent = find_ablation(client, run)
-    if parent is None:
-        raise RunNotFoundError(f"no ablation run with id or name {run!r} in {tracking_uri}")
+    client, parent = _ablation_parent(tracking_uri, run)
     pid = parent.info.run_id
     if not _RUN_ID.fullmatch(pid):  # an id from the store itself; checked before a filter
         raise RunNotFoundError(f"unexpected MLflow run id {pid!r} for {run!r}")
