@@ -37,8 +37,8 @@ from ranker_hooks.aligned_id.feast_defs import (
 )
 from ranker_hooks.inject import InjectionSpec, service_exists
 from ranker_hooks.lis.feast_defs import to_us, utc_timestamp
-from ranker_hooks.lis.leaks.build import ids_only
-from ranker_hooks.lis.leaks.windows import checked_interactions, in_window
+from ranker_hooks.lis.leaks.build import train_m_t
+from ranker_hooks.lis.leaks.windows import checked_interactions
 from ranker_hooks.rankers.base import IdEmbeddings, Ranker
 
 if TYPE_CHECKING:
@@ -152,8 +152,6 @@ def build_aligned_set(
     Raises:
         LeakBuildError: bad interactions, an empty window, or no composer embedding.
     """
-    from ranker_hooks.lis.leaks.build import _default_ranker
-
     t0 = time.perf_counter()
     if interactions is None:
         from mspa_features.data.ingest import load_accepted
@@ -163,13 +161,7 @@ def build_aligned_set(
         )
     df = checked_interactions(interactions, "build_aligned_set")
     T = utc_timestamp(split_at)
-    train = in_window(df, train_start, T)
-    if train.empty or train["label"].nunique() < 2:
-        raise LeakBuildError(
-            "build_aligned_set", f"M_T's window [{train_start}, {T}) needs both labels"
-        )
-    m_t = (make_ranker or _default_ranker)()
-    stats = m_t.fit(ids_only(train))
+    m_t, train, stats = train_m_t(df, train_start, T, make_ranker, "build_aligned_set")
     table = m_t.export_id_embeddings("author")
     snaps = content_snapshots(
         Workspace(run_cfg.workspace).features(run_cfg.name) / feature_set / "author_profiles"

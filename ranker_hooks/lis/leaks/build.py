@@ -61,6 +61,32 @@ def _default_ranker() -> Ranker:
     return TorchRanker()
 
 
+def train_m_t(
+    df: pd.DataFrame,
+    train_start: datetime | None,
+    T: pd.Timestamp,
+    make_ranker: Callable[[], Ranker] | None,
+    builder: str,
+) -> tuple[Ranker, pd.DataFrame, dict[str, float]]:
+    """M_T: a fresh ranker (default the torch ranker) fitted on the IDs of ``[train_start, T)``.
+
+    The model the leak sets (:func:`build_leak_sets`) and the aligned ID set
+    (``ranker_hooks.aligned_id.build``) both start from.
+
+    Returns:
+        (M_T, its training rows, its fit statistics).
+
+    Raises:
+        LeakBuildError: the window lacks a positive or a negative (named after ``builder``).
+    """
+    train = in_window(df, train_start, T)
+    if train.empty or train["label"].nunique() < 2:
+        raise LeakBuildError(builder, f"M_T's window [{train_start}, {T}) needs both labels")
+    m_t = (make_ranker or _default_ranker)()
+    stats = m_t.fit(ids_only(train))
+    return m_t, train, dict(stats)
+
+
 @dataclass(kw_only=True)
 class LeakBuildReport:
     """What :func:`build_leak_sets` wrote, with M_T's training statistics."""
@@ -120,14 +146,7 @@ def build_leak_sets(
     df = checked_interactions(interactions, "build_leak_sets")
     T = utc_timestamp(split_at)
     first = df["event_timestamp"].min()
-    train = in_window(df, train_start, T)
-    if train.empty or train["label"].nunique() < 2:
-        raise LeakBuildError(
-            "build_leak_sets", f"M_T's window [{train_start}, {T}) needs both labels"
-        )
-
-    m_t = (make_ranker or _default_ranker)()
-    stats = m_t.fit(ids_only(train))
+    m_t, train, stats = train_m_t(df, train_start, T, make_ranker, "build_leak_sets")
     table_t = m_t.export_id_embeddings("author")
     root = leaks_root(run_cfg)
     report = LeakBuildReport(
@@ -191,4 +210,4 @@ def build_leak_sets(
     return report
 
 
-__all__ = ["DEFAULT_HORIZONS", "LeakBuildReport", "build_leak_sets", "ids_only"]
+__all__ = ["DEFAULT_HORIZONS", "LeakBuildReport", "build_leak_sets", "ids_only", "train_m_t"]
