@@ -73,7 +73,36 @@ def _load_embedded_smollm2() -> tuple[Any, Any, str]:
     return tok, model, fp
 
 
-class TransformersBackend(GenerationBackend):
+class TokenizerBackend(GenerationBackend):
+    """What the transformers-based backends share: a Hugging Face tokenizer and model, the
+    llguidance grammars that constrain their decoding, the model version and token counts.
+
+    Subclasses set ``tokenizer``, ``model``, ``end_token_ids`` (EOS and the chat template's end
+    of turn) and ``_version`` in their ``__init__``.
+    """
+
+    tokenizer: Any
+    model: Any
+    end_token_ids: list[int]
+    _version: str
+    _grammars: LLGuidanceGrammars | None = None
+
+    def grammars(self) -> LLGuidanceGrammars:
+        """The llguidance grammars for this tokenizer (built on first use, ~1 s)."""
+        if self._grammars is None:
+            vocab = self.model.config.get_text_config().vocab_size
+            self._grammars = LLGuidanceGrammars(self.tokenizer, vocab, self.end_token_ids)
+        return self._grammars
+
+    @property
+    def model_version(self) -> str:
+        return self._version
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class TransformersBackend(TokenizerBackend):
     """HF transformers ``generate`` on CPU (or any device torch has), batched and left-padded."""
 
     name = "transformers"
@@ -104,23 +133,8 @@ class TransformersBackend(GenerationBackend):
             tid = self.tokenizer.convert_tokens_to_ids(tok)
             if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
                 stop_ids.add(tid)
-        self._stop_ids = sorted(i for i in stop_ids if i is not None)
+        self.end_token_ids = sorted(i for i in stop_ids if i is not None)
         self._version = f"transformers:{Path(config.model).name}:{fp}"
-        self._grammars: LLGuidanceGrammars | None = None
-
-    def grammars(self) -> LLGuidanceGrammars:
-        """The llguidance grammars for this tokenizer (built on first use, ~1 s)."""
-        if self._grammars is None:
-            vocab = self.model.config.get_text_config().vocab_size
-            self._grammars = LLGuidanceGrammars(self.tokenizer, vocab, self._stop_ids)
-        return self._grammars
-
-    @property
-    def model_version(self) -> str:
-        return self._version
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def render(self, conversation: Sequence[ChatMessage]) -> str:
         """The prompt string the model sees (chat template + generation prompt)."""
@@ -161,7 +175,7 @@ class TransformersBackend(GenerationBackend):
             # already left one token per row. The model's default sampling settings are off.
             kwargs: dict[str, Any] = {
                 "max_new_tokens": cfg.max_new_tokens,
-                "eos_token_id": self._stop_ids,
+                "eos_token_id": self.end_token_ids,
                 "pad_token_id": self.tokenizer.pad_token_id,
                 "do_sample": False,
                 "temperature": None,
@@ -177,7 +191,7 @@ class TransformersBackend(GenerationBackend):
                 n_prompt = int(enc["attention_mask"][i].sum())
                 finish = "length"
                 for k, t in enumerate(ids):
-                    if t in self._stop_ids:
+                    if t in self.end_token_ids:
                         ids, finish = ids[:k], "stop"
                         break
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -37,13 +37,12 @@ from mspa_features.generation.base import (
     BackendConfig,
     ChatMessage,
     Generation,
-    GenerationBackend,
     GenerationConfig,
     file_fingerprint,
     sequence_seed,
 )
+from mspa_features.generation.hf import TokenizerBackend
 from mspa_features.generation.structured import (
-    LLGuidanceGrammars,
     SchemaLike,
     SeededSampler,
     schemas_for,
@@ -355,7 +354,7 @@ def _torch_dtype(name: str) -> Any:
     return dtype
 
 
-class QwenVLBackend(GenerationBackend):
+class QwenVLBackend(TokenizerBackend):
     """Qwen2-VL / Qwen2.5-VL (MiMo-VL) through transformers ``generate``; images supported.
 
     ``config.model`` is a local folder with ``config.json``, safetensors weights, tokenizer,
@@ -420,27 +419,12 @@ class QwenVLBackend(GenerationBackend):
         self.model = model_cls.from_pretrained(self.folder, **load_kwargs).to(self.device).eval()
 
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-        self.eos_token_ids = self._eos_ids()
+        self.end_token_ids = self._eos_ids()
         pad = self.tokenizer.pad_token_id
-        self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
+        self.pad_token_id = pad if pad is not None else self.end_token_ids[0]
         self._version = f"{self.name}:{self.model_type}:{folder_fingerprint(self.folder)}"
-        self._grammars: LLGuidanceGrammars | None = None
-
-    def grammars(self) -> LLGuidanceGrammars:
-        """The llguidance grammars for this tokenizer (built on first use, ~1 s)."""
-        if self._grammars is None:
-            vocab = self.model.config.get_text_config().vocab_size
-            self._grammars = LLGuidanceGrammars(self.tokenizer, vocab, self.eos_token_ids)
-        return self._grammars
 
     # ------------------------------------------------------------------ interface
-
-    @property
-    def model_version(self) -> str:
-        return self._version
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
@@ -517,7 +501,7 @@ class QwenVLBackend(GenerationBackend):
         prompt_len = inputs["input_ids"].shape[1]
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": cfg.max_new_tokens,
-            "eos_token_id": self.eos_token_ids,
+            "eos_token_id": self.end_token_ids,
             "pad_token_id": self.pad_token_id,
         }
         processors = LogitsProcessorList()
@@ -546,7 +530,7 @@ class QwenVLBackend(GenerationBackend):
     def _to_generation(
         self, new_ids: list[int], n_prompt: int, cfg: GenerationConfig, constrained: bool = False
     ) -> Generation:
-        eos_at = next((k for k, t in enumerate(new_ids) if t in self.eos_token_ids), None)
+        eos_at = next((k for k, t in enumerate(new_ids) if t in self.end_token_ids), None)
         if eos_at is not None:
             kept, n_generated, reason = new_ids[:eos_at], eos_at + 1, "stop"
         else:
