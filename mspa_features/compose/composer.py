@@ -31,6 +31,7 @@ from mspa_features.compose.parsing import ParseStats, parse_answer
 from mspa_features.compose.prompts import LIVESTREAM, Prompt, PromptSet, render_author
 from mspa_features.data.contracts import Author
 from mspa_features.generation.base import GenerationBackend, GenerationConfig
+from mspa_features.generation.structured import schema_key
 
 # The history rule lives with the other point-in-time rules (mspa_features.snapshots.history);
 # both names stay importable from here for callers of 0.1.
@@ -350,7 +351,9 @@ class LLMComposer(Composer):
         settings = f"{g.max_new_tokens}|{g.temperature}|{g.top_p}|{g.seed}|{g.stop}"
         decoding = self.decoding
         if decoding == "constrained":
-            decoding += f"|headroom {CONSTRAINED_HEADROOM}"  # answers once cut are composed again
+            # the constraint itself is part of the key: answers once cut (headroom) or decoded
+            # under another schema (bounds, non-empty strings) are composed again
+            decoding += f"|headroom {CONSTRAINED_HEADROOM}|{schema_key(self.answer_schema(prompt))}"
         return content_key(self.model_version, prompt.hash, settings, decoding, text, *images)
 
     def _generation(self) -> GenerationConfig:

@@ -106,12 +106,15 @@ def bound_strings(
     schema: SchemaLike, max_new_tokens: int, *, chars_per_token: float = 3.0, floor: int = 16
 ) -> dict[str, Any]:
     """``schema`` with a ``maxLength`` on every free string property, so that the whole answer
-    fits in ``max_new_tokens`` and decoding ends by closing the JSON rather than being cut.
+    fits in ``max_new_tokens`` and decoding ends by closing the JSON rather than being cut, and
+    a ``minLength`` of 1 on every required string, so that no answer passes the grammar with an
+    empty value (the parser counts an empty required value as missing: a failed answer).
 
     The character budget ``chars_per_token * max_new_tokens`` minus the JSON skeleton (keys,
     quotes, separators) is split evenly over the free strings. SmolLM2's tokenizer averages
     about four characters per English token; three leaves room for short tokens. Properties
-    that already bound themselves (enum, const, maxLength, pattern) are left alone.
+    that already bound themselves (enum, const, maxLength, pattern) keep their bounds; a
+    required string without enum, const, pattern or minLength gets ``minLength: 1``.
 
     Raises:
         SchemaConstraintError: see :func:`to_json_schema`; ``max_new_tokens`` < 1.
@@ -120,14 +123,25 @@ def bound_strings(
         raise SchemaConstraintError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     out = to_json_schema(schema)
     free = _free_strings(out)
-    if not free:
-        return out
-    skeleton = len(json.dumps({k: "" for k in out["properties"]}))
-    budget = int(chars_per_token * max_new_tokens) - skeleton
-    per_field = max(floor, budget // len(free))
-    out["properties"] = {
-        k: ({**p, "maxLength": per_field} if k in free else p) for k, p in out["properties"].items()
-    }
+    per_field = 0
+    if free:
+        skeleton = len(json.dumps({k: "" for k in out["properties"]}))
+        budget = int(chars_per_token * max_new_tokens) - skeleton
+        per_field = max(floor, budget // len(free))
+    required = set(out.get("required") or ())
+    props = {}
+    for k, p in out["properties"].items():
+        if k in free:
+            p = {**p, "maxLength": per_field}
+        if (
+            k in required
+            and isinstance(p, Mapping)
+            and p.get("type") == "string"
+            and not {"enum", "const", "pattern", "minLength"} & set(p)
+        ):
+            p = {**p, "minLength": 1}
+        props[k] = p
+    out["properties"] = props
     return out
 
 

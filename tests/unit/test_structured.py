@@ -95,6 +95,35 @@ def test_bound_strings_fits_the_answer_in_the_token_budget(max_new: int) -> None
         bound_strings(REC, 0)
 
 
+def test_bounded_answers_cannot_pass_the_schema_with_an_empty_required_value() -> None:
+    """The parser counts an empty required value as missing (a failed answer), so the schema
+    every backend decodes under must refuse it: a constrained answer once came back
+    `"User Preference": ""` and failed although decoding was constrained."""
+    from mspa_features.compose.parsing import parse_answer
+
+    s = bound_strings(letter_schema(REC, 4), 48)
+    empty = {"User Preference": "", "Recommendation Reason": "fits", "Answer": "B"}
+    full = {**empty, "User Preference": "likes jazz"}
+    assert parse_answer(json.dumps(empty), RECOMMEND.answer_keys).status == "failed"
+    assert not conforms(json.dumps(empty), s)
+    assert conforms(json.dumps(full), s)
+    assert s["properties"]["User Preference"]["minLength"] == 1
+    assert "minLength" not in s["properties"]["Answer"]  # an enum bounds itself
+    # a string the caller bounded keeps its bounds; an optional one may stay empty
+    own = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "minLength": 0},
+            "b": {"type": "string", "pattern": "^x*$"},
+            "c": {"type": "string"},
+        },
+        "required": ["a", "b"],
+    }
+    props = bound_strings(own, 48)["properties"]
+    assert props["a"]["minLength"] == 0 and "minLength" not in props["b"]
+    assert "minLength" not in props["c"]
+
+
 def test_schema_key_is_canonical_and_keeps_property_order() -> None:
     a = {"type": "object", "properties": {"x": {"type": "string"}, "y": {"type": "string"}}}
     b = {"properties": {"x": {"type": "string"}, "y": {"type": "string"}}, "type": "object"}
@@ -133,7 +162,6 @@ def test_schema_regex_matches_exactly_the_schema_answers() -> None:
         _answer(letter="D"),
         _answer(pref='quotes "escaped"', reason="tab\tand unicode é"),
         _answer(reason="r" * limit),
-        _answer(pref=""),
     ]
     for text in good:
         assert rx.fullmatch(text), text
@@ -141,6 +169,7 @@ def test_schema_regex_matches_exactly_the_schema_answers() -> None:
     bad = [
         _answer(letter="E"),  # not a candidate
         _answer(letter="I think B"),
+        _answer(pref=""),  # an empty required value: the parser would count it missing
         _answer(reason="r" * (limit + 1)),  # too long
         _answer().replace(", ", ","),  # not json.dumps layout
         '{"Answer": "B", "User Preference": "x", "Recommendation Reason": "y"}',  # order
