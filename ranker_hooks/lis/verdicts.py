@@ -120,11 +120,16 @@ def _lis_verdict(row: _Row, effect: str) -> str:
 def _ais_verdict(row: _Row, effect: str, ratio: float | None, upper: str | None) -> str:
     feature = row.feature or f"variant {row.variant!r}"
     nums = _numbers("AIS", row)
-    share = (
-        f"; it realises {ratio:.0%} of the LIS upper bound of {upper!r}"
-        if ratio is not None
-        else ""
-    )
+    if ratio is None:
+        share = ""
+    elif row.delta < 0:  # type: ignore[operator]
+        # A negative share of an upper bound reads as nonsense ("realises -24%"): say it.
+        share = (
+            f"; below the baseline, it realises none of the LIS upper bound of {upper!r} "
+            "(an AIS/LIS ratio is not meaningful for a loss)"
+        )
+    else:
+        share = f"; it realises {ratio:.0%} of the LIS upper bound of {upper!r}"
     if effect == "gain":
         return f"{feature} improves the ranker ({nums}){share}"
     if effect == "loss":

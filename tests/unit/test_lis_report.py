@@ -86,3 +86,19 @@ def test_bad_rows_name_row_and_field(bad: dict, message: str) -> None:
 def test_repeated_variant_names_are_refused() -> None:
     with pytest.raises(ValueError, match="repeat"):
         lis_report([ROWS[0], ROWS[0]])
+
+
+def test_ais_below_baseline_says_it_realises_none_of_the_upper_bound() -> None:
+    # The run's rows: preference -0.0048 (significant loss), cosine -0.0010 (CI spans zero).
+    rows = [dict(r) for r in ROWS]
+    rows[1].update(delta=-0.0048, ci_low=-0.0083, ci_high=-0.0018)
+    rows.append({"variant": "cosine", "kind": "ais", "delta": -0.001, "ci_low": -0.0038,
+                 "ci_high": 0.0013})  # fmt: skip
+    out = by_variant(lis_report(rows))
+    for name in ("all__llm", "cosine"):
+        verdict = out[name]["verdict"]
+        assert "realises none of the LIS upper bound of 'lis_id_n30'" in verdict, verdict
+        assert "not meaningful for a loss" in verdict and "realises -" not in verdict
+    assert out["all__llm"]["ais_lis_ratio"] == pytest.approx(-0.16)  # the number stays in data
+    assert "hurts the ranker" in out["all__llm"]["verdict"]
+    assert "shows no measurable gain" in out["cosine"]["verdict"]
