@@ -191,12 +191,18 @@ def cold_note(labels: np.ndarray, users: np.ndarray, is_cold: np.ndarray) -> str
     """A note when the cold slice is too small for an AUC or a CI, else None."""
     n, n_users = int(is_cold.sum()), int(np.unique(users[is_cold]).size)
     if n == 0:
-        return "cold slice: no test row has an author first seen at or after T"
+        return "cold slice: no test row has an author first seen at or after the split T"
+    rows = f"{n} test row" + ("" if n == 1 else "s")
     if np.unique(labels[is_cold]).size < 2:
-        return f"cold slice: {n} rows hold one label only; no cold AUC"
-    if n_users < MIN_COLD_USERS:
+        held = "it holds one label" if n == 1 else "all hold one label"
         return (
-            f"cold slice: {n} rows from {n_users} users (< {MIN_COLD_USERS}); cold AUCs shown "
+            f"cold slice: {rows} with an author first seen at or after the split T; {held}, "
+            "and an AUC needs both: no cold AUC"
+        )
+    if n_users < MIN_COLD_USERS:
+        users_ = f"{n_users} user" + ("" if n_users == 1 else "s")
+        return (
+            f"cold slice: {rows} from {users_} (< {MIN_COLD_USERS}); cold AUCs shown "
             "without a CI (too few users for a bootstrap)"
         )
     return None
@@ -383,10 +389,14 @@ def variant_data(
 
 
 class _Ticker:
-    """``progress("ablation", done, total)`` after each trained seed."""
+    """``progress("ablation", 0, total)`` when made (fitting starts: a display shows the row and
+    its total from the first fit on), then ``progress("ablation", done, total)`` after each
+    trained seed."""
 
     def __init__(self, progress: Progress | None, total: int) -> None:
         self.progress, self.total, self.done = progress, total, 0
+        if progress:
+            progress("ablation", 0, total)
 
     def tick(self) -> None:
         self.done += 1

@@ -68,3 +68,17 @@ def test_empty_or_one_label_slice() -> None:
     assert out["cold_n_test"] == int(positives.sum()) and out["cold_auc"] is None
     assert "one label" in cold_note(labels, users, positives)
     assert cold_cell({"kind": "ais", "cold_auc": None}) == "n/a"
+
+
+def test_one_label_note_counts_rows_in_words_that_agree() -> None:
+    labels = np.array([1, 0, 1, 1])
+    users = np.array(["u1", "u2", "u3", "u3"])
+    one = np.array([True, False, False, False])
+    assert cold_note(labels, users, one).startswith(
+        "cold slice: 1 test row with an author first seen at or after the split T; it holds "
+        "one label, and an AUC needs both"
+    )
+    three = np.array([True, False, True, True])
+    assert "3 test rows with an author first seen at or after the split T; all hold one label" in (
+        cold_note(labels, users, three)
+    )
