@@ -54,9 +54,13 @@ def encode_cached(encoder: object, texts: Sequence[str], cache: ComposerCache | 
 def batch_progress(
     progress: Callable[[str, int, int], None] | None, stage: str, total: int
 ) -> Callable[[int], None]:
-    """An ``on_batch`` callback for the row builders: adds up the batch sizes and reports
-    ``progress(stage, done, total)`` after each batch (nothing when ``progress`` is None)."""
+    """An ``on_batch`` callback for the row builders: reports ``progress(stage, 0, total)``
+    now (the sub-task is under way: a display shows its row and total from the start, not after
+    the first batch) and ``progress(stage, done, total)`` after each batch, adding up the batch
+    sizes (nothing when ``progress`` is None)."""
     done = 0
+    if progress:
+        progress(stage, 0, total)
 
     def tick(n: int) -> None:
         nonlocal done

@@ -223,6 +223,7 @@ def evaluate(
         recommender = (
             get_backend(comp_cfg.backend) if "llm" in (composers or cfg.eval.composers) else None
         )
+        answer_decoding = decoding_of(comp_cfg, recommender)
         ev = evaluate_composer(
             kind,
             SplitComposer(composer, make_composer(kind, _author_cfg(comp_cfg), cache_)),
@@ -241,11 +242,14 @@ def evaluate(
             if progress
             else None,
             rec_prompt=prompt_set.recommend,
-            decoding=decoding_of(comp_cfg, recommender),
+            decoding=answer_decoding,
             ci_seed=cfg.seed,
         )
         row = ev.row()
+        # how the composer decoded its texts ("none": no LLM, the template) and how the
+        # recommender decoded the answers (the same LLM for every composer)
         row["decoding"] = getattr(composer, "decoding", "none")
+        row["answer_decoding"] = answer_decoding if recommender is not None and with_u2a else "none"
         results["composers"][kind] = row
         answer_rows += [{"composer": kind, **a} for a in ev.answers]
     out = ws.results / "u2a"
