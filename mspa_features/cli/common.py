@@ -148,6 +148,68 @@ def spark_validator(cfg):  # type: ignore[no-untyped-def]
         validator.stop()
 
 
+#: In a progress step's name, what follows this is the step's current detail: a display keeps
+#: one row per name before it and shows the detail in that row ("template preferences - compose
+#: + encode", then "template preferences - publish partitions" on the same row).
+STEP_DETAIL = " - "
+
+
+def shown_path(path: str | Path, cwd: Path | None = None) -> str:
+    """``path`` as a user copies it: relative to ``cwd`` (default: the working directory) when
+    it lies under it, which keeps it short; as given otherwise (a URI such as
+    ``sqlite:////abs/mlflow.db`` too)."""
+    if "://" in str(path):
+        return str(path)
+    p = Path(path)
+    base = Path.cwd() if cwd is None else cwd
+    try:
+        return str(p.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def print_wrapped(
+    out: Console,
+    text: str,
+    *,
+    prefix: str = "",
+    indent: int | None = None,
+    prefix_style: str | None = None,
+) -> None:
+    """``prefix`` + ``text`` wrapped at ``out``'s width with a hanging indent (``indent``
+    spaces, default the prefix's width), printed as plain text (no markup is read from
+    ``text``).
+
+    Words are never broken, on hyphens or otherwise: a number such as ``-0.0048`` or a path
+    stays whole, and a word longer than the line stays on one line (the terminal wraps it, no
+    newline is inserted, so it copies whole)."""
+    import textwrap
+
+    from rich.text import Text
+
+    hang = " " * (len(prefix) if indent is None else indent)
+    lines = textwrap.wrap(
+        prefix + text,
+        width=max(out.width, len(hang) + 20),
+        subsequent_indent=hang,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    body = Text("\n".join(lines))
+    if prefix_style and prefix:
+        body.stylize(prefix_style, 0, len(prefix.rstrip()))
+    out.print(body, soft_wrap=True, highlight=False)
+
+
+def print_path(out: Console, label: str, path: str | Path) -> None:
+    """``label:`` on one line, then ``path`` (:func:`shown_path`) indented on its own line and
+    never broken by an inserted newline, so a double-click or a line copy takes it whole."""
+    from rich.text import Text
+
+    out.print(Text(f"{label}:"), highlight=False)
+    out.print(Text(f"  {shown_path(path)}"), soft_wrap=True, highlight=False)
+
+
 def counts_table(title: str, counts: Iterable[object]) -> Table:
     """Input = accepted + quarantined per contract, with the top quarantine reasons."""
     t = Table(title=title, title_justify="left")
@@ -261,10 +323,14 @@ def u2a_table(res: dict, num_candidates: Sequence[int]) -> Table:
     rows.append(("a2a rate", lambda r: with_ci(r, "a2a") if r.get("a2a") is not None else "-"))
 
     def _parse(r: dict) -> str:
-        c = r.get("parse", {}).get("compose")
+        # The composer's preference texts, counted as the parse line under the table counts
+        # them; a composer that decodes nothing (the template) has no parse to report.
+        if r.get("decoding", "none") == "none" and "compose" not in r.get("parse", {}):
+            return "no LLM"
+        c = r.get("parse", {}).get("preferences") or r.get("parse", {}).get("compose")
         return "/".join(str(c[k]) for k in ("ok", "repaired", "failed")) if c else "-"
 
-    rows.append(("compose parse ok/rep/fail", _parse))
+    rows.append(("preferences ok/rep/fail", _parse))
     rows.append(("seconds", lambda r: f"{r['seconds']:.0f}"))
     for label, fn in rows:
         t.add_row(label, *(fn(res["composers"][n]) for n in names))

@@ -231,10 +231,38 @@ def draw_sample(cfg: RunConfig, inter: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
-def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
+#: The features stage's last step, as its progress row names it.
+FEAST_STEP = "Feast: register + materialize"
+
+
+def _feature_set_steps(progress: Any, feature_set: str) -> Any:
+    """The backfill's ``progress("<entity>: <step>", done, total)`` as one row per feature set
+    and entity, its step as the row's detail (``template preferences - compose + encode``, see
+    :data:`~mspa_features.cli.common.STEP_DETAIL`): the same entity is backfilled once per
+    feature set, and a row per step would push the display past a 24-line terminal.
+    ``author_profiles`` reads ``authors`` there, so the name fits beside the bar at 80
+    columns."""
+    from mspa_features.cli.common import STEP_DETAIL
+
+    if progress is None:
+        return None
+
+    def step(what: str, done: int, total: int) -> None:
+        entity, _, detail = what.partition(": ")
+        entity = "authors" if entity == "author_profiles" else entity
+        name = f"{feature_set} {entity}" + (f"{STEP_DETAIL}{detail}" if detail else "")
+        progress(name, done, total)
+
+    return step
+
+
+def build_features(cfg: RunConfig, ws: Workspace, progress: Any = None) -> dict[str, Any]:
     """Stage 5: backfill every configured feature set over the data's span (the sampled ones
     for ``features.sample`` only), then register and materialize them; returns reconciled
-    counts, the sample and what was registered."""
+    counts, the sample and what was registered.
+
+    ``progress(what, done, total)`` hears each backfill step per feature set and entity (the
+    Spark tasks of ``template preferences - compose + encode``, ...) and the Feast step."""
     from mspa_features.data.ingest import load_accepted
     from mspa_features.serving.materialize import apply_and_materialize
     from mspa_features.snapshots.backfill import BackfillConfig
@@ -261,7 +289,9 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
                 limit["partitions"] = 1
             bf = BackfillConfig(cadence=cfg.features.cadence, composer=fs, **limit)
             spark = spark or build_spark_session(bf)
-            counts = run_backfill(cfg, bf, start, end, spark=spark)
+            counts = run_backfill(
+                cfg, bf, start, end, spark=spark, progress=_feature_set_steps(progress, fs)
+            )
             backfills[fs] = {entity: c.as_dict() for entity, c in counts.items()}
     finally:
         if spark is not None:
@@ -270,7 +300,10 @@ def build_features(cfg: RunConfig, ws: Workspace) -> dict[str, Any]:
     # Full materialization over the snapshots' window: incremental materialization continues
     # from the previous run's end by event time, so rows a rerun backfilled in the past (dated
     # 1998 for MovieLens) would never reach the online store.
+    say = progress or (lambda *_: None)
+    say(FEAST_STEP, 0, 1)
     rep = apply_and_materialize(cfg, list(cfg.features.feature_sets), incremental=False)
+    say(FEAST_STEP, 1, 1)
     out["register"] = {
         "registry": rep.registry,
         "store_dir": str(rep.store_dir),
@@ -396,6 +429,18 @@ def run_ablation_stage(
 COMPARED_VARIANTS = ("preference", "author", "cosine", "all", "llm_text", "text_tokens")
 
 
+def _comparison_steps(progress: Any) -> Any:
+    """The comparison's fits on their own progress row (``comparison``), not on the ablation's:
+    both are ``run_ablation`` calls that report ``("ablation", done, total)``."""
+    if progress is None:
+        return None
+
+    def step(what: str, done: int, total: int) -> None:
+        progress("comparison" if what == "ablation" else f"comparison {what}", done, total)
+
+    return step
+
+
 def run_comparison(
     cfg: RunConfig, acfg: Any, sample: dict[str, Any] | None, progress: Any = None
 ) -> dict[str, Any]:
@@ -426,7 +471,7 @@ def run_comparison(
     if sample is not None:
         update.update(users=sample["users"], authors=sample["authors"])
     ccfg = acfg.model_copy(update=update)
-    result = run_ablation(cfg, ccfg, progress=progress)
+    result = run_ablation(cfg, ccfg, progress=_comparison_steps(progress))
     rows = [dataclasses.asdict(v) for v in result.variants]
     return {
         "run_name": result.run_name,
@@ -474,7 +519,9 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
     Args:
         cfg: the validated run config.
         progress: an optional callable ``(stage_name) -> None`` told when each stage starts.
-        step_progress: an optional ``(what, done, total) -> None`` for long stages.
+        step_progress: an optional ``(what, done, total) -> None`` for long stages; a
+            ``what`` holding :data:`~mspa_features.cli.common.STEP_DETAIL` names a row and its
+            current detail.
     """
     check_stage_inputs(cfg)
     ws = Workspace(cfg.workspace)
@@ -491,7 +538,8 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
     u2a, a2a = build_eval_sets(cfg, ws)
     _timed(timings, "eval_sets", t0)
 
-    say("baselines: popularity / random / co-occurrence")
+    # Stage names fit cli.run.NAME_WIDTH: beside the bar, counts and time at 80 columns.
+    say("baselines: non-LLM reference scorers")
     t0 = time.perf_counter()
     u2a_metrics, a2a_metrics = evaluate_baselines(cfg, ws, u2a, a2a)
     _timed(timings, "baselines", t0)
@@ -507,18 +555,15 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
 
     features = serving = None
     if cfg.features.enabled:
-        say(
-            f"features: Spark backfill ({cfg.features.cadence}) + Feast register: "
-            + ", ".join(cfg.features.feature_sets)
-        )
+        say("features: backfill " + ", ".join(cfg.features.feature_sets))
         t0 = time.perf_counter()
-        features = build_features(cfg, ws)
+        features = build_features(cfg, ws, step_progress)
         _timed(timings, "features", t0)
         if {"template", "llm"} <= set(cfg.features.feature_sets):
             # Drift from the template to the llm set (issue 16): JSON, plot, an MLflow run.
             from mspa_features.evaluation.drift_report import drift
 
-            say("drift: template -> llm (Feast point-in-time read at the data's end)")
+            say("drift: template -> llm features")
             t0 = time.perf_counter()
             features["drift"] = drift(cfg, "template", "llm").summary()
             _timed(timings, "drift", t0)
@@ -529,11 +574,7 @@ def run(cfg: RunConfig, progress: Any = None, step_progress: Any = None) -> RunS
 
     ablation = None
     if cfg.ablation.enabled:
-        say(
-            "ablation: AIS"
-            + (" + LIS" if cfg.ablation.lis else "")
-            + " variants, tracked in MLflow"
-        )
+        say("ablation: AIS" + (" + LIS" if cfg.ablation.lis else "") + ", tracked in MLflow")
         t0 = time.perf_counter()
         ablation = run_ablation_stage(cfg, step_progress, sample=(features or {}).get("sample"))
         _timed(timings, "ablation", t0)

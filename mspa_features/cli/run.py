@@ -7,10 +7,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mspa_features.cli.common import console, counts_table, metric_table, u2a_table
+from mspa_features.cli.common import (
+    STEP_DETAIL,
+    console,
+    counts_table,
+    metric_table,
+    print_path,
+    print_wrapped,
+    u2a_table,
+)
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
     from rich.table import Table
+
+    from mspa_features.cli.main_job import RunSummary
+    from mspa_features.config import RunConfig
 
 
 def features_table(features: dict[str, Any]) -> Table:
@@ -117,6 +130,7 @@ def comparison_table(cmp: dict[str, Any]) -> Table:
         title=f"Feature sets side by side on {where}: delta AUC vs baseline, 95% paired "
         "bootstrap CI over users",
         title_justify="left",
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
@@ -146,29 +160,38 @@ def comparison_table(cmp: dict[str, Any]) -> Table:
     return t
 
 
+#: The header :func:`parse_lines` are printed under.
+PARSE_HEADER = "parse ok/repaired/failed (rate), ok + repaired over all:"
+
+
 def parse_lines(res: dict[str, Any]) -> list[str]:
-    """One line per composer: how its preferences, author descriptions and recommendation
-    answers parsed (ok / repaired / failed and the parse rate, ok + repaired over all)."""
+    """One line per composer: how its preferences and author descriptions parsed (a composer
+    that decodes nothing, the template, says it composes without an LLM) and how the LLM's
+    recommendation answers parsed, each ``ok/repaired/failed (rate)``."""
     from mspa_features.evaluation.composer_eval import parse_rate
 
     lines = []
     for name, row in res["composers"].items():
-        parts = []
+        texts: list[str] = []
+        answers: list[str] = []
         for kind, label in (
             ("preferences", "preferences"),
             ("authors", "author descriptions"),
-            ("recommend", "answers"),
+            ("recommend", "LLM answers"),
         ):
             c = row.get("parse", {}).get(kind)
             rate = parse_rate(c) if c else None
             if rate is None:
                 continue
-            parts.append(f"{label} {c['ok']}/{c['repaired']}/{c['failed']} ({rate:.1%})")
-        if parts:
+            if kind == "recommend" and row.get("answer_decoding", "none") != "none":
+                label += f" ({row['answer_decoding']} decoding)"
+            part = f"{label} {c['ok']}/{c['repaired']}/{c['failed']} ({rate:.1%})"
+            (answers if kind == "recommend" else texts).append(part)
+        if texts or answers:
             decoding = row.get("decoding", "none")
-            lines.append(
-                f"{name} parse ok/repaired/failed (rate), {decoding} decoding: " + ", ".join(parts)
-            )
+            who = "composed without an LLM" if decoding == "none" else f"{decoding} decoding"
+            parts = [", ".join(texts)] if texts else []
+            lines.append(f"{name} ({who}): " + "; ".join(parts + answers))
     return lines
 
 
@@ -217,12 +240,14 @@ def serving_table(p: dict[str, Any]) -> Table:
     return t
 
 
-def run(
-    config: Annotated[Path, typer.Argument(help="run config YAML, e.g. configs/movielens.yaml")],
-) -> None:
-    """Run every stage for CONFIG and print the results table."""
-    import time
+#: Widest stage or step name beside the bar: spinner, bar, counts up to ``9999/9999`` and the
+#: time fill the rest of 80 columns (1 + 44 + 12 + 9 + 7, a space between each). The main
+#: job's names fit; a longer one is shortened with an ellipsis.
+NAME_WIDTH = 44
 
+
+def progress_display(out: Console) -> Progress:
+    """The main job's progress display on ``out``: name, bar, done/total, elapsed time."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -231,49 +256,80 @@ def run(
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.table import Column
+
+    return Progress(
+        SpinnerColumn(),
+        # a long stage name is shortened, never the counts and times beside it (80 columns)
+        TextColumn(
+            "{task.description}",
+            table_column=Column(max_width=NAME_WIDTH, no_wrap=True, overflow="ellipsis"),
+        ),
+        BarColumn(bar_width=12),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TimeElapsedColumn(table_column=Column(no_wrap=True)),
+        console=out,
+        transient=False,
+    )
+
+
+class RunProgress:
+    """One row per stage (``stage(name)``: the previous stage's row completes) and one indented
+    row per step of a stage (``step(what, done, total)``), created on a step's first report, so
+    a step that reports ``(what, 0, total)`` when it starts shows its row, total and elapsed time
+    from its start. A ``what`` of ``"<row> - <detail>"`` (:data:`STEP_DETAIL`) keeps one row
+    per ``<row>``, showing its latest detail."""
+
+    def __init__(self, prog: Progress) -> None:
+        self.prog = prog
+        self.stages: dict[str, TaskID] = {}
+        self.steps: dict[str, TaskID] = {}
+
+    def stage(self, name: str) -> None:
+        self.finish()
+        self.stages[name] = self.prog.add_task(name, total=None)
+
+    def step(self, what: str, done: int, total: int) -> None:
+        row = what.split(STEP_DETAIL, 1)[0]
+        if row not in self.steps:
+            self.steps[row] = self.prog.add_task(f"  {what}", total=total)
+        self.prog.update(self.steps[row], completed=done, total=total, description=f"  {what}")
+
+    def finish(self) -> None:
+        """Complete every stage row (a stage has no count of its own: 1/1 once over)."""
+        for tid in self.stages.values():
+            self.prog.update(tid, completed=1, total=1)
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="run config YAML, e.g. configs/movielens.yaml")],
+) -> None:
+    """Run every stage for CONFIG and print the results table."""
+    import time
 
     from mspa_features.cli.main_job import run as run_pipeline
     from mspa_features.config import load_config
 
     cfg = load_config(config)
     t0 = time.perf_counter()
-    from rich.table import Column
+    with progress_display(console) as prog:
+        rows = RunProgress(prog)
+        summary = run_pipeline(cfg, progress=rows.stage, step_progress=rows.step)
+        rows.finish()
 
-    with Progress(
-        SpinnerColumn(),
-        # a long stage name is shortened, never the counts and times beside it (80 columns)
-        TextColumn(
-            "{task.description}",
-            table_column=Column(max_width=40, no_wrap=True, overflow="ellipsis"),
-        ),
-        BarColumn(bar_width=12),
-        MofNCompleteColumn(table_column=Column(no_wrap=True)),
-        TimeElapsedColumn(table_column=Column(no_wrap=True)),
-        console=console,
-        transient=False,
-    ) as prog:
-        current: dict[str, int] = {}
+    print_summary(console, cfg, summary, elapsed_s=time.perf_counter() - t0)
 
-        def stage(name: str) -> None:
-            for tid in current.values():
-                prog.update(tid, completed=1, total=1)
-            current[name] = prog.add_task(name, total=None)
 
-        steps: dict[str, int] = {}
+def print_summary(out: Console, cfg: RunConfig, summary: RunSummary, *, elapsed_s: float) -> None:
+    """Everything ``mspa run`` prints after its progress display, on ``out``.
 
-        def step(what: str, done: int, total: int) -> None:
-            if what not in steps:
-                steps[what] = prog.add_task(f"  {what}", total=total)
-            prog.update(steps[what], completed=done, total=total)
-
-        summary = run_pipeline(cfg, progress=stage, step_progress=step)
-        for tid in current.values():
-            prog.update(tid, completed=1, total=1)
-
-    console.rule(f"[bold]mspa run: {summary.name}[/] ({summary.dataset})")
-    console.print(counts_table("Data contracts: input = accepted + quarantined", summary.counts))
+    Sentences wrap with a hanging indent at ``out``'s width; result paths sit alone on their
+    line, relative to the working directory when under it (:func:`print_path`), never broken.
+    """
+    out.rule(f"[bold]mspa run: {summary.name}[/] ({summary.dataset})")
+    out.print(counts_table("Data contracts: input = accepted + quarantined", summary.counts))
     r = summary.u2a_report
-    console.print(
+    out.print(
         f"interactions span {summary.data_span[0]} .. {summary.data_span[1]}; "
         f"{summary.n_positives:,} positives\n"
         f"U2A: {r['n_users_in']:,} users in, {r['n_dropped_few_positives']:,} dropped (< "
@@ -288,20 +344,20 @@ def run(
         "recall@10",
         "ndcg@10",
     ]
-    console.print(
+    out.print(
         metric_table(
             f"U2A on {r['n_test']:,} test users (non-LLM reference scorers)",
             summary.u2a_metrics,
             cols,
         )
     )
-    console.print(
+    out.print(
         metric_table(
             "A2A alignment rate", {k: {"a2a": v} for k, v in summary.a2a_metrics.items()}, ["a2a"]
         )
     )
     if summary.composer_eval:
-        console.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
+        out.print(u2a_table(summary.composer_eval, cfg.u2a.num_candidates))
         ref = [
             f"{name} "
             + ", ".join(
@@ -313,46 +369,52 @@ def run(
             if any(f"acc@{m}_cohort" in row for m in cfg.u2a.num_candidates)
         ]
         if ref:
-            console.print(
+            print_wrapped(
+                out,
                 f"reference scorers on the same {summary.composer_eval['cohort_users']} users: "
                 + "; ".join(ref),
-                highlight=False,
+                indent=2,
             )
-        for line in parse_lines(summary.composer_eval):
-            console.print(line, highlight=False)
-        console.print(
+        lines = parse_lines(summary.composer_eval)
+        if lines:
+            out.print(PARSE_HEADER, highlight=False)
+        for line in lines:
+            print_wrapped(out, line, prefix="  - ")
+        out.print(
             f"composer stage: {summary.timings_s.get('composers', 0.0):.1f} s",
             highlight=False,
         )
     if summary.features:
-        console.print(features_table(summary.features))
+        out.print(features_table(summary.features))
         for line in backfill_notes(summary.features):  # why rows one might expect are missing
-            console.print(f"  {line}", highlight=False)
+            print_wrapped(out, line, prefix="  ", indent=4)
     for preview in summary.serving or []:
-        console.print(serving_table(preview))
+        out.print(serving_table(preview))
     if summary.ablation:
-        console.print(ablation_table(summary.ablation))
-        for line in ablation_verdicts(summary.ablation):
-            console.print(f"  - {line}", highlight=False)
-        for note in summary.ablation["notes"]:
-            console.print(f"[yellow]note:[/] {note}")
-        cmp = summary.ablation.get("compare")
+        ab = summary.ablation
+        out.print(ablation_table(ab))
+        for line in ablation_verdicts(ab):
+            print_wrapped(out, line, prefix="  - ")
+        for note in ab["notes"]:
+            print_wrapped(out, note, prefix="note: ", indent=2, prefix_style="yellow")
+        cmp = ab.get("compare")
         if cmp:
-            console.print(comparison_table(cmp))
+            out.print(comparison_table(cmp))
             for note in cmp["notes"]:
-                console.print(f"[yellow]note:[/] {note}")
-            # soft_wrap: a path is never broken by an inserted newline (copy-paste keeps it)
-            console.print(f"comparison -> {cmp['results_path']}", highlight=False, soft_wrap=True)
-        console.print(
-            f"ablation -> {summary.ablation['results_path']}; MLflow parent run "
-            f"{summary.ablation['mlflow_parent_run_id']} ({summary.ablation['tracking_uri']}); "
-            "compare two ablations with `mspa runs compare`",
-            highlight=False,
-            soft_wrap=True,
+                print_wrapped(
+                    out, note, prefix="note (feature-set comparison): ", indent=2,
+                    prefix_style="yellow",
+                )  # fmt: skip
+            print_path(out, "feature-set comparison results", cmp["results_path"])
+        print_path(
+            out,
+            f"ablation results (MLflow parent run {ab['mlflow_parent_run_id']})",
+            ab["results_path"],
         )
-    console.print(
-        f"results -> {Path(cfg.workspace).resolve() / 'results' / summary.name / 'summary.json'}"
-        f"   ({time.perf_counter() - t0:.1f} s)",
-        highlight=False,
-        soft_wrap=True,
+        print_path(out, "MLflow tracking URI", ab["tracking_uri"])
+        out.print("compare two ablations with `mspa runs compare`", highlight=False)
+    print_path(
+        out,
+        f"run summary ({elapsed_s:.1f} s)",
+        Path(cfg.workspace).resolve() / "results" / summary.name / "summary.json",
     )

@@ -100,7 +100,10 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     for row in (tpl, llm):
         for kind, c in row["parse"].items():
             assert c["ok"] + c["repaired"] >= 0.99 * sum(c.values()), (row["composer"], kind, c)
-    assert "llm parse ok/repaired/failed (rate), constrained decoding: preferences" in out
+    assert "  - llm (constrained decoding): preferences" in out
+    # the template composes without an LLM; the LLM answers for both, decoded the same way
+    assert "  - template (composed without an LLM): preferences" in out
+    assert tpl["answer_decoding"] == llm["answer_decoding"] == "constrained"
     # Popularity and random on exactly the cohort's questions, printed beside the composers.
     assert {"acc@4_cohort", "acc@10_cohort"} <= set(pop) and {"acc@4_cohort"} <= set(rnd)
     assert "reference scorers on the same 4 users: popularity acc@4" in out
@@ -167,6 +170,11 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
         assert math.isfinite(r["delta_auc_ci_low"]) and math.isfinite(r["delta_auc_ci_high"])
         assert r["delta_auc_ci_low"] <= r["delta_auc_ci_high"]
     assert "Feature sets side by side on a seeded sample of 6 users" in out
+    # Result paths: each alone on its line, relative to the working directory, never broken.
+    lines = out.splitlines()
+    for path in (cmp["results_path"], ab["results_path"], "ws/results/movielens/summary.json"):
+        rel = str(Path(path).relative_to(tmp_path)) if Path(path).is_absolute() else path
+        assert f"  {rel}" in lines, rel
     assert not any("llm_text skipped" in n for n in ab["notes"])
     # Rerun is idempotent: same numbers, data reused (the ablation is not rerun: it is the
     # slowest stage and its own tests cover determinism).

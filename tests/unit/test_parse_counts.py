@@ -51,10 +51,18 @@ def test_parse_lines_one_per_composer_with_each_kind():
         }
     }
     line = (
-        "template parse ok/repaired/failed (rate), none decoding: preferences 12/0/0 (100.0%), "
-        "answers 71/0/1 (98.6%)"
+        "template (composed without an LLM): preferences 12/0/0 (100.0%); LLM answers 71/0/1 "
+        "(98.6%)"
     )
     assert parse_lines(res) == [line]
+    # The recommender's decoding, when the results name it, beside the answers it decoded.
+    res["composers"]["template"]["answer_decoding"] = "constrained"
+    res["composers"]["llm"]["parse"] = {"recommend": {"ok": 72, "repaired": 0, "failed": 0}}
+    res["composers"]["llm"]["answer_decoding"] = "free"
+    assert parse_lines(res) == [
+        line.replace("LLM answers", "LLM answers (constrained decoding)"),
+        "llm (constrained decoding): LLM answers (free decoding) 72/0/0 (100.0%)",
+    ]
 
 
 class _Recorder(GenerationBackend):
