@@ -26,11 +26,17 @@ from mspa_features.compose.composer import Composed, Composer, UserHistory
 from mspa_features.data.contracts import AUTHOR_PROFILES, PREFERENCES, Author, Contract
 from mspa_features.data.validation import QUARANTINE_SCHEMA
 from mspa_features.errors import ReconciliationError
+from mspa_features.names import row_model_version
 
 
 def feature_version(composer: Composer, encoder: object) -> str:
-    """The ``model_version`` written with features: text model and encoder together."""
-    return f"{composer.model_version}|{encoder.model_version}"  # type: ignore[attr-defined]
+    """The ``model_version`` written with features: text model and encoder together,
+    ``<composer>|<encoder>``, shortened to a head and a digest when longer than
+    :data:`~mspa_features.names.MAX_MODEL_VERSION` bytes (a long model path or hub id;
+    :func:`~mspa_features.names.row_model_version`) so the value stays small enough for
+    Redis's compact hash encoding."""
+    full = f"{composer.model_version}|{encoder.model_version}"  # type: ignore[attr-defined]
+    return row_model_version(full)
 
 
 def encode_cached(encoder: object, texts: Sequence[str], cache: ComposerCache | None) -> np.ndarray:

@@ -20,8 +20,10 @@ For the entities both versions serve it reports (statistics in
 
 Written to ``results/drift/<run>/<A>__vs__<B>/drift.json`` and ``drift.png`` and logged to
 MLflow (experiment ``mspa-drift``; SQLite in the workspace by default) as metrics and artifacts.
-``SET@VERSION`` keeps only the rows whose served ``model_version`` contains ``VERSION``: a
-version that is not the one served at ``as_of`` has no rows there.
+``SET@VERSION`` keeps only the rows whose served ``model_version`` contains ``VERSION`` or its
+digest (:func:`mspa_features.names.model_version_matches`: a version too long for a row, or the
+source version of a compact set's rows): a version that is not the one served at ``as_of`` has
+no rows there.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import pandas as pd
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import InvalidValueError
 from mspa_features.evaluation import drift as D
+from mspa_features.names import model_version_matches
 from mspa_features.serving.definitions import author_view_name, pref_view_name
 
 if TYPE_CHECKING:
@@ -124,7 +127,7 @@ def read_embeddings(
     for i, vec, version in zip(out[key], out[emb], out["model_version"], strict=True):
         if vec is None or not len(vec):
             continue
-        if spec.model_version and spec.model_version not in str(version or ""):
+        if spec.model_version and not model_version_matches(spec.model_version, str(version or "")):
             continue
         got[str(i)] = np.asarray(vec, dtype=np.float32)
     return got
