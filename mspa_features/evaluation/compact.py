@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mspa_features.errors import DataError, InvalidValueError, UnknownNameError
+from mspa_features.names import model_version_digest, row_model_version
 from mspa_features.serving.compact import (
     AUTHOR_CODE,
     PREF_CODE,
@@ -58,7 +59,13 @@ TABLES: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
         PREF_CODE,
         ("history_count", "pref_status", "pref_decoding"),
     ),
-    ("author_profiles", "author_id", "author_emb", AUTHOR_CODE, ("author_status", "author_decoding")),
+    (
+        "author_profiles",
+        "author_id",
+        "author_emb",
+        AUTHOR_CODE,
+        ("author_status", "author_decoding"),
+    ),
 )
 
 
@@ -95,9 +102,7 @@ class Reducer:
         """(n, d) -> (n, k) float32: PCA scores, or the first k dims renormalised."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.components.shape[1]:
-            raise InvalidValueError(
-                "embeddings shape", x.shape, f"(n, {self.components.shape[1]})"
-            )
+            raise InvalidValueError("embeddings shape", x.shape, f"(n, {self.components.shape[1]})")
         if self.method == "truncate":
             z = x[:, : self.dims]
             norm = np.linalg.norm(z, axis=1, keepdims=True)
@@ -225,6 +230,22 @@ def compact_set_name(source_set: str, method: str, dims: int, dtype: str) -> str
     return f"{source_set}_{tag}{dims}_{dtype}"
 
 
+def compact_model_version(
+    source_version: str, method: str, dims: int, dtype: str, fit_before: datetime
+) -> str:
+    """The ``model_version`` of a compact row: the reduction, the reducer's fit cut-off and the
+    digest of the source row's version, ``pca16-int8@fit<1998-03-01:<12 hex>`` (38 bytes).
+
+    The source version is not spelled out: ``template-v2|all-minilm-l6-v2:mean:<fp>`` and the
+    reduction made 72 bytes, past what a value of a Redis listpack hash may hold (see
+    :data:`~mspa_features.names.MAX_MODEL_VERSION`), which made every compact set's online hash
+    a hashtable. The manifest maps each row version to its source (``source_model_versions``)
+    and :func:`~mspa_features.names.model_version_matches` finds the rows by either."""
+    tag = "trunc" if method == "truncate" else method
+    full = f"{tag}{dims}-{dtype}@fit<{fit_before:%Y-%m-%d}:{model_version_digest(source_version)}"
+    return row_model_version(full)
+
+
 def _read_table(folder: Path, columns: Sequence[str]) -> Any:
     import pyarrow.dataset as ds
 
@@ -312,16 +333,19 @@ def write_compact_set(
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     rows: dict[str, int] = {}
-    versions: set[str] = set()
-    tag = f"{reducer.method}{reducer.dims}-{dtype}@fit<{fit_before:%Y-%m-%d}"
+    lineage: dict[str, str] = {}  # row model_version -> the source version it was reduced from
     for table, key, emb, code, extra_cols in TABLES:
         df = source[table]
         rows[table] = len(df)
         codes = pack(reducer.transform(_stack(df[emb].tolist())), dtype) if len(df) else []
         out = df[[key, "event_timestamp", "created_timestamp", *extra_cols]].copy()
         out.insert(3, code, codes)
-        out["model_version"] = [f"{mv}|{tag}" for mv in df["model_version"].astype(str)]
-        versions.update(out["model_version"].unique().tolist())
+        mapped = {
+            mv: compact_model_version(mv, reducer.method, reducer.dims, dtype, fit_before)
+            for mv in df["model_version"].astype(str).unique()
+        }
+        out["model_version"] = df["model_version"].astype(str).map(mapped)
+        lineage.update({short: mv for mv, short in mapped.items()})
         for ds, part in out.groupby(df["ds"].astype(str), sort=True):
             t = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
             t = t.cast(
@@ -343,7 +367,8 @@ def write_compact_set(
         fit_before=fit_before.isoformat(),
         fit_rows=dict(fit.counts),
         fit_max_event_timestamp=fit.max_event_timestamp,
-        model_version="+".join(sorted(versions)),
+        model_version="+".join(sorted(lineage)),
+        source_model_versions=dict(sorted(lineage.items())),
         rows=rows,
         extra={"explained_variance_ratio": reducer.explained_variance_ratio, **(extra or {})},
     )
@@ -479,8 +504,12 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: Path, *, variant: str) -> 
         lo, hi = r.get("ci_low"), r.get("ci_high")
         yerr = None if lo is None else [[y - lo], [hi - y]]
         ax.errorbar(
-            x, y, yerr=yerr, fmt=markers.get(r["dtype"], "o"), capsize=3, color="C0"
-            if r["method"] == "pca" else ("C1" if r["method"] == "truncate" else "C3")
+            x,
+            y,
+            yerr=yerr,
+            fmt=markers.get(r["dtype"], "o"),
+            capsize=3,
+            color="C0" if r["method"] == "pca" else ("C1" if r["method"] == "truncate" else "C3"),
         )
         ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axhline(0.0, color="grey", lw=0.8)

@@ -38,7 +38,7 @@ import json
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Unpack
@@ -252,9 +252,13 @@ class CompactManifest:
             (the ablation's split).
         fit_rows: rows the reducer was fitted on, per table (``preferences``, ``author_profiles``).
         fit_max_event_timestamp: the latest ``event_timestamp`` among them.
-        model_version: tag of the views (the source's version plus the reduction).
+        model_version: tag of the views: the rows' ``model_version`` values joined with
+            ``+`` (each the reduction, its fit cut-off and a digest of the source version:
+            ``pca16-int8@fit<1998-03-01:<12 hex>``, short enough for Redis's listpack hashes).
         rows: rows written per table.
         extra: anything else the builder records (explained variance, cosine preservation).
+        source_model_versions: the lineage: each row ``model_version`` -> the source set's
+            version it was reduced from (empty in manifests written before it was recorded).
     """
 
     name: str
@@ -269,6 +273,7 @@ class CompactManifest:
     model_version: str
     rows: dict[str, int]
     extra: dict[str, Any]
+    source_model_versions: dict[str, str] = field(default_factory=dict)
 
     def write(self, folder: Path) -> Path:
         path = Path(folder) / MANIFEST
@@ -338,6 +343,12 @@ def build_compact_definitions(
             "feature_set": cs,
             "compact_of": m.source_set,
             "compact": f"{m.method}{m.dims}_{m.dtype}",
+            # the full lineage: the row versions only carry a digest of their source's
+            **(
+                {"source_model_version": "+".join(sorted(set(m.source_model_versions.values())))}
+                if m.source_model_versions
+                else {}
+            ),
         }
         code_doc = f"{m.method} {m.dims}-d {m.dtype} code of the {m.source_set} embedding"
         pref_source = _source(
