@@ -127,6 +127,18 @@ class AlignedBuildReport:
     seconds: float = 0.0
 
 
+def aligned_model_version(cfg: AlignmentConfig, m_t: object, split_at: datetime) -> str:
+    """``adapter[<loss>,h<hidden>,seed<seed>]+M_T[<ranker class>,<<T>]``: the adapter and the
+    M_T whose ID space it predicts (61 bytes with the defaults and the torch ranker; another
+    loss, a wider MLP or a longer ranker class name passes 62, and the rows then carry it
+    shortened by :func:`~mspa_features.names.row_model_version`: the manifest and the view's
+    ``full_model_version`` tag spell it out)."""
+    return (
+        f"adapter[{cfg.loss},h{cfg.hidden},seed{cfg.seed}]"
+        f"+M_T[{type(m_t).__name__},<{split_at:%Y-%m-%dT%H:%M:%SZ}]"
+    )
+
+
 def build_aligned_set(
     run_cfg: RunConfig,
     *,
@@ -173,10 +185,7 @@ def build_aligned_set(
     except ValueError as e:
         raise LeakBuildError("build_aligned_set", str(e)) from e
     knowledge = train["event_timestamp"].max()
-    version = (
-        f"adapter[{cfg.loss},h{cfg.hidden},seed{cfg.seed}]"
-        f"+M_T[{type(m_t).__name__},<{T:%Y-%m-%dT%H:%M:%SZ}]"
-    )
+    version = aligned_model_version(cfg, m_t, T)
     frame = aligned_frame(adapter, snaps, knowledge_ts=knowledge, model_version=version)
     aligned = write_aligned_set(
         run_cfg,
@@ -221,6 +230,7 @@ __all__ = [
     "VARIANT",
     "AlignedBuildReport",
     "aligned_frame",
+    "aligned_model_version",
     "aligned_variants",
     "build_aligned_set",
     "content_snapshots",

@@ -32,6 +32,7 @@ import pandas as pd
 
 from mspa_features.config import RunConfig, Workspace
 from mspa_features.errors import FeatureRepoError, LeakBuildError
+from mspa_features.names import row_model_version
 from ranker_hooks.lis.feast_defs import utc_timestamp
 
 FEATURE = "aligned_author_id_emb"
@@ -78,7 +79,9 @@ class AlignedSet:
 
     Attributes:
         feature_set: the composer feature set whose author embeddings were the adapter input.
-        model_version: names the adapter and the M_T whose ID space it predicts.
+        model_version: names the adapter and the M_T whose ID space it predicts, as the rows
+            carry it (:func:`~mspa_features.names.row_model_version`: a head and a digest when
+            longer than 62 bytes); ``full_model_version`` spells it out.
         split_at: T; the adapter and M_T used only interactions before it (ISO 8601, UTC).
         knowledge_ts: the latest interaction the adapter depends on (ISO 8601, UTC; < T).
         dim: embedding width.
@@ -93,12 +96,14 @@ class AlignedSet:
     dim: int
     rows: int
     path: Path
+    full_model_version: str = ""  # "" in manifests written before it was recorded
 
     @property
     def tags(self) -> dict[str, str]:
         return {
             "leaked": "false",
             "model_version": self.model_version,
+            "full_model_version": self.full_model_version or self.model_version,
             "feature_set": self.feature_set,
             "split_at": self.split_at,
             "knowledge_ts": self.knowledge_ts,
@@ -142,6 +147,8 @@ def write_aligned_set(
     rows = frame.reset_index(drop=True)
     if "model_version" not in rows.columns:
         rows = rows.assign(model_version=model_version)
+    if not rows.empty:  # the online value stays short enough for a Redis listpack hash
+        rows = rows.assign(model_version=[row_model_version(str(v)) for v in rows["model_version"]])
     schema = aligned_schema()
     try:
         # An empty frame's columns carry no usable type (float64 from pandas): its schema does.
@@ -155,7 +162,8 @@ def write_aligned_set(
     write_parquet_atomic(table, folder / ROWS / "part-00000.parquet")
     out = AlignedSet(
         feature_set=feature_set,
-        model_version=model_version,
+        model_version=row_model_version(model_version),
+        full_model_version=model_version,
         split_at=T.isoformat(),
         knowledge_ts=known.isoformat(),
         dim=len(frame[FEATURE].iloc[0]) if len(frame) else 0,
