@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mspa_features.compose.composer import CONSTRAINED_HEADROOM
 from mspa_features.compose.prompts import PREFERENCE, RECOMMEND, render_candidates
 from mspa_features.generation.base import BackendConfig, GenerationConfig, load_backend
 from mspa_features.generation.structured import bound_strings, conforms, letter_schema
@@ -42,13 +43,16 @@ def test_transformers_answers_conform_to_their_schemas(backend) -> None:
 
 def test_generations_of_one_question_are_independent_seeded_draws(backend) -> None:
     rec = bound_strings(letter_schema(RECOMMEND.answer_schema, 4), 48)
-    cfg = GenerationConfig(max_new_tokens=48, temperature=1.0, seed=0)
+    # the composer's cap: strings bounded for 48 tokens, twice the tokens to decode them (a
+    # sample at temperature 1 can wander into one-character tokens, and a cut answer fails)
+    cap = CONSTRAINED_HEADROOM * 48
+    cfg = GenerationConfig(max_new_tokens=cap, temperature=1.0, seed=0)
     gens = backend.generate([_rec("likes music")] * 4, cfg, schema=rec)
     assert all(conforms(g.text, rec) for g in gens)
     assert len({g.text for g in gens}) >= 3  # a seed per copy: the copies differ
     other = backend.generate(
         [_rec("likes music")] * 4,
-        GenerationConfig(max_new_tokens=48, temperature=1.0, seed=1),
+        GenerationConfig(max_new_tokens=cap, temperature=1.0, seed=1),
         schema=rec,
     )
     assert other != gens
