@@ -10,28 +10,12 @@ SQLite online) and read back through Feast, online and point in time.
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-from mspa_features.config import DataConfig, RunConfig, Workspace
-
-try:
-    from mspa_features.snapshots.backfill import BackfillConfig, feature_set_dir
-    from spark_jobs.backfill import backfill_authors, backfill_preferences
-    from spark_jobs.session import build_spark_session
-except ImportError:  # before that move landed: all in mspa_features.backfill
-    from mspa_features.backfill import (  # type: ignore[no-redef]
-        BackfillConfig,
-        backfill_authors,
-        backfill_preferences,
-        build_spark_session,
-        feature_set_dir,
-    )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,28 +26,13 @@ K = 16
 
 
 @pytest.fixture(scope="module")
-def compacted(tmp_path_factory, movielens_raw):
-    from mspa_features.data import movielens
-    from mspa_features.data.ingest import write_results
+def compacted(tmp_path_factory, template_backfill):
     from mspa_features.evaluation.compact import build_compact_sets, compact_root
     from mspa_features.serving.compact import apply_compact_sets
     from mspa_features.serving.materialize import apply_and_materialize
 
     root = tmp_path_factory.mktemp("compact")
-    write_results(movielens.convert(movielens_raw).results(), root / "data", root / "q")
-    cfg = RunConfig(name="movielens", workspace=root / "ws", data=DataConfig(source="movielens"))
-    shutil.copytree(root / "data", Workspace(cfg.workspace).data("movielens"))
-    bf = BackfillConfig(
-        master="local[2]",
-        spark_conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"},
-    )
-    spark = build_spark_session(bf, app_name="mspa-compact-test")
-    try:
-        backfill_preferences(spark, cfg, bf, START, END)
-        backfill_authors(spark, cfg, bf, START, END)
-    finally:
-        spark.stop()
-    src = feature_set_dir(cfg, bf)
+    cfg, _bf, src = template_backfill(root, START, END, "mspa-compact-test")
     end = datetime.combine(END + timedelta(days=1), datetime.min.time(), UTC)
     apply_and_materialize(cfg, ["template"], repo_path=REPO / "feature_repo", end=end)
     manifests = build_compact_sets(

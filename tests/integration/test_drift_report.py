@@ -20,22 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mspa_features.config import DataConfig, RunConfig, Workspace
-
-try:  # the Spark jobs in spark_jobs/, the library side in mspa_features.snapshots
-    from mspa_features.snapshots.backfill import BackfillConfig, feature_set_dir
-    from mspa_features.snapshots.partitions import read_partitions
-    from spark_jobs.backfill import backfill_authors, backfill_preferences
-    from spark_jobs.session import build_spark_session
-except ImportError:  # before that move landed: all in mspa_features.backfill
-    from mspa_features.backfill import (  # type: ignore[no-redef]
-        BackfillConfig,
-        backfill_authors,
-        backfill_preferences,
-        build_spark_session,
-        feature_set_dir,
-        read_partitions,
-    )
+from mspa_features.snapshots.partitions import read_partitions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,26 +43,11 @@ def _move(table: pa.Table, col: str, key: str, every: int) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def two_sets(tmp_path_factory, movielens_raw):
-    from mspa_features.data import movielens
-    from mspa_features.data.ingest import write_results
+def two_sets(tmp_path_factory, template_backfill):
     from mspa_features.serving.materialize import register
 
     root = tmp_path_factory.mktemp("drift")
-    write_results(movielens.convert(movielens_raw).results(), root / "data", root / "q")
-    cfg = RunConfig(name="movielens", workspace=root / "ws", data=DataConfig(source="movielens"))
-    shutil.copytree(root / "data", Workspace(cfg.workspace).data("movielens"))
-    bf = BackfillConfig(
-        master="local[2]",
-        spark_conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"},
-    )
-    spark = build_spark_session(bf, app_name="mspa-drift-test")
-    try:
-        backfill_preferences(spark, cfg, bf, START, END)
-        backfill_authors(spark, cfg, bf, START, END)
-    finally:
-        spark.stop()
-    src = feature_set_dir(cfg, bf)
+    cfg, _bf, src = template_backfill(root, START, END, "mspa-drift-test")
     dst = src.parent / "moved"
     shutil.copytree(src, dst)
     for entity, col, key, every in (
@@ -103,9 +73,22 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_drift_report_matches_brute_force(two_sets, tmp_path) -> None:
+def _drift(config: Path, set_a: str, set_b: str, *options: str) -> tuple[int, str]:
+    """``mspa drift CONFIG SET_A SET_B --as-of AS_OF --json OPTIONS``: (exit code, stdout)."""
+    import contextlib
+    import io
+
     from mspa_features.cli import run_cli
 
+    out = io.StringIO()
+    args = ["drift", str(config), set_a, set_b, "--as-of", "1997-10-01 12:00:00"]
+    args += ["--repo", str(REPO / "feature_repo"), *options, "--json"]
+    with contextlib.redirect_stdout(out):
+        rc = run_cli(args)
+    return rc, out.getvalue()
+
+
+def test_drift_report_matches_brute_force(two_sets, tmp_path) -> None:
     cfg, src, dst = two_sets
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -114,28 +97,9 @@ def test_drift_report_matches_brute_force(two_sets, tmp_path) -> None:
         )
     )
     mlflow_db = tmp_path / "mlflow.db"
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = run_cli(
-            [
-                "drift",
-                str(config),
-                "template",
-                "moved",
-                "--as-of",
-                "1997-10-01 12:00:00",
-                "--repo",
-                str(REPO / "feature_repo"),
-                "--mlflow-uri",
-                f"sqlite:///{mlflow_db}",
-                "--json",
-            ]
-        )
-    assert rc == 0, out.getvalue()
-    rep = json.loads(out.getvalue())
+    rc, text = _drift(config, "template", "moved", "--mlflow-uri", f"sqlite:///{mlflow_db}")
+    assert rc == 0, text
+    rep = json.loads(text)
 
     # Brute force from the parquet rows at the as-of instant.
     pa_, pb = (_as_of_rows(d, "preferences", "user_id", "pref_emb") for d in (src, dst))
@@ -179,22 +143,7 @@ def test_drift_report_matches_brute_force(two_sets, tmp_path) -> None:
     assert {"drift.json", "drift.png"} <= arts
 
     # The same set against itself: no drift.
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = run_cli(
-            [
-                "drift",
-                str(config),
-                "template",
-                "template",
-                "--as-of",
-                "1997-10-01 12:00:00",
-                "--repo",
-                str(REPO / "feature_repo"),
-                "--no-mlflow",
-                "--json",
-            ]
-        )
-    same = json.loads(out.getvalue())
+    rc, text = _drift(config, "template", "template", "--no-mlflow")
+    same = json.loads(text)
     assert rc == 0 and same["topk"]["changed_share"] == 0.0
     assert same["users"]["cosine"]["min"] == pytest.approx(1.0, abs=1e-6)
