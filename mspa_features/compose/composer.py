@@ -346,7 +346,9 @@ class LLMComposer(Composer):
     def author_prompt_hash(self) -> str:
         return self.prompts.author.hash
 
-    def _gen_key(self, prompt: Prompt, text: str, images: Sequence[bytes]) -> str:
+    def _key_settings(self, prompt: Prompt) -> tuple[str, str, str, str]:
+        """What a cache key holds besides the input: model, prompt, decoding settings and the
+        decoding constraint (computed once per batch of one prompt)."""
         g = self.gen
         settings = f"{g.max_new_tokens}|{g.temperature}|{g.top_p}|{g.seed}|{g.stop}"
         decoding = self.decoding
@@ -354,7 +356,10 @@ class LLMComposer(Composer):
             # the constraint itself is part of the key: answers once cut (headroom) or decoded
             # under another schema (bounds, non-empty strings) are composed again
             decoding += f"|headroom {CONSTRAINED_HEADROOM}|{schema_key(self.answer_schema(prompt))}"
-        return content_key(self.model_version, prompt.hash, settings, decoding, text, *images)
+        return self.model_version, prompt.hash, settings, decoding
+
+    def _gen_key(self, prompt: Prompt, text: str, images: Sequence[bytes]) -> str:
+        return content_key(*self._key_settings(prompt), text, *images)
 
     def _generation(self) -> GenerationConfig:
         """What the backend decodes with: ``gen``, with :data:`CONSTRAINED_HEADROOM` times the
@@ -396,7 +401,8 @@ class LLMComposer(Composer):
     ) -> list[Composed | None]:
         """jobs: (index, field text, images, authors used, placeholder name)."""
         out: list[Composed | None] = [None] * n
-        keys = [self._gen_key(prompt, t, imgs) for _, t, imgs, _, _ in jobs]
+        head = self._key_settings(prompt)
+        keys = [content_key(*head, t, *imgs) for _, t, imgs, _, _ in jobs]
         cached = self.cache.get_texts(keys) if self.cache else {}
         todo = [(j, k) for j, k in zip(jobs, keys, strict=True) if k not in cached]
         if todo:
