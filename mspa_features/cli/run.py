@@ -76,6 +76,8 @@ def ablation_table(ab: dict[str, Any]) -> Table:
     from rich import box
     from rich.table import Table
 
+    from ranker_hooks.lis.verdicts import ratio_cell
+
     w = ab["window"]
     t = Table(
         title=f"AIS / LIS on the ranker: train [{w['train_start'][:10]}, {w['split_at'][:10]}), "
@@ -102,7 +104,7 @@ def ablation_table(ab: dict[str, Any]) -> Table:
             "" if base else f"{v['delta_auc']:+.4f}",
             "" if base else f"[{v['delta_auc_ci_low']:+.4f},{v['delta_auc_ci_high']:+.4f}]",
             "" if base else ("<0.001" if p < 0.001 else f"{p:.3f}"),
-            "" if ratio is None else f"{ratio:.0%}",
+            ratio_cell(ratio),
         )
     if ab["variants"]:
         n = ab["variants"][0]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mspa_features.errors import LeakBuildError
 from ranker_hooks.lis.variants import DEFAULT_HORIZONS, LIS_KINDS, lis_variants
-from ranker_hooks.lis.verdicts import lis_report
+from ranker_hooks.lis.verdicts import lis_report, ratio_cell
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -84,11 +84,10 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = r.get("ais_lis_ratio")
         lines.append(
             f"| {r['variant']} | {r['kind']} | {r['auc']:.4f} | {r['delta']:+.4f} | "
             f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
-            f"{'' if ratio is None else f'{ratio:.0%}'} | {cold_cell(r)} | {r['verdict']} |"
+            f"{ratio_cell(r.get('ais_lis_ratio'))} | {cold_cell(r)} | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -114,12 +113,11 @@ def verdict_table(run: LisRun) -> Any:
         # numbers never break across lines; the verdict (words) wraps
         table.add_column(col, no_wrap=col != "verdict", overflow="fold")
     for r in run.verdicts:
-        ratio = r.get("ais_lis_ratio")
         table.add_row(
             r["variant"],
             f"{r['auc']:.4f}",
             f"{r['delta']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-            "" if ratio is None else f"{ratio:.0%}",
+            ratio_cell(r.get("ais_lis_ratio")),
             cold_cell(r),
             r["verdict"],
         )

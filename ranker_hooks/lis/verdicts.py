@@ -137,6 +137,17 @@ def _ais_verdict(row: _Row, effect: str, ratio: float | None, upper: str | None)
     return f"{feature} shows no measurable gain ({nums}){share}"
 
 
+def ratio_cell(ratio: float | None) -> str:
+    """The AIS/LIS ratio as a table cell: ``""`` without an upper bound, ``"loss"`` below the
+    baseline (a negative share of an upper bound is not meaningful; the verdict says so), else a
+    percentage such as ``"42%"``."""
+    if ratio is None:
+        return ""
+    if ratio < 0:
+        return "loss"
+    return f"{ratio:.0%}"
+
+
 def lis_report(
     rows: Iterable[Mapping[str, Any]], *, min_effect: float = DEFAULT_MIN_EFFECT
 ) -> list[dict[str, Any]]:
@@ -206,4 +217,4 @@ def lis_report(
     return out
 
 
-__all__ = ["DEFAULT_MIN_EFFECT", "lis_report"]
+__all__ = ["DEFAULT_MIN_EFFECT", "lis_report", "ratio_cell"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ranker_hooks.lis.verdicts import lis_report
+from ranker_hooks.lis.verdicts import lis_report, ratio_cell
 
 ROWS = [
     {"variant": "baseline", "kind": "baseline", "auc": 0.71},
@@ -102,3 +102,11 @@ def test_ais_below_baseline_says_it_realises_none_of_the_upper_bound() -> None:
     assert out["all__llm"]["ais_lis_ratio"] == pytest.approx(-0.16)  # the number stays in data
     assert "hurts the ranker" in out["all__llm"]["verdict"]
     assert "shows no measurable gain" in out["cosine"]["verdict"]
+
+
+def test_ratio_cell_prints_a_share_only_for_a_gain() -> None:
+    # every table (main job, `mspa lis` rich and markdown) renders the column through it
+    assert ratio_cell(None) == ""
+    assert ratio_cell(0.4249) == "42%"
+    assert ratio_cell(0.0) == "0%"
+    assert ratio_cell(-0.16) == "loss"

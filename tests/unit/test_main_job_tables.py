@@ -34,14 +34,18 @@ def test_ablation_table_keeps_each_variant_on_one_line() -> None:
     ab = {
         "window": {"train_start": "1997-09-20", "split_at": "1998-03-01", "eval_end": "1998-04-30"},
         "seeds": [0, 1, 2],
-        "verdicts": [{"variant": "preference", "ais_lis_ratio": -0.24}],
-        "variants": [_variant(n, k, -0.0048 if k != "baseline" else 0.0) for n, k in names],
-    }
+        "verdicts": [{"variant": "preference", "ais_lis_ratio": -0.24},
+                     {"variant": "author", "ais_lis_ratio": 0.42}],
+        "variants": [_variant(n, k, -0.0048 if k != "baseline" else 0.0) for n, k in names]
+        + [_variant("author", "ais", 0.0021)],
+    }  # fmt: skip
     lines = _render(ablation_table(ab))
     rows = {ln.split()[0]: ln for ln in lines if ln[:2].strip() and ln.split()[0][0].isalpha()}
     assert "lis_similar_items_n30*" in rows and "lis_next_positive_n30*" in rows
     assert "[-0.0083,-0.0013]" in rows["preference"] and "<0.001" in rows["preference"]
-    assert rows["preference"].rstrip().endswith("-24%")
+    # a loss has no share of the upper bound: the cell says "loss", never "-24%"
+    assert rows["preference"].rstrip().endswith("loss") and "-24%" not in rows["preference"]
+    assert rows["author"].rstrip().endswith("42%")
 
 
 def test_features_table_shows_whole_entities_and_headers() -> None:
