@@ -52,6 +52,14 @@ JSON_STOP = ("}\n",)
 CONSTRAINED_HEADROOM = 2
 
 
+def with_headroom(gen: GenerationConfig) -> GenerationConfig:
+    """``gen`` with :data:`CONSTRAINED_HEADROOM` times ``max_new_tokens``, for constrained
+    decoding: the schema's strings are bounded (``bound_strings``) for ``gen.max_new_tokens`` at
+    ~3 characters a token, but titles, years and one-character tokens run longer, and an answer
+    cut before its last key loses it. With the headroom, the grammar, not the cap, ends it."""
+    return dataclasses.replace(gen, max_new_tokens=CONSTRAINED_HEADROOM * gen.max_new_tokens)
+
+
 def close_json(text: str, finish_reason: str) -> str:
     """Restore the closing brace a ``JSON_STOP`` cut removed."""
     if finish_reason == "stop" and text.count("{") > text.count("}"):
@@ -367,9 +375,7 @@ class LLMComposer(Composer):
         so the grammar, not the cap, ends each answer)."""
         if self.decoding != "constrained":
             return self.gen
-        return dataclasses.replace(
-            self.gen, max_new_tokens=CONSTRAINED_HEADROOM * self.gen.max_new_tokens
-        )
+        return with_headroom(self.gen)
 
     def _images(self, a: Author) -> list[bytes]:
         if not self.backend.supports_images:

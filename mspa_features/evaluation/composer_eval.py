@@ -31,7 +31,13 @@ import numpy as np
 import pandas as pd
 
 from mspa_features.compose.cache import ComposerCache
-from mspa_features.compose.composer import JSON_STOP, Composer, UserHistory, close_json
+from mspa_features.compose.composer import (
+    JSON_STOP,
+    Composer,
+    UserHistory,
+    close_json,
+    with_headroom,
+)
 from mspa_features.compose.feature_rows import (
     batch_progress,
     compose_author_rows,
@@ -155,10 +161,8 @@ def recommend_letters(
         base = bound_strings(prompt.answer_schema, gen.max_new_tokens)
         by_m: dict[int, dict[str, Any]] = {}
         schemas = [by_m.setdefault(len(c), letter_schema(base, len(c))) for c in candidate_texts]
-        # The strings are bounded for gen.max_new_tokens at ~3 characters a token; titles and
-        # years take shorter tokens, and an answer cut before "Answer" has no letter (2 of 24
-        # on the CI cohort). Twice the tokens as headroom: the grammar, not the cap, ends it.
-        gen = dataclasses.replace(gen, max_new_tokens=2 * gen.max_new_tokens)
+        # an answer cut before "Answer" has no letter (2 of 24 on the CI cohort without it)
+        gen = with_headroom(gen)
     outs = backend.generate(convs, gen, **({"schema": schemas} if schemas else {}))
     letters = []
     for o, cands in zip(outs, candidate_texts, strict=True):

@@ -272,6 +272,7 @@ class _Recorder(GenerationBackend):
         self.answers = list(answers)
         self.supports_schema = supports_schema
         self.schemas: list[Any] = []
+        self.caps: list[int] = []  # max_new_tokens of each call
 
     @property
     def model_version(self) -> str:
@@ -282,6 +283,7 @@ class _Recorder(GenerationBackend):
 
     def generate(self, conversations, cfg, *, schema=None) -> list[Generation]:  # type: ignore[override]
         self.schemas.append(schema)
+        self.caps.append(cfg.max_new_tokens)
         given = schemas_for(schema, len(conversations))
         return [
             Generation(self.answers[i % len(self.answers)], 5, 5, "stop", s is not None)
@@ -323,21 +325,12 @@ def test_constrained_composer_answers_get_headroom_beyond_their_bounded_strings(
     from mspa_features.compose.composer import CONSTRAINED_HEADROOM, LLMComposer, UserHistory
     from mspa_features.data.contracts import Author
 
-    class Caps(_Recorder):
-        def __init__(self, answers: Sequence[str]):
-            super().__init__(answers)
-            self.caps: list[int] = []
-
-        def generate(self, conversations, cfg, *, schema=None):  # type: ignore[override]
-            self.caps.append(cfg.max_new_tokens)
-            return super().generate(conversations, cfg, schema=schema)
-
     ts = datetime(2026, 1, 1, tzinfo=UTC)
     author = Author(author_id="a1", event_timestamp=ts, profile_text="jazz singer")
     hist = UserHistory("u1", ts, (author,), 1, ts)
     text = json.dumps({k: "x" for k in PREFERENCE.answer_keys})
     gen = GenerationConfig(max_new_tokens=96)
-    constrained, free = Caps([text]), Caps([text])
+    constrained, free = _Recorder([text]), _Recorder([text])
     comp = LLMComposer(constrained, gen=gen, structured=True)
     comp.compose_preferences([hist])
     LLMComposer(free, gen=gen, structured=False).compose_preferences([hist])
@@ -350,6 +343,7 @@ def test_constrained_composer_answers_get_headroom_beyond_their_bounded_strings(
 
 
 def test_acc_at_m_constrains_each_question_to_its_own_letters() -> None:
+    from mspa_features.compose.composer import CONSTRAINED_HEADROOM
     from mspa_features.compose.parsing import ParseStats
     from mspa_features.evaluation.composer_eval import recommend_letters
 
@@ -361,6 +355,8 @@ def test_acc_at_m_constrains_each_question_to_its_own_letters() -> None:
         backend, ["p"] * 3, cands, gen, ParseStats(), answers=answers, constrained=True
     )
     assert picks == [1, 1, 1]
+    # the same headroom as the composer: strings bounded for 48 tokens, 2x the tokens to decode
+    assert backend.caps == [CONSTRAINED_HEADROOM * 48]
     (schemas,) = backend.schemas
     assert [s["properties"]["Answer"]["enum"] for s in schemas] == [list("ABCD"), ["A", "B"]] + [
         list("ABCD")
