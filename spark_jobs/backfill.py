@@ -20,6 +20,7 @@ history rule, then composes and encodes them in batches. Timestamps are microsec
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -125,10 +126,29 @@ class _Job:
         """The workers' :class:`~spark_jobs.udfs.WorkerSpec`, as JSON."""
         return _spec(self.cfg, self.bf, self.entity, self.spark)
 
-    def write(self, out: Any) -> None:
-        """Runs the compose + encode plan ``out``, writing its rows to the staging folder."""
-        with spark_progress(self.spark, f"{self.entity}: compose + encode", self.progress):
-            out.write.mode("overwrite").partitionBy("kind", "ds").parquet(str(self.staging))
+    @property
+    def progress_dir(self) -> Path:
+        """Where the compose tasks report their rows (beside the staging folder, which the
+        write replaces; :func:`~mspa_features.snapshots.partitions.prepare_output` clears
+        ``_staging`` of a killed run, this included)."""
+        return self.staging.with_name(f"{self.staging.name}.progress")
+
+    def udf(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        """``body`` (a ``mapInArrow`` body of :mod:`spark_jobs.udfs`) bound to this job."""
+        folder = str(self.progress_dir) if self.progress else None
+        return functools.partial(body, self.spec(), progress_dir=folder)
+
+    def write(self, out: Any, total: int) -> None:
+        """Runs the compose + encode plan ``out`` over ``total`` inputs, writing its rows to the
+        staging folder; the display counts inputs composed (the tasks' row tickers)."""
+        rows = (self.progress_dir, total)
+        try:
+            with spark_progress(
+                self.spark, f"{self.entity}: compose + encode", self.progress, rows=rows
+            ):
+                out.write.mode("overwrite").partitionBy("kind", "ds").parquet(str(self.staging))
+        finally:
+            shutil.rmtree(self.progress_dir, ignore_errors=True)
 
 
 # What an entity's Spark part hands back: requested rows per ds, and the notes that explain
@@ -154,9 +174,8 @@ def _compute_preferences(job: _Job) -> _Computed:
             requested = {r["ds"]: int(r["count"]) for r in req.groupBy("ds").count().collect()}
         rows = preference_rows(pos, req, snapshot_instant(job.dates[-1]), job.n_parts)
         job.write(
-            rows.mapInArrow(
-                functools.partial(preference_udf, job.spec()), ddl(OUT_SCHEMAS[job.entity])
-            )
+            rows.mapInArrow(job.udf(preference_udf), ddl(OUT_SCHEMAS[job.entity])),
+            sum(requested.values()),
         )
     finally:
         req.unpersist()
@@ -191,7 +210,8 @@ def _compute_authors(job: _Job) -> _Computed:
             snaps.select("author_id", "event_timestamp", "valid_from")
             .repartition(job.n_parts, "author_id")
             .sortWithinPartitions("author_id", "event_timestamp")
-            .mapInArrow(functools.partial(author_udf, job.spec()), ddl(OUT_SCHEMAS[job.entity]))
+            .mapInArrow(job.udf(author_udf), ddl(OUT_SCHEMAS[job.entity])),
+            sum(requested.values()),
         )
     finally:
         snaps.unpersist()

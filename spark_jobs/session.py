@@ -22,6 +22,8 @@ from mspa_features.snapshots.backfill import BackfillConfig
 from mspa_features.snapshots.partitions import Progress
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyspark.sql import SparkSession
 
 __all__ = ["SPARK_DEFAULTS", "SPARK_REQUIRED", "build_spark_session", "job_session", "sql_ts"]
@@ -101,8 +103,18 @@ def sql_ts(ts: datetime) -> str:
 
 
 @contextlib.contextmanager
-def spark_progress(spark: SparkSession, label: str, progress: Progress | None) -> Iterator[None]:
-    """Report completed/total tasks of this block's Spark jobs to ``progress`` twice a second."""
+def spark_progress(
+    spark: SparkSession,
+    label: str,
+    progress: Progress | None,
+    *,
+    rows: tuple[Path, int] | None = None,
+) -> Iterator[None]:
+    """Report completed/total tasks of this block's Spark jobs to ``progress`` twice a second.
+
+    ``rows=(folder, total)``: report inputs done of ``total`` instead, read from the tasks'
+    :class:`~spark_jobs.udfs.RowTicker` files in ``folder`` (a long task then shows its rows
+    moving, where a task count would sit at 0/1 until it ends)."""
     if progress is None:
         yield
         return
@@ -114,6 +126,11 @@ def spark_progress(spark: SparkSession, label: str, progress: Progress | None) -
     def poll() -> None:
         tracker = sc.statusTracker()
         while not stop.wait(0.5):
+            if rows is not None:
+                from spark_jobs.udfs import read_row_progress
+
+                progress(label, min(read_row_progress(rows[0]), rows[1]), rows[1])
+                continue
             done = total = 0
             for jid in tracker.getJobIdsForGroup(group):
                 job = tracker.getJobInfo(jid)
@@ -133,4 +150,5 @@ def spark_progress(spark: SparkSession, label: str, progress: Progress | None) -
         stop.set()
         th.join()
         sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-        progress(label, 1, 1)
+        n = rows[1] if rows is not None and rows[1] else 1
+        progress(label, n, n)

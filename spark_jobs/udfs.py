@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,10 +37,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FLUSH_ROWS",
     "OUT_SCHEMAS",
+    "RowTicker",
     "WorkerSpec",
     "author_udf",
     "ddl",
     "preference_udf",
+    "read_row_progress",
     "user_groups",
 ]
 
@@ -98,6 +101,61 @@ def _worker(spec_json: str) -> _Worker:
             _WORKERS.pop(next(iter(_WORKERS)))
         w = _WORKERS[spec_json] = _Worker(WorkerSpec.model_validate_json(spec_json))
     return w
+
+
+class RowTicker:
+    """Row progress of one Spark task, for the driver's display (:func:`read_row_progress`).
+
+    Spark reports a task only when it ends, and the LLM set's compose step is one long task
+    (an hour for the whole MovieLens set on 2 cores): after each composer batch the task writes
+    its running count of composed inputs to ``<folder>/<partition id>`` (atomically: a temp file
+    and ``os.replace``), which the driver sums. A retried attempt starts its partition's count
+    again. ``folder=None`` (no display) writes nothing. The folder must be reachable from the
+    executors (the workspace is, as the backfill writes its staging there).
+    """
+
+    def __init__(self, folder: str | None):
+        self.path: str | None = None
+        self.done = 0
+        if folder is None:
+            return
+        import os
+
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        part = ctx.partitionId() if ctx is not None else 0
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, str(part))
+        self._write()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        self._write()
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        import os
+
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(str(self.done))
+        os.replace(tmp, self.path)
+
+
+def read_row_progress(folder: str | Path) -> int:
+    """Inputs composed so far by every task of a step (the sum of its :class:`RowTicker` files;
+    0 before any). Files being replaced or unreadable count as their last value, 0."""
+    total = 0
+    for p in Path(folder).glob("[0-9]*"):
+        if p.suffix:  # a ticker's temp file
+            continue
+        try:
+            total += int(p.read_text() or 0)
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _nullable(schema: pa.Schema) -> list[pa.Field]:
@@ -229,7 +287,9 @@ def _staged(
     return pa.concat_tables([rows, q])
 
 
-def _compose_preference_batch(w: _Worker, histories: list[UserHistory]) -> pa.Table:
+def _compose_preference_batch(
+    w: _Worker, histories: list[UserHistory], tick: RowTicker
+) -> pa.Table:
     """Preference rows (and quarantine) of the histories, each in its as-of day's partition."""
     from mspa_features.compose.feature_rows import compose_preference_rows
 
@@ -240,6 +300,7 @@ def _compose_preference_batch(w: _Worker, histories: list[UserHistory]) -> pa.Ta
         cache=w.cache,
         batch_size=w.spec.batch_size,
         created=EPOCH,
+        on_batch=tick,
     )
     ok, bad, table = _stamped(out)
     q_keys = pa.table(
@@ -263,20 +324,27 @@ def _compose_preference_batch(w: _Worker, histories: list[UserHistory]) -> pa.Ta
     return _staged(out, (ok, bad), PREFERENCES.name, table, days, q_keys, records)
 
 
-def preference_udf(spec_json: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: rows sorted by user -> preference rows and quarantine rows."""
+def preference_udf(
+    spec_json: str, batches: Iterator[pa.RecordBatch], *, progress_dir: str | None = None
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: rows sorted by user -> preference rows and quarantine rows.
+
+    ``progress_dir``: where the task reports snapshots composed so far (:class:`RowTicker`)."""
     w = _worker(spec_json)
+    tick = RowTicker(progress_dir)
     pending: list[UserHistory] = []
     for user_id, ts, aids, kinds in user_groups(batches):
         pending += user_snapshots(user_id, ts, aids, kinds, w.authors)
         if len(pending) >= FLUSH_ROWS:
-            yield from _compose_preference_batch(w, pending).to_batches()
+            yield from _compose_preference_batch(w, pending, tick).to_batches()
             pending = []
     if pending:
-        yield from _compose_preference_batch(w, pending).to_batches()
+        yield from _compose_preference_batch(w, pending, tick).to_batches()
 
 
-def _compose_author_batch(w: _Worker, keys: list[tuple[str, int, int]]) -> pa.Table:
+def _compose_author_batch(
+    w: _Worker, keys: list[tuple[str, int, int]], tick: RowTicker
+) -> pa.Table:
     """Profiles for (author_id, content snapshot us, valid-from us) keys.
 
     A row is valid from its valid-from instant: the snapshot's own time, or the range start
@@ -297,7 +365,13 @@ def _compose_author_batch(w: _Worker, keys: list[tuple[str, int, int]]) -> pa.Ta
         )
     recs: list[Author] = [a for a in authors if a is not None]
     out = compose_author_rows(
-        w.composer, w.encoder, recs, cache=w.cache, batch_size=w.spec.batch_size, created=EPOCH
+        w.composer,
+        w.encoder,
+        recs,
+        cache=w.cache,
+        batch_size=w.spec.batch_size,
+        created=EPOCH,
+        on_batch=tick,
     )
     ok, bad, table = _stamped(out)
     ts_type = AUTHORS.schema.field("event_timestamp").type
@@ -325,9 +399,13 @@ def _compose_author_batch(w: _Worker, keys: list[tuple[str, int, int]]) -> pa.Ta
     return _staged(out, (ok, bad), AUTHOR_PROFILES.name, table, days, q_keys, records)
 
 
-def author_udf(spec_json: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: (author_id, event_timestamp) keys -> author profile rows + quarantine."""
+def author_udf(
+    spec_json: str, batches: Iterator[pa.RecordBatch], *, progress_dir: str | None = None
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (author_id, event_timestamp) keys -> author profile rows + quarantine;
+    ``progress_dir`` as :func:`preference_udf`."""
     w = _worker(spec_json)
+    tick = RowTicker(progress_dir)
     pending: list[tuple[str, int, int]] = []
     for b in batches:
         aids = b.column("author_id").to_pylist()
@@ -335,7 +413,7 @@ def author_udf(spec_json: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
         valid = b.column("valid_from").cast(pa.int64()).to_pylist()
         pending += list(zip(aids, ts, valid, strict=True))
         while len(pending) >= FLUSH_ROWS:
-            yield from _compose_author_batch(w, pending[:FLUSH_ROWS]).to_batches()
+            yield from _compose_author_batch(w, pending[:FLUSH_ROWS], tick).to_batches()
             pending = pending[FLUSH_ROWS:]
     if pending:
-        yield from _compose_author_batch(w, pending).to_batches()
+        yield from _compose_author_batch(w, pending, tick).to_batches()

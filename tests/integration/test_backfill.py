@@ -328,6 +328,31 @@ def test_weekly_quarantine_and_point_in_time_author_content(spark, tmp_path):
     assert a["event_timestamp"][0] == datetime(2024, 1, 6, tzinfo=UTC)
 
 
+def test_compose_step_reports_inputs_composed_not_spark_tasks(spark, tmp_path):
+    # The LLM set's compose step is one Spark task for up to an hour: a task count would sit at
+    # 0/1. The display counts the inputs the tasks have composed, of all that were requested.
+    cfg = _tiny_workspace(tmp_path)
+    calls: list[tuple[str, int, int]] = []
+    bf = B.BackfillConfig(cadence="weekly")
+    counts = jobs.run_backfill(
+        cfg,
+        bf,
+        date(2024, 1, 6),
+        date(2024, 1, 16),
+        spark=spark,
+        progress=lambda what, done, total: calls.append((what, done, total)),
+    )
+    for entity, requested in (("preferences", 5), ("author_profiles", 4)):
+        assert counts[entity].requested == requested
+        seen = [(d, t) for w, d, t in calls if w == f"{entity}: compose + encode"]
+        assert seen and {t for _, t in seen} == {requested}, seen  # rows, never tasks
+        assert seen[-1] == (requested, requested)
+        done = [d for d, _ in seen]
+        assert done == sorted(done)
+    # the tickers' folders go with the staging folders
+    assert not list(B.feature_set_dir(cfg, bf).rglob("*.progress"))
+
+
 def test_a_range_after_all_content_writes_the_content_valid_at_its_start(spark, tmp_path):
     """Issue 14 item 9: a range that starts after every author's content still has profiles
     (as of its start), and the counts say why rows are or are not there."""

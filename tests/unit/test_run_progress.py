@@ -137,3 +137,23 @@ def test_every_stage_and_step_shows_whole_beside_its_counts_at_80_columns(tmp_pa
         "llm authors - publish partitions",
     ]
     assert len(lines) <= 24
+
+
+def test_row_tickers_of_a_spark_step_add_up_per_partition(tmp_path) -> None:
+    # A compose task reports inputs done after each composer batch; the driver sums the tasks.
+    from spark_jobs.udfs import RowTicker, read_row_progress
+
+    folder = tmp_path / "preferences-r1.progress"
+    assert read_row_progress(folder) == 0  # no task has started
+    tick = RowTicker(str(folder))  # outside Spark: partition 0
+    assert read_row_progress(folder) == 0
+    tick(64)
+    tick(36)
+    (folder / "3").write_text("12")  # another partition's task
+    (folder / "5.tmp").write_text("999")  # a write in progress is not counted twice
+    assert read_row_progress(folder) == 112
+    RowTicker(str(folder))  # a retried attempt of partition 0 starts its count again
+    assert read_row_progress(folder) == 12
+    silent = RowTicker(None)  # no display: nothing written
+    silent(5)
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "3", "5.tmp"]
