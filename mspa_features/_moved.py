@@ -62,7 +62,7 @@ def successor(old: str) -> str | None:
     """The new module path for ``old`` (a moved module or a submodule of a moved package)."""
     for key in sorted(MOVED, key=len, reverse=True):
         if old == key or old.startswith(key + "."):
-            return MOVED[key] + old[len(key):]
+            return MOVED[key] + old[len(key) :]
     return None
 
 

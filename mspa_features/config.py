@@ -121,9 +121,7 @@ class DataConfig(_Strict):
                 if k in self.model_fields_set
                 and getattr(self, k)
                 != type(self).model_fields[k].get_default(call_default_factory=True)
-            ] + (
-                ["author_modalities"] if self.author_modalities is not None else []
-            )
+            ] + (["author_modalities"] if self.author_modalities is not None else [])
             if declared:
                 raise IncompatibleSettingsError(
                     {"source": self.source},

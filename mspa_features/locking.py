@@ -70,7 +70,9 @@ def holder(path: Path) -> dict[str, Any]:
 def describe_holder(info: dict[str, Any]) -> str:
     if not info:
         return "another process"
-    return f"pid {info.get('pid', '?')} ({info.get('command', '?')}, since {info.get('since', '?')})"
+    return (
+        f"pid {info.get('pid', '?')} ({info.get('command', '?')}, since {info.get('since', '?')})"
+    )
 
 
 def _stderr_note(message: str) -> None:
@@ -140,8 +142,7 @@ def run_lock(
                     ) from None
                 if not noted and on_wait is not None:
                     on_wait(
-                        f"waiting for {who} to release {path} (up to {limit:g} s, "
-                        f"{TIMEOUT_ENV})"
+                        f"waiting for {who} to release {path} (up to {limit:g} s, {TIMEOUT_ENV})"
                     )
                     noted = True
                 time.sleep(min(_POLL_S, max(limit - waited, 0.01)))

@@ -113,8 +113,10 @@ def build_queries(
         allowed = np.array([a in keep for a in authors], dtype=bool)
     pos = df[df["label"] == 1].drop_duplicates(["user_id", "author_id"], keep="first")
     by_user = {
-        u: (g["event_timestamp"].to_numpy("datetime64[us]").astype(np.int64),
-            g["author_id"].map(code).fillna(-1).to_numpy(np.int64))
+        u: (
+            g["event_timestamp"].to_numpy("datetime64[us]").astype(np.int64),
+            g["author_id"].map(code).fillna(-1).to_numpy(np.int64),
+        )
         for u, g in pos.groupby("user_id", sort=False)
     }
     t_us = test["event_timestamp"].to_numpy("datetime64[us]").astype(np.int64)
@@ -228,7 +230,12 @@ def _table_matrix(table: IdEmbeddings, authors: Sequence[str]) -> np.ndarray:
 
 
 def rank_static_table(
-    name: str, description: str, matrix: np.ndarray, q: Queries, *, exclude_seen: bool,
+    name: str,
+    description: str,
+    matrix: np.ndarray,
+    q: Queries,
+    *,
+    exclude_seen: bool,
     leaked: bool = False,
 ) -> SourceResult:
     """History-mean retrieval over a fixed ``(m, d)`` table (M_T, M_{T+n})."""
@@ -302,8 +309,11 @@ def rank_feature_set(
             scores = R.cosine_scores(query[ep.rows], ep.matrix)
         _score_block(scores, ep.rows, q, exclude_seen, acc)
     return _result(
-        f"pref@{feature_set}", "preference", f"{feature_set} preference -> author embedding",
-        acc, t0,
+        f"pref@{feature_set}",
+        "preference",
+        f"{feature_set} preference -> author embedding",
+        acc,
+        t0,
     )
 
 
@@ -321,8 +331,11 @@ def rank_aligned(
         query = _history_mean(ep.matrix, ep.valid, q, ep.rows)
         _score_block(R.cosine_scores(query, ep.matrix), ep.rows, q, exclude_seen, acc)
     return _result(
-        f"aligned@{feature_set}", "aligned",
-        f"{feature_set} content -> M_T ID space (adapter); user = mean of history", acc, t0,
+        f"aligned@{feature_set}",
+        "aligned",
+        f"{feature_set} content -> M_T ID space (adapter); user = mean of history",
+        acc,
+        t0,
     )
 
 
@@ -354,7 +367,10 @@ class RecallReport:
 
 
 def _m_t_tables(
-    df: pd.DataFrame, split: Any, horizons: Iterable[int], make_ranker: Callable[[], Ranker],
+    df: pd.DataFrame,
+    split: Any,
+    horizons: Iterable[int],
+    make_ranker: Callable[[], Ranker],
     seconds: dict[str, float],
 ) -> tuple[IdEmbeddings, dict[int, IdEmbeddings], dict[str, float]]:
     """M_T's author table (IDs-only, ``[T0, T)``) and M_{T+n}'s per horizon."""
@@ -440,15 +456,20 @@ def recall_replay(
     authors_df = load_accepted(data, "authors")
     authors_df["author_id"] = authors_df["author_id"].astype(str)
     q = build_queries(
-        df, authors_df["author_id"], split.split_at, split.eval_end,
-        users=users, sample_authors=authors,
+        df,
+        authors_df["author_id"],
+        split.split_at,
+        split.eval_end,
+        users=users,
+        sample_authors=authors,
     )
     if not len(q):
         raise AblationError(
             f"no positive impression in [{split.split_at}, {split.eval_end}) to replay"
         )
     valid_from = (
-        authors_df.groupby("author_id")["event_timestamp"].min()
+        authors_df.groupby("author_id")["event_timestamp"]
+        .min()
         .reindex(q.authors)
         .pipe(lambda s: pd.to_datetime(s, utc=True).to_numpy("datetime64[us]").astype(np.int64))
     )
@@ -465,10 +486,15 @@ def recall_replay(
     results: list[SourceResult] = []
 
     table_t, future, m_t_stats = _m_t_tables(df, split, horizons, make_ranker, seconds)
-    results.append(rank_static_table(
-        BASELINE, "M_T author-ID embeddings (IDs-only ranker on [T0, T)); user = mean of history",
-        _table_matrix(table_t, q.authors), q, exclude_seen=exclude_seen,
-    ))
+    results.append(
+        rank_static_table(
+            BASELINE,
+            "M_T author-ID embeddings (IDs-only ranker on [T0, T)); user = mean of history",
+            _table_matrix(table_t, q.authors),
+            q,
+            exclude_seen=exclude_seen,
+        )
+    )
     results.append(rank_popularity(df, valid_from, q, exclude_seen=exclude_seen))
     for fs in feature_sets:
         if pref_view_name(fs) not in views:
@@ -477,25 +503,30 @@ def recall_replay(
         if "pref_emb" not in views[pref_view_name(fs)] or "author_emb" not in views.get(
             author_view_name(fs), ()
         ):
-            notes.append(f"pref@{fs} skipped: its views hold no pref_emb / author_emb "
-                         "(a compact set stores codes)")
+            notes.append(
+                f"pref@{fs} skipped: its views hold no pref_emb / author_emb "
+                "(a compact set stores codes)"
+            )
             continue
         results.append(rank_feature_set(store, fs, q, exclude_seen=exclude_seen))
         if aligned and aligned_view_name(fs) in views:
             results.append(rank_aligned(store, fs, q, exclude_seen=exclude_seen))
     for n, table in future.items():
-        results.append(rank_static_table(
-            f"lis@future_id_n{n}",
-            f"M_T+{n}d author-ID embeddings (warm-started on [T, T+{n}d): LEAKED upper bound)",
-            _table_matrix(table, q.authors), q, exclude_seen=exclude_seen, leaked=True,
-        ))
+        results.append(
+            rank_static_table(
+                f"lis@future_id_n{n}",
+                f"M_T+{n}d author-ID embeddings (warm-started on [T, T+{n}d): LEAKED upper bound)",
+                _table_matrix(table, q.authors),
+                q,
+                exclude_seen=exclude_seen,
+                leaked=True,
+            )
+        )
     for r in results:
         seconds[r.name] = r.seconds
 
     hits = np.stack([R.hits_at(r.ranks, ks_out) for r in results], axis=1)  # (n, S, K)
-    rates, deltas = R.bootstrap_hit_rates(
-        hits, q.users, baseline=0, n_boot=n_boot, seed=seed
-    )
+    rates, deltas = R.bootstrap_hit_rates(hits, q.users, baseline=0, n_boot=n_boot, seed=seed)
     target_seen = sum(
         int(t in set(h.tolist())) for t, h in zip(q.target.tolist(), q.history, strict=True)
     )
@@ -504,28 +535,31 @@ def recall_replay(
         # The same source on the queries it has a query vector for (not paired across sources).
         covered = np.flatnonzero(r.has_query)
         cov_rates = (
-            R.bootstrap_hit_rates(hits[covered][:, s : s + 1], q.users[covered],
-                                  n_boot=n_boot, seed=seed)[0][0]
-            if len(covered) else []
+            R.bootstrap_hit_rates(
+                hits[covered][:, s : s + 1], q.users[covered], n_boot=n_boot, seed=seed
+            )[0][0]
+            if len(covered)
+            else []
         )
-        sources.append({
-            "name": r.name,
-            "kind": r.kind,
-            "description": r.description,
-            "leaked": r.leaked,
-            "queries_with_vector": r.with_query,
-            "target_candidate": r.target_candidate,
-            "catalogue_median": r.catalogue_median,
-            "hit_rate": {
-                str(k): asdict(rates[s][j]) for j, k in enumerate(ks_out)
-            },
-            "hit_rate_with_vector": {
-                str(k): asdict(cov_rates[j]) for j, k in enumerate(ks_out) if cov_rates
-            },
-            "delta_vs_baseline": {
-                str(k): asdict(deltas[s][j]) for j, k in enumerate(ks_out)  # type: ignore[index]
-            },
-        })
+        sources.append(
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "description": r.description,
+                "leaked": r.leaked,
+                "queries_with_vector": r.with_query,
+                "target_candidate": r.target_candidate,
+                "catalogue_median": r.catalogue_median,
+                "hit_rate": {str(k): asdict(rates[s][j]) for j, k in enumerate(ks_out)},
+                "hit_rate_with_vector": {
+                    str(k): asdict(cov_rates[j]) for j, k in enumerate(ks_out) if cov_rates
+                },
+                "delta_vs_baseline": {
+                    str(k): asdict(deltas[s][j])
+                    for j, k in enumerate(ks_out)  # type: ignore[index]
+                },
+            }
+        )
     if exclude_seen and target_seen:
         notes.append(
             f"{target_seen} of {len(q)} targets were already engaged with by the user "
@@ -540,9 +574,9 @@ def recall_replay(
         n_users=len(set(q.users.tolist())),
         n_authors=n_catalogue,
         exclude_seen=exclude_seen,
-        sample=None if users is None and authors is None else {
-            "users": len(set(users or q.users.tolist())), "authors": n_catalogue
-        },
+        sample=None
+        if users is None and authors is None
+        else {"users": len(set(users or q.users.tolist())), "authors": n_catalogue},
         target_seen=target_seen,
         sources=sources,
         notes=notes,
@@ -578,8 +612,13 @@ def plot(report: RecallReport, path: Path) -> Path:
         v = [h["value"] for h in hr]
         style = "--" if src["leaked"] else "-"
         (line,) = ax.plot(ks, v, style, marker="o", label=src["name"])
-        ax.fill_between(ks, [h["ci_low"] for h in hr], [h["ci_high"] for h in hr],
-                        color=line.get_color(), alpha=0.15)
+        ax.fill_between(
+            ks,
+            [h["ci_low"] for h in hr],
+            [h["ci_high"] for h in hr],
+            color=line.get_color(),
+            alpha=0.15,
+        )
     if len(ks) > 1:
         ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in report.ks])
@@ -590,7 +629,8 @@ def plot(report: RecallReport, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(
         f"recall replay {report.run}: {report.n_queries} positive impressions of "
-        f"{report.n_users} users, {report.n_authors} authors (95% CI over users)", fontsize=9
+        f"{report.n_users} users, {report.n_authors} authors (95% CI over users)",
+        fontsize=9,
     )
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -633,7 +673,8 @@ def table_lines(doc: dict[str, Any]) -> list[str]:
     """The report as a markdown table: Hit Rate@K [95% CI] per source, then the notes."""
     ks = doc["ks"]
     head = (
-        "| source | " + " | ".join(f"HR@{k}" for k in ks)
+        "| source | "
+        + " | ".join(f"HR@{k}" for k in ks)
         + f" | queries with a vector | HR@{ks[0]} / HR@{ks[-1]} on those |"
     )
     lines = [head, "|---|" + "---|" * (len(ks) + 2)]
@@ -645,11 +686,10 @@ def table_lines(doc: dict[str, Any]) -> list[str]:
         ]
         name = s["name"] + (" (leaked)" if s["leaked"] else "")
         cov = s.get("hit_rate_with_vector") or {}
-        on = (
-            f"{cov[str(ks[0])]['value']:.3f} / {cov[str(ks[-1])]['value']:.3f}" if cov else "-"
-        )
+        on = f"{cov[str(ks[0])]['value']:.3f} / {cov[str(ks[-1])]['value']:.3f}" if cov else "-"
         lines.append(
-            f"| {name} | " + " | ".join(cells)
+            f"| {name} | "
+            + " | ".join(cells)
             + f" | {s['queries_with_vector']} of {doc['n_queries']} | {on} |"
         )
     return lines

@@ -69,7 +69,9 @@ def config_file(positional: Path | None, option: Path | None, command: str) -> P
         Console(stderr=True).print(
             f"note: '--config'/'-c' is deprecated for mspa {command}: pass the file as its "
             f"first argument (mspa {command} {option})",
-            highlight=False, markup=False, soft_wrap=True,
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
         return option
     if positional is None:

@@ -40,8 +40,9 @@ def gallery(
     ] = 100,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="output folder (default <workspace>/results/gallery/<run>/"
-                     "<feature set>)"),
+        typer.Option(
+            "--out", help="output folder (default <workspace>/results/gallery/<run>/<feature set>)"
+        ),
     ] = None,
     repo: RepoOpt = Path("feature_repo"),
     tracking_uri: Annotated[
@@ -75,12 +76,17 @@ def gallery(
             f"`mspa register {config} --online milvus` first"
         )
     store = open_store(cfg, repo_path=repo, online="milvus")
-    when = None if as_of is None else (
-        as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
-    )
+    when = None if as_of is None else (as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of)
     g = build_gallery(
-        cfg, store, feature_set, users=users, authors=authors, k=k, as_of=when,
-        history=history, pool=pool,
+        cfg,
+        store,
+        feature_set,
+        users=users,
+        authors=authors,
+        k=k,
+        as_of=when,
+        history=history,
+        pool=pool,
     )
     ws = Workspace(cfg.workspace)
     folder = out or ws.results / "gallery" / cfg.name / feature_set
@@ -91,15 +97,21 @@ def gallery(
     console.print(
         f"gallery: {n_u} users, {n_a} authors, top {k} as of {g.as_of:%Y-%m-%d %H:%M:%S} UTC; "
         f"next-engaged author in the top {k} for {retrieved} of {n_u} users",
-        highlight=False, markup=False,
+        highlight=False,
+        markup=False,
     )
     for n in g.notes:
         console.print(f"note: {n}", highlight=False, markup=False)
     console.print(f"page: {paths['html']}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"contact sheets: {paths['sheets']}", highlight=False, markup=False,
-                  soft_wrap=True)
+    console.print(
+        f"contact sheets: {paths['sheets']}", highlight=False, markup=False, soft_wrap=True
+    )
     if not no_mlflow:
         uri = tracking_uri or workspace_tracking_uri(ws.root)
         run_id = log_gallery(folder, g, tracking_uri=uri, experiment=experiment)
-        console.print(f"MLflow run {run_id} ({uri}), artifacts under gallery/", highlight=False,
-                      markup=False, soft_wrap=True)
+        console.print(
+            f"MLflow run {run_id} ({uri}), artifacts under gallery/",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )

@@ -69,9 +69,7 @@ def nearest(
             f"`mspa register {config} --online {kind}` first"
         )
     store = open_store(cfg, repo_path=repo, online=kind)  # type: ignore[arg-type]
-    when = None if as_of is None else (
-        as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
-    )
+    when = None if as_of is None else (as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of)
     q, hits = do_nearest(store, feature_set, user=user, author=author, top_k=top_k, as_of=when)
     if as_json:
         doc = {
@@ -80,8 +78,12 @@ def nearest(
             "feature_set": feature_set,
             "query_text": q.text,
             "hits": [
-                {"rank": int(r.rank), "author_id": r.author_id, "score": float(r.score),
-                 "author_text": r.author_text}
+                {
+                    "rank": int(r.rank),
+                    "author_id": r.author_id,
+                    "score": float(r.score),
+                    "author_text": r.author_text,
+                }
                 for r in hits.itertuples(index=False)
             ],
         }

@@ -34,24 +34,35 @@ def recall(
     ] = None,
     feature_set: Annotated[
         list[str] | None,
-        typer.Option("--feature-set", "-s", help="preference source (repeatable; default all "
-                     "registered)"),
+        typer.Option(
+            "--feature-set", "-s", help="preference source (repeatable; default all registered)"
+        ),
     ] = None,
     horizon: Annotated[
         list[int] | None,
-        typer.Option("--horizon", "-n", min=1, help="LIS future-ID horizon in days "
-                     "(repeatable; default the run config's ablation.horizons)"),
+        typer.Option(
+            "--horizon",
+            "-n",
+            min=1,
+            help="LIS future-ID horizon in days "
+            "(repeatable; default the run config's ablation.horizons)",
+        ),
     ] = None,
     no_lis: Annotated[bool, typer.Option("--no-lis", help="no leaked future-ID source")] = False,
     keep_seen: Annotated[
         bool,
-        typer.Option("--keep-seen", help="keep authors the user already engaged with as "
-                     "candidates (default: excluded)"),
+        typer.Option(
+            "--keep-seen",
+            help="keep authors the user already engaged with as candidates (default: excluded)",
+        ),
     ] = False,
     sample: Annotated[
         bool,
-        typer.Option("--sample", help="replay the run config's features.sample only: its users' "
-                     "impressions of its authors, its authors as candidates"),
+        typer.Option(
+            "--sample",
+            help="replay the run config's features.sample only: its users' "
+            "impressions of its authors, its authors as candidates",
+        ),
     ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="bootstrap resamples")] = 1000,
     online: RunOnlineOpt = None,

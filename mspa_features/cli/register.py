@@ -16,7 +16,6 @@ from mspa_features.cli.common import ConfigArg, RepoOpt, console
 features_app = typer.Typer(help="Read registered features.", no_args_is_help=True)
 
 
-
 class Online(StrEnum):
     """Online store kinds (``mspa_features.serving.materialize.ONLINE_KINDS``; a test keeps them equal)."""
 

@@ -158,8 +158,8 @@ def load_tiles(data_dir: Path, as_of: datetime, max_frames: int = 2) -> dict[str
     import pyarrow.parquet as pq
 
     table = pq.read_table(
-        data_dir / "authors.parquet", columns=["author_id", "event_timestamp", "profile_text",
-                                                "frames"],
+        data_dir / "authors.parquet",
+        columns=["author_id", "event_timestamp", "profile_text", "frames"],
     )
     t = _utc(as_of)
     df = table.to_pandas()
@@ -252,8 +252,8 @@ def build_gallery(
             raise InvalidValueError(name, value, f">= {least}")
     data_dir = Workspace(cfg.workspace).data(cfg.name)
     inter = pd.read_parquet(
-        data_dir / "interactions.parquet", columns=["user_id", "author_id", "event_timestamp",
-                                                    "label"],
+        data_dir / "interactions.parquet",
+        columns=["user_id", "author_id", "event_timestamp", "label"],
     )
     inter["user_id"] = inter["user_id"].astype(str)
     inter["author_id"] = inter["author_id"].astype(str)
@@ -268,28 +268,39 @@ def build_gallery(
 
     # U2A queries: preference snapshots valid at the instant (historical read)
     eligible = sorted(set(before["user_id"]) & set(nxt.index))
-    prefs = _pit(store, pref_view, "user_id", eligible,
-                 ["pref_emb", "pref_text", "history_count"], when)
+    prefs = _pit(
+        store, pref_view, "user_id", eligible, ["pref_emb", "pref_text", "history_count"], when
+    )
     chosen_users = [u for u in eligible if _unit(prefs.at[u, "pref_emb"]) is not None][:users]
     if len(chosen_users) < users:
-        notes.append(f"{len(chosen_users)} of {users} users asked for have a positive before "
-                     f"and after {when:%Y-%m-%d %H:%M:%S} UTC and a snapshot valid then")
+        notes.append(
+            f"{len(chosen_users)} of {users} users asked for have a positive before "
+            f"and after {when:%Y-%m-%d %H:%M:%S} UTC and a snapshot valid then"
+        )
 
     # A2A queries: the most engaged authors with a profile valid at the instant
     counts = before.groupby("author_id").size()
     ranked = sorted(counts.index, key=lambda a: (-int(counts[a]), a))
-    prof = _pit(store, author_view, "author_id", ranked[: max(4 * authors, authors + 20)],
-                ["author_emb", "author_text"], when)
+    prof = _pit(
+        store,
+        author_view,
+        "author_id",
+        ranked[: max(4 * authors, authors + 20)],
+        ["author_emb", "author_text"],
+        when,
+    )
     chosen_authors = [a for a in prof.index if _unit(prof.at[a, "author_emb"]) is not None]
     chosen_authors = chosen_authors[:authors]
 
     # Candidates from the online vector index, then every candidate read at the instant
     queries: list[tuple[str, str, np.ndarray]] = [
-        ("u2a", u, _unit(prefs.at[u, "pref_emb"])) for u in chosen_users  # type: ignore[misc]
+        ("u2a", u, _unit(prefs.at[u, "pref_emb"]))
+        for u in chosen_users  # type: ignore[misc]
     ] + [("a2a", a, _unit(prof.at[a, "author_emb"])) for a in chosen_authors]  # type: ignore[misc]
     pools = {
-        (kind, q): [str(x) for x in nearest_authors(store, feature_set, vec,
-                                                    top_k=pool + 1)["author_id"]]
+        (kind, q): [
+            str(x) for x in nearest_authors(store, feature_set, vec, top_k=pool + 1)["author_id"]
+        ]
         for kind, q, vec in queries
     }
     audience_next: dict[str, pd.Series] = {}
@@ -297,8 +308,7 @@ def build_gallery(
         fans = set(before.loc[before["author_id"] == a, "user_id"])
         later = after[after["user_id"].isin(fans) & (after["author_id"] != a)]
         audience_next[a] = later.drop_duplicates("user_id").groupby("author_id").size()
-    want = sorted({x for ids in pools.values() for x in ids}
-                  | {str(nxt[u]) for u in chosen_users})
+    want = sorted({x for ids in pools.values() for x in ids} | {str(nxt[u]) for u in chosen_users})
     cand = _pit(store, author_view, "author_id", want, ["author_emb", "author_text"], when)
     vecs = {a: _unit(v) for a, v in cand["author_emb"].items()}
     vecs = {a: v for a, v in vecs.items() if v is not None}
@@ -309,8 +319,11 @@ def build_gallery(
     cards: list[Card] = []
     for kind, q, vec in queries:
         scored = sorted(
-            ((float(vecs[a] @ vec), a) for a in dict.fromkeys(pools[(kind, q)])
-             if a in vecs and not (kind == "a2a" and a == q)),
+            (
+                (float(vecs[a] @ vec), a)
+                for a in dict.fromkeys(pools[(kind, q)])
+                if a in vecs and not (kind == "a2a" and a == q)
+            ),
             key=lambda sa: (-sa[0], sa[1]),
         )[:k]
         if kind == "u2a":
@@ -319,36 +332,62 @@ def build_gallery(
         else:
             marks = {str(a): int(n) for a, n in audience_next[q].items()}
         hits = tuple(
-            Hit(rank=i, tile=tile(a), score=s, text=cand.at[a, "author_text"],
-                next=marks.get(a, 0))
+            Hit(rank=i, tile=tile(a), score=s, text=cand.at[a, "author_text"], next=marks.get(a, 0))
             for i, (s, a) in enumerate(scored, start=1)
         )
         if len(hits) < k:
-            notes.append(f"{kind} {q}: {len(hits)} of {k} authors (pool {pool}: the rest have "
-                         "no profile valid at the instant)")
+            notes.append(
+                f"{kind} {q}: {len(hits)} of {k} authors (pool {pool}: the rest have "
+                "no profile valid at the instant)"
+            )
         missed: tuple[Hit, ...] = ()
         if kind == "u2a":
             p = prefs.loc[q]
-            hist_ids = list(dict.fromkeys(
-                before.loc[before["user_id"] == q, "author_id"][::-1]))[:history][::-1]
+            hist_ids = list(dict.fromkeys(before.loc[before["user_id"] == q, "author_id"][::-1]))[
+                :history
+            ][::-1]
             if target not in {h.tile.author_id for h in hits}:
                 score = float(vecs[target] @ vec) if target in vecs else float("nan")
-                missed = (Hit(rank=None, tile=tile(target), score=score,
-                              text=cand.at[target, "author_text"] if target in vecs else None,
-                              next=1),)
-            cards.append(Card(
-                kind="u2a", query_id=q, query_text=p["pref_text"],
-                history=tuple(tile(a) for a in hist_ids),
-                history_count=None if pd.isna(p["history_count"]) else int(p["history_count"]),
-                hits=hits, missed=missed,
-            ))
+                missed = (
+                    Hit(
+                        rank=None,
+                        tile=tile(target),
+                        score=score,
+                        text=cand.at[target, "author_text"] if target in vecs else None,
+                        next=1,
+                    ),
+                )
+            cards.append(
+                Card(
+                    kind="u2a",
+                    query_id=q,
+                    query_text=p["pref_text"],
+                    history=tuple(tile(a) for a in hist_ids),
+                    history_count=None if pd.isna(p["history_count"]) else int(p["history_count"]),
+                    hits=hits,
+                    missed=missed,
+                )
+            )
         else:
-            cards.append(Card(
-                kind="a2a", query_id=q, query_text=prof.at[q, "author_text"],
-                history=(tile(q),), history_count=None, hits=hits,
-            ))
-    return Gallery(dataset=cfg.name, feature_set=feature_set, as_of=when, k=k, pool=pool,
-                   cards=cards, notes=notes)
+            cards.append(
+                Card(
+                    kind="a2a",
+                    query_id=q,
+                    query_text=prof.at[q, "author_text"],
+                    history=(tile(q),),
+                    history_count=None,
+                    hits=hits,
+                )
+            )
+    return Gallery(
+        dataset=cfg.name,
+        feature_set=feature_set,
+        as_of=when,
+        k=k,
+        pool=pool,
+        cards=cards,
+        notes=notes,
+    )
 
 
 # --------------------------------------------------------------------------- rendering
@@ -469,11 +508,20 @@ def contact_sheet(card: Card, g: Gallery, path: Path) -> Path:
             if t.frames:
                 ax.imshow(PILImage.open(io.BytesIO(t.frames[0].data)).convert("RGB"))
             else:
-                ax.text(0.5, 0.5, textwrap.fill(t.title[:90], 18), ha="center", va="center",
-                        fontsize=6, transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    textwrap.fill(t.title[:90], 18),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    transform=ax.transAxes,
+                )
             label = t.author_id
             if h is not None:
-                label = f"{'#' + str(h.rank) if h.rank else 'next'} {t.author_id}\ncos {h.score:.3f}"
+                label = (
+                    f"{'#' + str(h.rank) if h.rank else 'next'} {t.author_id}\ncos {h.score:.3f}"
+                )
             ax.set_title(label, fontsize=7)
             color = "#d9480f" if h is not None and h.next else "#cccccc"
             for s in ax.spines.values():
@@ -481,8 +529,11 @@ def contact_sheet(card: Card, g: Gallery, path: Path) -> Path:
                 s.set_linewidth(3 if h is not None and h.next else 1)
     who = f"user {card.query_id}" if card.kind == "u2a" else f"author {card.query_id}"
     text = textwrap.shorten(card.query_text or "", 240)
-    fig.suptitle(f"{card.kind.upper()} {who}, {g.feature_set}, as of {g.as_of:%Y-%m-%d %H:%M}"
-                 f"\n{textwrap.fill(text, 30 * cols)}", fontsize=8)
+    fig.suptitle(
+        f"{card.kind.upper()} {who}, {g.feature_set}, as of {g.as_of:%Y-%m-%d %H:%M}"
+        f"\n{textwrap.fill(text, 30 * cols)}",
+        fontsize=8,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -503,14 +554,19 @@ def _doc(g: Gallery, sheets: list[str]) -> dict[str, Any]:
     cards = []
     for c, sheet in zip(g.cards, sheets, strict=True):
         d = strip(asdict(c))
-        d["frames_shown"] = sum(len(t.frames) for t in (*c.history,
-                                                        *(h.tile for h in (*c.hits, *c.missed))))
+        d["frames_shown"] = sum(
+            len(t.frames) for t in (*c.history, *(h.tile for h in (*c.hits, *c.missed)))
+        )
         d["sheet"] = sheet
         cards.append(d)
     return {
-        "dataset": g.dataset, "feature_set": g.feature_set,
-        "as_of": g.as_of.astimezone(UTC).isoformat(), "k": g.k, "pool": g.pool,
-        "notes": g.notes, "cards": cards,
+        "dataset": g.dataset,
+        "feature_set": g.feature_set,
+        "as_of": g.as_of.astimezone(UTC).isoformat(),
+        "k": g.k,
+        "pool": g.pool,
+        "notes": g.notes,
+        "cards": cards,
     }
 
 
@@ -552,12 +608,18 @@ def log_gallery(
             run_name=f"gallery {g.dataset} {g.feature_set} {g.as_of:%Y-%m-%d}",
             tags={"mspa.kind": "gallery", "mspa.dataset": g.dataset},
         )
-        params = {"dataset": g.dataset, "feature_set": g.feature_set,
-                  "as_of": g.as_of.isoformat(), "k": g.k, "pool": g.pool,
-                  "users": sum(c.kind == "u2a" for c in g.cards),
-                  "authors": sum(c.kind == "a2a" for c in g.cards)}
-        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v))
-                                         for k, v in params.items()])
+        params = {
+            "dataset": g.dataset,
+            "feature_set": g.feature_set,
+            "as_of": g.as_of.isoformat(),
+            "k": g.k,
+            "pool": g.pool,
+            "users": sum(c.kind == "u2a" for c in g.cards),
+            "authors": sum(c.kind == "a2a" for c in g.cards),
+        }
+        client.log_batch(
+            run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()]
+        )
         client.log_artifacts(run_id, str(out), artifact_path="gallery")
         client.set_terminated(run_id, "FINISHED")
         return run_id

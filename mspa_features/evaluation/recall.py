@@ -112,8 +112,9 @@ def target_ranks(scores: ArrayLike, target: ArrayLike) -> NDArray[np.float64]:
             "must have one entry per query", {"scores": s.shape, "target": t.shape}
         )
     if ((t < -1) | (t >= s.shape[1])).any():
-        raise InvalidValueError("target", t.min() if (t < -1).any() else t.max(),
-                                f"an item index in [-1, {s.shape[1]})")
+        raise InvalidValueError(
+            "target", t.min() if (t < -1).any() else t.max(), f"an item index in [-1, {s.shape[1]})"
+        )
     ranks = np.full(t.shape[0], np.inf)
     known = t >= 0
     if not known.any():

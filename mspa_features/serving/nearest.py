@@ -86,11 +86,21 @@ def query_vector(
         )
     if user is not None:
         view, key, entity, emb, text, kind = (
-            pref_view_name(feature_set), "user_id", user, "pref_emb", "pref_text", "u2a"
+            pref_view_name(feature_set),
+            "user_id",
+            user,
+            "pref_emb",
+            "pref_text",
+            "u2a",
         )
     else:
         view, key, entity, emb, text, kind = (
-            author_view_name(feature_set), "author_id", author, "author_emb", "author_text", "a2a"
+            author_view_name(feature_set),
+            "author_id",
+            author,
+            "author_emb",
+            "author_text",
+            "a2a",
         )
     row = _read(store, view, key, [str(entity)], [emb, text], _as_of_us(as_of))
     value = row[emb][0]
@@ -138,8 +148,12 @@ def nearest(
     hits = nearest_authors(store, feature_set, q.vector, top_k=2 * top_k + 1)
     if len(hits):
         live = _read(
-            store, author_view_name(feature_set), "author_id", list(hits["author_id"]),
-            ["author_emb"], now_us,
+            store,
+            author_view_name(feature_set),
+            "author_id",
+            list(hits["author_id"]),
+            ["author_emb"],
+            now_us,
         )["author_emb"]
         hits = hits[[v is not None for v in live]]
     if q.kind == "a2a":

@@ -36,7 +36,13 @@ __all__ = [
 #: Metrics of a variant's scores on the evaluation window, in table order.
 SCORE_METRICS: tuple[str, ...] = tuple(
     m.value
-    for m in (MetricName.AUC, MetricName.UAUC, MetricName.GAUC, MetricName.LOGLOSS, MetricName.WPAUC)
+    for m in (
+        MetricName.AUC,
+        MetricName.UAUC,
+        MetricName.GAUC,
+        MetricName.LOGLOSS,
+        MetricName.WPAUC,
+    )
 )
 #: The variant against the baseline: delta AUC, its paired bootstrap CI over users, p-value;
 #: then delta UAUC, GAUC, logloss and wpAUC, each with its CI from the same resampled users.

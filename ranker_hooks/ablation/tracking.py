@@ -93,11 +93,17 @@ def git_commit(path: str | Path | None = None) -> str | None:
     try:
         head = subprocess.run(
             ["git", "-C", str(where), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -322,7 +328,9 @@ def _log_parent(client: Any, run_id: str, doc: dict[str, Any]) -> None:
             datasets=[
                 DatasetInput(
                     dataset=Dataset(
-                        name=i["name"], digest=i["digest"], source_type="local",
+                        name=i["name"],
+                        digest=i["digest"],
+                        source_type="local",
                         source=json.dumps({"uri": i["source"]}),
                         profile=json.dumps({"num_rows": i.get("rows")}),
                     ),
