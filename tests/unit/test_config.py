@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,24 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.u2a.num_candidates == [4, 10]
+
+
+def test_whole_data_config_is_the_main_job_without_the_llm_sample():
+    # configs/movielens_full_llm.yaml: the README's measured whole-data comparison
+    main = load_config(REPO / "configs" / "movielens.yaml")
+    full = load_config(REPO / "configs" / "movielens_full_llm.yaml")
+    assert main.features.sample is not None and full.features.sample is None
+    assert full.features.feature_sets == ["template", "llm"]
+    assert full.ablation.compare == ["template", "llm"]
+    # llama.cpp on every core (the main job keeps one thread for a shared machine)
+    assert main.composer.backend.threads == 1 and full.composer.backend.threads is None
+    same = {"features": {"sample"}, "composer": {"backend": {"threads"}}}  # the rest: the same
+    for section in type(full).model_fields:
+        drop: Any = same.get(section, set())
+        a, b = getattr(main, section), getattr(full, section)
+        if hasattr(a, "model_dump"):
+            a, b = a.model_dump(exclude=drop), b.model_dump(exclude=drop)
+        assert a == b, section
 
 
 def _write(tmp_path, text):
