@@ -138,14 +138,14 @@ def _ais_verdict(row: _Row, effect: str, ratio: float | None, upper: str | None)
 
 
 def ratio_cell(ratio: float | None) -> str:
-    """The AIS/LIS ratio as a table cell: ``""`` without an upper bound, ``"loss"`` below the
-    baseline (a negative share of an upper bound is not meaningful; the verdict says so), else a
-    percentage such as ``"42%"``."""
+    """The AIS/LIS ratio as a table cell: ``""`` without an upper bound, ``"below"`` under the
+    baseline (a negative share of an upper bound is not meaningful, significant or not; the
+    verdict says whether it is a loss), else a percentage such as ``"42%"``."""
     if ratio is None:
         return ""
     if ratio < 0:
-        return "loss"
-    return f"{ratio:.0%}"
+        return "below"
+    return f"{ratio + 0.0:.0%}"  # + 0.0: -0.0 prints "0%", not "-0%"
 
 
 def lis_report(

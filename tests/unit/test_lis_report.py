@@ -108,5 +108,5 @@ def test_ratio_cell_prints_a_share_only_for_a_gain() -> None:
     # every table (main job, `mspa lis` rich and markdown) renders the column through it
     assert ratio_cell(None) == ""
     assert ratio_cell(0.4249) == "42%"
-    assert ratio_cell(0.0) == "0%"
-    assert ratio_cell(-0.16) == "loss"
+    assert ratio_cell(0.0) == ratio_cell(-0.0) == "0%"
+    assert ratio_cell(-0.16) == ratio_cell(-0.001) == "below"  # a loss or not: never "-16%"
