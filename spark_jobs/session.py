@@ -9,6 +9,7 @@ a 2-core machine: one session per job, shared by its entities.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pyspark.sql import SparkSession
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["SPARK_DEFAULTS", "SPARK_REQUIRED", "build_spark_session", "job_session", "sql_ts"]
 
@@ -127,9 +130,8 @@ def spark_progress(
         tracker = sc.statusTracker()
         while not stop.wait(0.5):
             if rows is not None:
-                from spark_jobs.udfs import read_row_progress
-
-                progress(label, min(read_row_progress(rows[0]), rows[1]), rows[1])
+                if rows[1]:  # nothing requested: no count to show
+                    progress(label, min(read_row_progress(rows[0]), rows[1]), rows[1])
                 continue
             done = total = 0
             for jid in tracker.getJobIdsForGroup(group):
@@ -142,13 +144,30 @@ def spark_progress(
             if total:
                 progress(label, done, total)
 
+    from spark_jobs.udfs import read_row_progress
+
     th = threading.Thread(target=poll, daemon=True)
     th.start()
+    ok = False
     try:
         yield
+        ok = True
     finally:
         stop.set()
         th.join()
         sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-        n = rows[1] if rows is not None and rows[1] else 1
-        progress(label, n, n)
+        if rows is None or not rows[1]:
+            if ok:
+                progress(label, 1, 1)
+        else:
+            # A failed step shows how far its tasks got, never "all composed".
+            done = min(read_row_progress(rows[0]), rows[1])
+            if ok and done < rows[1]:
+                _log.info(
+                    "%s: the tasks' progress files show %d of %d inputs (executors that do not "
+                    "share the workspace cannot report rows)",
+                    label,
+                    done,
+                    rows[1],
+                )
+            progress(label, rows[1] if ok else done, rows[1])

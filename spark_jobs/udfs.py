@@ -109,9 +109,10 @@ class RowTicker:
     Spark reports a task only when it ends, and the LLM set's compose step is one long task
     (an hour for the whole MovieLens set on 2 cores): after each composer batch the task writes
     its running count of composed inputs to ``<folder>/<partition id>`` (atomically: a temp file
-    and ``os.replace``), which the driver sums. A retried attempt starts its partition's count
-    again. ``folder=None`` (no display) writes nothing. The folder must be reachable from the
-    executors (the workspace is, as the backfill writes its staging there).
+    of its own and ``os.replace``), which the driver sums. A retried attempt starts its
+    partition's count again. ``folder=None`` (no display) writes nothing, and a folder the task
+    cannot write (a workspace the executors do not share) only stops the reports: the display
+    never fails the job.
     """
 
     def __init__(self, folder: str | None):
@@ -124,9 +125,14 @@ class RowTicker:
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
-        part = ctx.partitionId() if ctx is not None else 0
-        os.makedirs(folder, exist_ok=True)
+        part, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx is not None else (0, 0)
         self.path = os.path.join(folder, str(part))
+        # each attempt its own temp file: a speculative twin never replaces it from under us
+        self._tmp = f"{self.path}.{attempt}-{os.getpid()}.tmp"
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError:
+            self.path = None
         self._write()
 
     def __call__(self, n: int) -> None:
@@ -138,10 +144,12 @@ class RowTicker:
             return
         import os
 
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            f.write(str(self.done))
-        os.replace(tmp, self.path)
+        try:
+            with open(self._tmp, "w") as f:
+                f.write(str(self.done))
+            os.replace(self._tmp, self.path)
+        except OSError:  # the display is a courtesy: it never fails the job
+            self.path = None
 
 
 def read_row_progress(folder: str | Path) -> int:

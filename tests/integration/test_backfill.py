@@ -328,11 +328,21 @@ def test_weekly_quarantine_and_point_in_time_author_content(spark, tmp_path):
     assert a["event_timestamp"][0] == datetime(2024, 1, 6, tzinfo=UTC)
 
 
-def test_compose_step_reports_inputs_composed_not_spark_tasks(spark, tmp_path):
+def test_compose_step_reports_inputs_composed_not_spark_tasks(spark, tmp_path, monkeypatch):
     # The LLM set's compose step is one Spark task for up to an hour: a task count would sit at
     # 0/1. The display counts the inputs the tasks have composed, of all that were requested.
+    from spark_jobs import udfs
+
     cfg = _tiny_workspace(tmp_path)
     calls: list[tuple[str, int, int]] = []
+    reads: dict[str, int] = {}  # progress folder -> last count the driver read from the tasks
+
+    def spy(folder):
+        reads[Path(folder).name.split("-")[0]] = n = read(folder)
+        return n
+
+    read = udfs.read_row_progress
+    monkeypatch.setattr(udfs, "read_row_progress", spy)
     bf = B.BackfillConfig(cadence="weekly")
     counts = jobs.run_backfill(
         cfg,
@@ -349,8 +359,24 @@ def test_compose_step_reports_inputs_composed_not_spark_tasks(spark, tmp_path):
         assert seen[-1] == (requested, requested)
         done = [d for d, _ in seen]
         assert done == sorted(done)
+        assert reads[entity] == requested  # what the tasks' tickers wrote, read by the driver
     # the tickers' folders go with the staging folders
     assert not list(B.feature_set_dir(cfg, bf).rglob("*.progress"))
+
+
+def test_a_failed_compose_step_shows_how_far_it_got(spark, tmp_path):
+    from spark_jobs.session import spark_progress
+
+    folder = tmp_path / "preferences-r1.progress"
+    folder.mkdir()
+    calls: list[tuple[str, int, int]] = []
+    with (
+        pytest.raises(RuntimeError, match="task died"),
+        spark_progress(spark, "compose", lambda *c: calls.append(c), rows=(folder, 10)),
+    ):
+        (folder / "0").write_text("4")  # one task reported 4 of its inputs, then the job failed
+        raise RuntimeError("task died")
+    assert calls[-1] == ("compose", 4, 10)  # never "10/10" for a step that did not finish
 
 
 def test_a_range_after_all_content_writes_the_content_valid_at_its_start(spark, tmp_path):

@@ -157,3 +157,9 @@ def test_row_tickers_of_a_spark_step_add_up_per_partition(tmp_path) -> None:
     silent = RowTicker(None)  # no display: nothing written
     silent(5)
     assert sorted(p.name for p in folder.iterdir()) == ["0", "3", "5.tmp"]
+    # a folder the task cannot write (here: below a file) stops the reports, never the task
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    lost = RowTicker(str(blocked / "progress"))
+    lost(64)
+    assert lost.path is None and lost.done == 64
