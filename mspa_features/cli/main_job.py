@@ -256,6 +256,24 @@ def _feature_set_steps(progress: Any, feature_set: str) -> Any:
     return step
 
 
+def row_status(entity_dir: str | Path, dates: list[str]) -> dict[str, dict[str, int]]:
+    """How the rows of published partitions were written: ``{"status": {"ok": n, "repaired":
+    n, "failed": n}, "decoding": {"constrained": n, ...}}``, counted from the partitions'
+    ``<prefix>_status`` and ``<prefix>_decoding`` columns (the ones Feast serves, so a ranker
+    can drop failed rows); empty dicts when ``dates`` is empty."""
+    from mspa_features.snapshots.partitions import read_partitions
+
+    if not dates:
+        return {"status": {}, "decoding": {}}
+    t = read_partitions(Path(entity_dir), dates)
+    out: dict[str, dict[str, int]] = {}
+    for kind in ("status", "decoding"):
+        (col,) = [c for c in t.column_names if c.endswith(f"_{kind}")]
+        values = t.column(col).to_pylist()
+        out[kind] = {v: values.count(v) for v in sorted(set(values), key=str)}
+    return out
+
+
 def build_features(cfg: RunConfig, ws: Workspace, progress: Any = None) -> dict[str, Any]:
     """Stage 5: backfill every configured feature set over the data's span (the sampled ones
     for ``features.sample`` only), then register and materialize them; returns reconciled
@@ -292,7 +310,13 @@ def build_features(cfg: RunConfig, ws: Workspace, progress: Any = None) -> dict[
             counts = run_backfill(
                 cfg, bf, start, end, spark=spark, progress=_feature_set_steps(progress, fs)
             )
-            backfills[fs] = {entity: c.as_dict() for entity, c in counts.items()}
+            backfills[fs] = {
+                entity: {
+                    **c.as_dict(),
+                    **row_status(c.path, [p.ds for p in c.partitions if p.written]),
+                }
+                for entity, c in counts.items()
+            }
     finally:
         if spark is not None:
             spark.stop()

@@ -58,6 +58,16 @@ def features_table(features: dict[str, Any]) -> Table:
         f"{len(reg['views'])} views, {len(reg['services'])} services; materialized rows: "
         + ", ".join(f"{v} {n:,}" for v, n in reg["materialized_rows"].items())
     )
+    parsed = [
+        f"{fs} {'authors' if entity == 'author_profiles' else entity} "
+        f"{'/'.join(str(c['status'].get(k, 0)) for k in ('ok', 'repaired', 'failed'))}"
+        + (f" ({', '.join(sorted(c['decoding']))})" if c.get("decoding") else "")
+        for fs, entities in features["backfill"].items()
+        for entity, c in entities.items()
+        if "none" not in c.get("decoding", {"none": 0})  # LLM-written sets only
+    ]
+    if parsed:
+        t.caption += "; rows ok/repaired/failed: " + ", ".join(parsed)
     s = features.get("sample")
     if s:
         sets = ", ".join(features.get("sampled_sets", [])) or "sampled sets"

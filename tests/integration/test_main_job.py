@@ -134,6 +134,11 @@ def test_main_job_on_movielens_prints_and_writes_summary(tmp_path, movielens_raw
     assert set(prefs.column("pref_status").to_pylist()) <= {"ok", "repaired", "failed"}
     assert set(prefs.column("pref_decoding").to_pylist()) <= {"constrained", "free"}
     assert prefs.column("model_version")[0].as_py().startswith("llamacpp:")
+    # the summary counts how the rows were written, from those partitions, and prints it
+    statuses = prefs.column("pref_status").to_pylist()
+    assert llm_bf["preferences"]["status"] == {k: statuses.count(k) for k in set(statuses)}
+    assert sum(llm_bf["author_profiles"]["status"].values()) == 48
+    assert "rows ok/repaired/failed: llm preferences" in " ".join(out.split())
     assert summary["features"]["register"]["materialized_rows"]["author_profiles__llm"] == 48
     # Ablation: baseline, AIS and LIS rows in results.json (the contract's fields), leaked flags
     # exactly on LIS rows, one MLflow parent run, a verdict per row, the table printed.

@@ -65,6 +65,22 @@ def test_features_table_shows_whole_entities_and_headers() -> None:
     text = "\n".join(_render(features_table(features)))
     for word in ("quarantined", "seconds", "author_profiles", "preferences", "1,801", "56.7"):
         assert word in text, word
+    assert "ok/repaired/failed" not in text  # the template set is not written by an LLM
+
+    # an LLM set: how its rows were written (the status column Feast serves), under the table
+    features["backfill"]["llm"] = {
+        "preferences": {"partitions": 31, "requested": 69, "written": 69, "quarantined": 0,
+                        "seconds": 166.8, "status": {"ok": 67, "repaired": 1, "failed": 1},
+                        "decoding": {"constrained": 69}},
+        "author_profiles": {"partitions": 216, "requested": 160, "written": 160,
+                            "quarantined": 0, "seconds": 55.6, "status": {"ok": 160},
+                            "decoding": {"constrained": 160}},
+    }  # fmt: skip
+    text = " ".join(ln.strip() for ln in _render(features_table(features)))
+    assert (
+        "rows ok/repaired/failed: llm preferences 67/1/1 (constrained), "
+        "llm authors 160/0/0 (constrained)"
+    ) in text
 
 
 # --------------------------------------------------------------------------- the whole summary
