@@ -150,6 +150,9 @@ class BackfillCounts:
         seconds: wall time of the backfill (session start excluded).
         notes: why rows one might expect are not there (nothing in range, content carried
             over to the range start), for the output.
+        status: written rows per generation status (``ok`` / ``repaired`` / ``failed``, the
+            contract's ``<prefix>_status`` column that Feast serves).
+        decoding: written rows per decoding (``constrained`` / ``free`` / ``none``).
     """
 
     entity: str
@@ -161,6 +164,8 @@ class BackfillCounts:
     path: str = ""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+    decoding: dict[str, int] = field(default_factory=dict)
 
     def check(self) -> None:
         """Raises ReconciliationError unless requested == written + quarantined."""
@@ -179,6 +184,8 @@ class BackfillCounts:
             "path": self.path,
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
+            "status": dict(self.status),
+            "decoding": dict(self.decoding),
         }
 
 
@@ -372,6 +379,12 @@ def publish(
     manifest = read_manifest(entity_dir)
     manifest.update({"entity": entity, "contract": entity, **meta})
     reasons: Counter[str] = Counter()
+    # how the rows were written, tallied from the rows being published (no second read)
+    written_by = {
+        kind: [c for c in contract.columns if c.endswith(f"_{kind}")]
+        for kind in ("status", "decoding")
+    }
+    tallies: dict[str, Counter[str]] = {kind: Counter() for kind in written_by}
     for i, pc in enumerate(counts.partitions):
         ds = pc.ds
         rows = _read_staged(rows_dir / f"ds={ds}", contract.columns)
@@ -381,6 +394,9 @@ def publish(
         q = _read_staged(q_dir / f"ds={ds}", [*key_cols, "reason", "record"])
         q_table = _quarantine_table(entity, ds, meta["feature_set"], rows, q, key_cols)
         reasons.update(q_table.column("reason").to_pylist())
+        for kind, cols in written_by.items():
+            for col in cols:
+                tallies[kind].update(rows.column(col).to_pylist())
         if len(set(zip(*(rows.column(k).to_pylist() for k in key_cols), strict=True))) != len(rows):
             raise ReconciliationError(
                 f"backfill {entity} ds={ds}: duplicate keys",
@@ -407,6 +423,9 @@ def publish(
         if progress:
             progress(f"{entity}: publish partitions", i + 1, len(counts.partitions))
     counts.reasons = dict(reasons)
+    counts.status, counts.decoding = (
+        dict(sorted(tallies[k].items(), key=lambda kv: str(kv[0]))) for k in written_by
+    )
     return counts
 
 

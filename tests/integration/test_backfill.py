@@ -290,6 +290,8 @@ def test_weekly_quarantine_and_point_in_time_author_content(spark, tmp_path):
         (3, 3, 0),
     ]
     assert prefs.reasons == {"empty history": 1}
+    # how the written rows were made, tallied while publishing (the template decodes nothing)
+    assert (prefs.status, prefs.decoding) == ({"ok": 4}, {"none": 4})
     rows = B.read_partitions(root / "preferences").to_pydict()
     got = {
         (u, ds): (n, text)
