@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -89,6 +90,20 @@ class _Worker:
             AUTHORS.to_records(read_parquet(spec.authors_path, AUTHORS.schema))
         )
 
+    def compose(self, builder: Any, items: list[Any], tick: RowTicker) -> Any:
+        """``builder`` (``compose_preference_rows`` / ``compose_author_rows``) over ``items``
+        with this worker's composer, encoder, cache and batch size; ``created_timestamp`` is
+        set per row afterwards (:func:`_stamped`), and ``tick`` hears each composer batch."""
+        return builder(
+            self.composer,
+            self.encoder,
+            items,
+            cache=self.cache,
+            batch_size=self.spec.batch_size,
+            created=EPOCH,
+            on_batch=tick,
+        )
+
 
 _WORKERS: dict[str, _Worker] = {}
 _MAX_WORKERS = 4
@@ -120,8 +135,6 @@ class RowTicker:
         self.done = 0
         if folder is None:
             return
-        import os
-
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
@@ -142,8 +155,6 @@ class RowTicker:
     def _write(self) -> None:
         if self.path is None:
             return
-        import os
-
         try:
             with open(self._tmp, "w") as f:
                 f.write(str(self.done))
@@ -301,15 +312,7 @@ def _compose_preference_batch(
     """Preference rows (and quarantine) of the histories, each in its as-of day's partition."""
     from mspa_features.compose.feature_rows import compose_preference_rows
 
-    out = compose_preference_rows(
-        w.composer,
-        w.encoder,
-        histories,
-        cache=w.cache,
-        batch_size=w.spec.batch_size,
-        created=EPOCH,
-        on_batch=tick,
-    )
+    out = w.compose(compose_preference_rows, histories, tick)
     ok, bad, table = _stamped(out)
     q_keys = pa.table(
         {
@@ -372,15 +375,7 @@ def _compose_author_batch(
             0,
         )
     recs: list[Author] = [a for a in authors if a is not None]
-    out = compose_author_rows(
-        w.composer,
-        w.encoder,
-        recs,
-        cache=w.cache,
-        batch_size=w.spec.batch_size,
-        created=EPOCH,
-        on_batch=tick,
-    )
+    out = w.compose(compose_author_rows, recs, tick)
     ok, bad, table = _stamped(out)
     ts_type = AUTHORS.schema.field("event_timestamp").type
     table = table.set_column(

@@ -156,6 +156,12 @@ def spark_validator(cfg):  # type: ignore[no-untyped-def]
 STEP_DETAIL = " - "
 
 
+def entity_label(entity: str) -> str:
+    """An entity as the main job's output names it: ``author_profiles`` reads ``authors`` (the
+    progress rows fit beside the bar at 80 columns), ``preferences`` stays."""
+    return "authors" if entity == "author_profiles" else entity
+
+
 def shown_path(path: str | Path, cwd: Path | None = None) -> str:
     """``path`` as a user copies it: relative to ``cwd`` (default: the working directory) when
     it lies under it, which keeps it short; as given otherwise (a URI such as

@@ -242,36 +242,19 @@ def _feature_set_steps(progress: Any, feature_set: str) -> Any:
     feature set, and a row per step would push the display past a 24-line terminal.
     ``author_profiles`` reads ``authors`` there, so the name fits beside the bar at 80
     columns."""
-    from mspa_features.cli.common import STEP_DETAIL
+    from mspa_features.cli.common import STEP_DETAIL, entity_label
 
     if progress is None:
         return None
 
     def step(what: str, done: int, total: int) -> None:
         entity, _, detail = what.partition(": ")
-        entity = "authors" if entity == "author_profiles" else entity
-        name = f"{feature_set} {entity}" + (f"{STEP_DETAIL}{detail}" if detail else "")
+        name = f"{feature_set} {entity_label(entity)}" + (
+            f"{STEP_DETAIL}{detail}" if detail else ""
+        )
         progress(name, done, total)
 
     return step
-
-
-def row_status(entity_dir: str | Path, dates: list[str]) -> dict[str, dict[str, int]]:
-    """How the rows of published partitions were written: ``{"status": {"ok": n, "repaired":
-    n, "failed": n}, "decoding": {"constrained": n, ...}}``, counted from the partitions'
-    ``<prefix>_status`` and ``<prefix>_decoding`` columns (the ones Feast serves, so a ranker
-    can drop failed rows); empty dicts when ``dates`` is empty."""
-    from mspa_features.snapshots.partitions import read_partitions
-
-    if not dates:
-        return {"status": {}, "decoding": {}}
-    t = read_partitions(Path(entity_dir), dates)
-    out: dict[str, dict[str, int]] = {}
-    for kind in ("status", "decoding"):
-        (col,) = [c for c in t.column_names if c.endswith(f"_{kind}")]
-        values = t.column(col).to_pylist()
-        out[kind] = {v: values.count(v) for v in sorted(set(values), key=str)}
-    return out
 
 
 def build_features(cfg: RunConfig, ws: Workspace, progress: Any = None) -> dict[str, Any]:
@@ -310,13 +293,7 @@ def build_features(cfg: RunConfig, ws: Workspace, progress: Any = None) -> dict[
             counts = run_backfill(
                 cfg, bf, start, end, spark=spark, progress=_feature_set_steps(progress, fs)
             )
-            backfills[fs] = {
-                entity: {
-                    **c.as_dict(),
-                    **row_status(c.path, [p.ds for p in c.partitions if p.written]),
-                }
-                for entity, c in counts.items()
-            }
+            backfills[fs] = {entity: c.as_dict() for entity, c in counts.items()}
     finally:
         if spark is not None:
             spark.stop()

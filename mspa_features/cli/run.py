@@ -11,6 +11,7 @@ from mspa_features.cli.common import (
     STEP_DETAIL,
     console,
     counts_table,
+    entity_label,
     metric_table,
     print_path,
     print_wrapped,
@@ -59,7 +60,7 @@ def features_table(features: dict[str, Any]) -> Table:
         + ", ".join(f"{v} {n:,}" for v, n in reg["materialized_rows"].items())
     )
     parsed = [
-        f"{fs} {'authors' if entity == 'author_profiles' else entity} "
+        f"{fs} {entity_label(entity)} "
         f"{'/'.join(str(c['status'].get(k, 0)) for k in ('ok', 'repaired', 'failed'))}"
         + (f" ({', '.join(sorted(c['decoding']))})" if c.get("decoding") else "")
         for fs, entities in features["backfill"].items()
